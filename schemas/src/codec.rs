@@ -1,0 +1,311 @@
+//! Encoding and decoding records in the three wire formats producers use.
+//!
+//! - **Avro single-object encoding**: `C3 01`, the writer schema's 8-byte CRC-64-AVRO
+//!   fingerprint (little-endian), then the Avro datum.
+//! - **Confluent wire format**: `00`, a 4-byte big-endian schema id, then the Avro datum.
+//!   Ids come from the embedded registry (each schema's `local_id`) or from ids registered
+//!   with [`Codec::register_id`] (as learnt from a Confluent-compatible schema registry).
+//! - **JSON**: the record's JSON form (what the Rust types serialize to).
+//!
+//! Decoding detects the format from the first bytes, finds the writer's schema (any
+//! released version), and resolves it to the current (reader) schema, so data written with
+//! an older version of a schema reads with the newer one.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use apache_avro::Schema;
+use apache_avro::rabin::Rabin;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::catalogue::{Catalogue, SchemaVersion};
+use crate::json_avro::{Names, avro_to_json, collect_names, json_to_avro};
+use crate::{Envelope, Interaction};
+
+/// A type with a schema in the catalogue.
+pub trait AvroRecord: Serialize + DeserializeOwned {
+    /// The schema's short name in `schemas/avro/`.
+    const SCHEMA: &'static str;
+}
+
+impl AvroRecord for Envelope {
+    const SCHEMA: &'static str = "Envelope";
+}
+
+impl AvroRecord for Interaction {
+    const SCHEMA: &'static str = "Interaction";
+}
+
+/// A wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// JSON text.
+    Json,
+    /// Avro single-object encoding.
+    SingleObject,
+    /// Confluent wire format (magic byte + schema id).
+    Confluent,
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Json => "json",
+            Format::SingleObject => "avro-single-object",
+            Format::Confluent => "confluent-avro",
+        })
+    }
+}
+
+impl Format {
+    /// Detects the format of a message from its first bytes.
+    pub fn detect(bytes: &[u8]) -> Result<Format, DecodeError> {
+        match bytes {
+            [] => Err(DecodeError::Empty),
+            [0xC3, 0x01, ..] => Ok(Format::SingleObject),
+            [0x00, ..] => Ok(Format::Confluent),
+            _ => match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+                Some(b'{') => Ok(Format::Json),
+                Some(&b) => Err(DecodeError::UnknownFormat { first_byte: b }),
+                None => Err(DecodeError::Empty),
+            },
+        }
+    }
+}
+
+/// Why a message could not be decoded. Every variant means the message itself is bad
+/// (poison), never that retrying could help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The message is empty.
+    #[error("empty message")]
+    Empty,
+    /// The message is not JSON, Avro single-object or Confluent Avro.
+    #[error(
+        "unknown format: first byte 0x{first_byte:02x} is not '{{', 0xc3 (Avro single-object) or 0x00 (Confluent)"
+    )]
+    UnknownFormat {
+        /// The first byte.
+        first_byte: u8,
+    },
+    /// The header is cut short.
+    #[error("{format} message is {len} bytes, shorter than its header")]
+    Truncated {
+        /// The detected format.
+        format: Format,
+        /// The message length.
+        len: usize,
+    },
+    /// A single-object message names a schema this build does not know.
+    #[error("unknown schema fingerprint {0:016x}")]
+    UnknownFingerprint(u64),
+    /// A Confluent message names a schema id this build does not know.
+    #[error("unknown schema id {0}")]
+    UnknownSchemaId(u32),
+    /// The writer schema is a different record than the one expected.
+    #[error("schema mismatch: expected {expected}, message was written with {found}")]
+    WrongSchema {
+        /// The expected record.
+        expected: String,
+        /// The writer's record.
+        found: String,
+    },
+    /// The Avro datum does not decode with the writer schema, or does not resolve to the
+    /// reader schema.
+    #[error("invalid Avro: {0}")]
+    Avro(String),
+    /// The JSON is malformed or does not fit the record.
+    #[error("invalid JSON: {0}")]
+    Json(String),
+}
+
+/// A value could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The type's schema is not in the catalogue.
+    #[error("no schema named {0}")]
+    UnknownSchema(String),
+    /// The value does not fit its schema.
+    #[error("value does not fit schema {schema}: {message}")]
+    Mismatch {
+        /// The schema.
+        schema: String,
+        /// What does not fit, with its field path.
+        message: String,
+    },
+}
+
+/// Encodes and decodes catalogue records; holds schema ids learnt from a registry.
+#[derive(Debug, Clone, Default)]
+pub struct Codec {
+    registered: HashMap<u32, Arc<SchemaVersion>>,
+    ids_by_fingerprint: HashMap<u64, u32>,
+}
+
+impl Codec {
+    /// A codec knowing the catalogue's schemas and their embedded-registry ids.
+    pub fn new() -> Codec {
+        Codec::default()
+    }
+
+    /// Registers a schema id assigned by an external registry. `schema_json` must parse;
+    /// its record must be one the catalogue knows (any compatible version).
+    pub fn register_id(&mut self, id: u32, schema_json: &str) -> Result<(), DecodeError> {
+        let schema =
+            Schema::parse_str(schema_json).map_err(|e| DecodeError::Avro(e.to_string()))?;
+        let fingerprint = fingerprint(&schema)?;
+        let full_name = match &schema {
+            Schema::Record(r) => r.name.fullname(None),
+            _ => {
+                return Err(DecodeError::Avro(
+                    "registered schema is not a record".into(),
+                ));
+            }
+        };
+        let name = full_name
+            .rsplit('.')
+            .next()
+            .unwrap_or(&full_name)
+            .to_owned();
+        let version = Catalogue::get()
+            .by_fingerprint(fingerprint)
+            .map_or(0, |v| v.version);
+        let json =
+            serde_json::from_str(schema_json).map_err(|e| DecodeError::Json(e.to_string()))?;
+        let mut names = Names::new();
+        collect_names(&schema, &mut names);
+        let v = SchemaVersion {
+            name,
+            full_name,
+            version,
+            schema,
+            json,
+            fingerprint,
+            local_id: id,
+            names,
+        };
+        self.ids_by_fingerprint.insert(fingerprint, id);
+        self.registered.insert(id, Arc::new(v));
+        Ok(())
+    }
+
+    /// Encodes a record in `format` with the current version of its schema.
+    pub fn encode<T: AvroRecord>(&self, value: &T, format: Format) -> Result<Vec<u8>, EncodeError> {
+        if format == Format::Json {
+            return serde_json::to_vec(value).map_err(|e| EncodeError::Mismatch {
+                schema: T::SCHEMA.to_owned(),
+                message: e.to_string(),
+            });
+        }
+        let v = current::<T>().ok_or_else(|| EncodeError::UnknownSchema(T::SCHEMA.to_owned()))?;
+        let mismatch = |message: String| EncodeError::Mismatch {
+            schema: T::SCHEMA.to_owned(),
+            message,
+        };
+        let json = serde_json::to_value(value).map_err(|e| mismatch(e.to_string()))?;
+        let avro = json_to_avro(&json, &v.schema, &v.names).map_err(mismatch)?;
+        let datum =
+            apache_avro::to_avro_datum(&v.schema, avro).map_err(|e| mismatch(e.to_string()))?;
+        let mut out = Vec::with_capacity(datum.len() + 10);
+        match format {
+            Format::SingleObject => {
+                out.extend_from_slice(&[0xC3, 0x01]);
+                out.extend_from_slice(&v.fingerprint.to_le_bytes());
+            }
+            Format::Confluent => {
+                let id = self
+                    .ids_by_fingerprint
+                    .get(&v.fingerprint)
+                    .copied()
+                    .unwrap_or(v.local_id);
+                out.push(0);
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+            Format::Json => unreachable!("handled above"),
+        }
+        out.extend_from_slice(&datum);
+        Ok(out)
+    }
+
+    /// Decodes a record of type `T` from any of the three formats.
+    pub fn decode<T: AvroRecord>(&self, bytes: &[u8]) -> Result<T, DecodeError> {
+        self.decode_with_format(bytes).map(|(v, _)| v)
+    }
+
+    /// Decodes a record and tells which format it was in.
+    pub fn decode_with_format<T: AvroRecord>(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(T, Format), DecodeError> {
+        let format = Format::detect(bytes)?;
+        let truncated = |len| DecodeError::Truncated { format, len };
+        let (writer, mut datum): (&SchemaVersion, &[u8]) = match format {
+            Format::Json => {
+                let value =
+                    serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+                return Ok((value, format));
+            }
+            Format::SingleObject => {
+                let header: [u8; 8] = bytes
+                    .get(2..10)
+                    .and_then(|h| h.try_into().ok())
+                    .ok_or(truncated(bytes.len()))?;
+                let fp = u64::from_le_bytes(header);
+                let writer = Catalogue::get()
+                    .by_fingerprint(fp)
+                    .ok_or(DecodeError::UnknownFingerprint(fp))?;
+                (writer, &bytes[10..])
+            }
+            Format::Confluent => {
+                let header: [u8; 4] = bytes
+                    .get(1..5)
+                    .and_then(|h| h.try_into().ok())
+                    .ok_or(truncated(bytes.len()))?;
+                let id = u32::from_be_bytes(header);
+                let writer = self
+                    .registered
+                    .get(&id)
+                    .or_else(|| Catalogue::get().by_local_id(id))
+                    .ok_or(DecodeError::UnknownSchemaId(id))?;
+                (writer, &bytes[5..])
+            }
+        };
+        let reader = current::<T>()
+            .ok_or_else(|| DecodeError::Avro(format!("no schema named {}", T::SCHEMA)))?;
+        if writer.full_name != reader.full_name {
+            return Err(DecodeError::WrongSchema {
+                expected: reader.full_name.clone(),
+                found: writer.full_name.clone(),
+            });
+        }
+        let resolve_to = (writer.fingerprint != reader.fingerprint).then_some(&reader.schema);
+        let value = apache_avro::from_avro_datum(&writer.schema, &mut datum, resolve_to)
+            .map_err(|e| DecodeError::Avro(e.to_string()))?;
+        if !datum.is_empty() {
+            return Err(DecodeError::Avro(format!(
+                "{} trailing bytes after the datum",
+                datum.len()
+            )));
+        }
+        let json = avro_to_json(&value);
+        let decoded = serde_json::from_value(json).map_err(|e| DecodeError::Avro(e.to_string()))?;
+        Ok((decoded, format))
+    }
+}
+
+fn current<T: AvroRecord>() -> Option<&'static Arc<SchemaVersion>> {
+    Catalogue::get().current(T::SCHEMA)
+}
+
+fn fingerprint(schema: &Schema) -> Result<u64, DecodeError> {
+    let bytes = schema.fingerprint::<Rabin>().bytes;
+    bytes
+        .as_slice()
+        .try_into()
+        .map(u64::from_le_bytes)
+        .map_err(|_| DecodeError::Avro("fingerprint is not 8 bytes".into()))
+}

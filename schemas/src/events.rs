@@ -1,0 +1,391 @@
+//! Rust types for the input record, the envelope and every event in the catalogue.
+//!
+//! Field names are the Avro field names, so a value converts to and from its schema by
+//! name. Optional fields (`["null", T]` unions) are `Option<T>` and may be absent in JSON.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Timestamp;
+
+/// A customer's message as producers put it on `interactions.raw` (never stored raw).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interaction {
+    /// Producer-assigned unique id, if any.
+    #[serde(default)]
+    pub interaction_id: Option<String>,
+    /// The conversation; the partition key.
+    pub conversation_id: String,
+    /// The producer's customer id (personal data).
+    pub customer_id: String,
+    /// chat, email, phone, ...
+    pub channel: String,
+    /// The product the message is about.
+    #[serde(default)]
+    pub product: Option<String>,
+    /// Declared language (BCP 47).
+    #[serde(default)]
+    pub language: Option<String>,
+    /// The message text.
+    pub text: String,
+    /// Declared demographic attributes.
+    #[serde(default)]
+    pub demographics: BTreeMap<String, String>,
+    /// When the customer sent it.
+    pub sent_at: Timestamp,
+    /// The tenant (schema version 2; `default` when a v1 writer did not say).
+    #[serde(default = "default_tenant")]
+    pub tenant_id: String,
+}
+
+fn default_tenant() -> String {
+    "default".to_owned()
+}
+
+/// What every downstream event carries about its interaction, free of personal data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct InteractionContext {
+    pub interaction_id: String,
+    pub conversation_id: String,
+    #[serde(default = "default_tenant")]
+    pub tenant_id: String,
+    pub customer_pseudonym: String,
+    pub channel: String,
+    #[serde(default)]
+    pub product: Option<String>,
+    #[serde(default)]
+    pub language: Option<String>,
+    #[serde(default)]
+    pub demographics: BTreeMap<String, String>,
+    pub sent_at: Timestamp,
+}
+
+/// A detected entity, located in the scrubbed text (char offsets); never its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct PiiSpan {
+    pub entity_type: String,
+    pub start: i32,
+    pub end: i32,
+    pub score: f64,
+    pub recognizer: String,
+    pub operator: String,
+}
+
+/// An interaction with its personal data replaced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct InteractionScrubbed {
+    pub context: InteractionContext,
+    pub text: String,
+    #[serde(default)]
+    pub pii: Vec<PiiSpan>,
+    #[serde(default)]
+    pub pii_counts: BTreeMap<String, i32>,
+}
+
+/// Sentiment classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum SentimentLabel {
+    Negative,
+    Neutral,
+    Positive,
+}
+
+/// The sentiment of a scrubbed interaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct SentimentScored {
+    pub context: InteractionContext,
+    pub text: String,
+    pub label: SentimentLabel,
+    pub scores: BTreeMap<String, f64>,
+    pub confidence: f64,
+    pub model_name: String,
+    pub model_version: String,
+    pub backend: String,
+    #[serde(default)]
+    pub fallback: bool,
+    pub latency_micros: i64,
+}
+
+/// One guardrail's verdict on a draft.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct GuardrailResult {
+    pub name: String,
+    pub passed: bool,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+/// A drafted reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ResponseDrafted {
+    pub context: InteractionContext,
+    pub draft_text: String,
+    pub backend: String,
+    #[serde(default)]
+    pub model: Option<String>,
+    pub intent: String,
+    pub sentiment_label: String,
+    pub sentiment_confidence: f64,
+    #[serde(default)]
+    pub guardrails: Vec<GuardrailResult>,
+    #[serde(default)]
+    pub fell_back: bool,
+    pub latency_micros: i64,
+    #[serde(default)]
+    pub prompt_tokens: Option<i32>,
+    #[serde(default)]
+    pub completion_tokens: Option<i32>,
+}
+
+/// A draft cleared to go out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ResponseApproved {
+    pub context: InteractionContext,
+    pub draft_event_id: Uuid,
+    pub final_text: String,
+    pub approved_by: String,
+    pub automatic: bool,
+    #[serde(default)]
+    pub reasons: Vec<String>,
+}
+
+/// A draft that needs a person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ReviewRequested {
+    pub context: InteractionContext,
+    pub draft_event_id: Uuid,
+    pub reasons: Vec<String>,
+    pub priority: String,
+    pub sla_deadline: Timestamp,
+}
+
+/// A reviewer took a review item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ReviewClaimed {
+    pub review_id: Uuid,
+    pub reviewer: String,
+}
+
+/// A reviewer's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum ReviewDecision {
+    Approve,
+    Edit,
+    Reject,
+}
+
+/// A reviewer decided on a draft.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ReviewDecided {
+    pub context: InteractionContext,
+    pub review_id: Uuid,
+    pub reviewer: String,
+    pub decision: ReviewDecision,
+    #[serde(default)]
+    pub edited_text: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub corrected_sentiment: Option<String>,
+}
+
+/// Counts and rates of one group in a fairness report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct GroupStats {
+    pub group: String,
+    pub count: i64,
+    pub positives: i64,
+    #[serde(default)]
+    pub selection_rate: Option<f64>,
+    #[serde(default)]
+    pub true_positive_rate: Option<f64>,
+    #[serde(default)]
+    pub false_positive_rate: Option<f64>,
+}
+
+/// Group metrics for one window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct FairnessReported {
+    pub window_start: Timestamp,
+    pub window_end: Timestamp,
+    pub attributes: Vec<String>,
+    pub outcome: String,
+    pub groups: Vec<GroupStats>,
+    pub metrics: BTreeMap<String, Option<f64>>,
+    pub min_group_size: i32,
+    #[serde(default)]
+    pub excluded_groups: Vec<String>,
+}
+
+/// A fairness threshold was crossed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct FairnessAlertRaised {
+    pub report_event_id: Uuid,
+    pub window_start: Timestamp,
+    pub window_end: Timestamp,
+    pub attributes: Vec<String>,
+    pub outcome: String,
+    pub metric: String,
+    pub value: f64,
+    pub threshold: f64,
+    pub groups: Vec<String>,
+}
+
+/// A metric moved beyond its expected range.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct AnomalyDetected {
+    #[serde(default)]
+    pub product: Option<String>,
+    #[serde(default)]
+    pub channel: Option<String>,
+    pub metric: String,
+    pub expected: f64,
+    pub observed: f64,
+    pub stddev: f64,
+    pub window_start: Timestamp,
+    pub window_end: Timestamp,
+}
+
+/// A message a processor could not take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct DeadLettered {
+    pub processor: String,
+    pub error_class: String,
+    pub error: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub payload_sha256: String,
+    pub payload_size: i64,
+}
+
+/// A data subject's key was destroyed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct SubjectErased {
+    pub subject: String,
+    pub requested_by: String,
+    pub key_destroyed_at: Timestamp,
+}
+
+/// Every event payload; serialized adjacently tagged as `event_type` + `payload`, the
+/// envelope's two fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event_type", content = "payload")]
+#[allow(missing_docs)]
+pub enum Event {
+    InteractionScrubbed(InteractionScrubbed),
+    SentimentScored(SentimentScored),
+    ResponseDrafted(ResponseDrafted),
+    ResponseApproved(ResponseApproved),
+    ReviewRequested(ReviewRequested),
+    ReviewClaimed(ReviewClaimed),
+    ReviewDecided(ReviewDecided),
+    FairnessReported(FairnessReported),
+    FairnessAlertRaised(FairnessAlertRaised),
+    AnomalyDetected(AnomalyDetected),
+    DeadLettered(DeadLettered),
+    SubjectErased(SubjectErased),
+}
+
+impl Event {
+    /// The event type: the payload's record name.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Event::InteractionScrubbed(_) => "InteractionScrubbed",
+            Event::SentimentScored(_) => "SentimentScored",
+            Event::ResponseDrafted(_) => "ResponseDrafted",
+            Event::ResponseApproved(_) => "ResponseApproved",
+            Event::ReviewRequested(_) => "ReviewRequested",
+            Event::ReviewClaimed(_) => "ReviewClaimed",
+            Event::ReviewDecided(_) => "ReviewDecided",
+            Event::FairnessReported(_) => "FairnessReported",
+            Event::FairnessAlertRaised(_) => "FairnessAlertRaised",
+            Event::AnomalyDetected(_) => "AnomalyDetected",
+            Event::DeadLettered(_) => "DeadLettered",
+            Event::SubjectErased(_) => "SubjectErased",
+        }
+    }
+}
+
+/// An event with its identity, causality and provenance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Unique; deterministic for processor outputs (see [`Envelope::derived_id`]).
+    pub event_id: Uuid,
+    /// Version of the payload's schema the writer used.
+    pub schema_version: i32,
+    /// The store stream, e.g. `conversation-<id>`.
+    pub stream_id: String,
+    /// The event or input that caused this one.
+    #[serde(default)]
+    pub causation_id: Option<String>,
+    /// Shared by everything that follows from one input.
+    pub correlation_id: String,
+    /// When it happened.
+    pub occurred_at: Timestamp,
+    /// Who wrote it (processor name).
+    pub producer: String,
+    /// The producer's version (crate version, model version, ...).
+    pub producer_version: String,
+    /// The payload, with its type.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Namespace for derived event ids (UUID v5).
+const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a0e_58c4_3d1b_4c1e_9c55_2f8e_1a7b_c0de);
+
+impl Envelope {
+    /// The deterministic id of a processor's `index`-th output for an input: the same
+    /// processor re-processing the same input yields the same ids, so the store's
+    /// idempotency drops the duplicates.
+    pub fn derived_id(processor: &str, input_event_id: &str, index: u32) -> Uuid {
+        let name = format!("{processor}\u{1f}{input_event_id}\u{1f}{index}");
+        Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes())
+    }
+
+    /// The payload's event type.
+    pub fn event_type(&self) -> &'static str {
+        self.event.event_type()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_ids_are_deterministic_and_distinct() {
+        let a = Envelope::derived_id("privacy", "conv-1/msg-1", 0);
+        assert_eq!(a, Envelope::derived_id("privacy", "conv-1/msg-1", 0));
+        assert_ne!(a, Envelope::derived_id("privacy", "conv-1/msg-1", 1));
+        assert_ne!(a, Envelope::derived_id("sentiment", "conv-1/msg-1", 0));
+        // The separator keeps ("ab", "c") and ("a", "bc") apart.
+        assert_ne!(
+            Envelope::derived_id("ab", "c", 0),
+            Envelope::derived_id("a", "bc", 0)
+        );
+    }
+}
