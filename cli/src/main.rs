@@ -1,1 +1,211 @@
-fn main() {}
+//! `insights`: the one binary operators run.
+//!
+//! Configuration is layered: `topology.toml` < environment variables < flags. Errors end
+//! the process with one readable line on stderr and a non-zero exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use insights_event_store::EventStore;
+use insights_topology::{Topology, validate};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "insights",
+    version,
+    about = "CustomerAI Insights: an event-sourced pipeline for customer-service interactions"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// The topology file.
+    #[arg(
+        long,
+        global = true,
+        env = "INSIGHTS_TOPOLOGY",
+        default_value = "topology.toml"
+    )]
+    topology: PathBuf,
+    /// Event store URL (sqlite://PATH or postgres://...); overrides [store] url.
+    #[arg(long, global = true, env = "INSIGHTS_STORE_URL")]
+    store: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the pipeline.
+    Run,
+    /// Check topology.toml.
+    #[command(subcommand)]
+    Topology(TopologyCommand),
+    /// Inspect the Avro schemas.
+    #[command(subcommand)]
+    Schemas(SchemasCommand),
+    /// Inspect the event store.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TopologyCommand {
+    /// Parse and validate the topology as a graph.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemasCommand {
+    /// List schemas with their versions, fingerprints and embedded-registry ids.
+    List,
+    /// Check every schema against its released versions.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Print the head position and hash.
+    Head,
+    /// Walk the whole log and verify positions and the hash chain; exits 1 naming the
+    /// first bad position.
+    Verify,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("insights: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("insights: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Topology(TopologyCommand::Check) => {
+            let topology = load_topology(&cli.global)?;
+            println!(
+                "{}: {} topics, {} processors, valid",
+                cli.global.topology.display(),
+                topology.topics.len(),
+                topology.processors.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schemas(SchemasCommand::List) => {
+            for v in insights_schemas::Catalogue::get().all_current() {
+                println!(
+                    "{:<22} v{:<3} fingerprint {:016x}  id {}",
+                    v.name, v.version, v.fingerprint, v.local_id
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schemas(SchemasCommand::Check) => {
+            let errors = insights_schemas::compat::check(insights_schemas::Catalogue::get());
+            if errors.is_empty() {
+                println!("every schema equals its latest release and reads all earlier releases");
+                return Ok(ExitCode::SUCCESS);
+            }
+            for e in &errors {
+                eprintln!("insights: {e}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Command::Store(cmd) => {
+            let store = open_store(&cli.global).await?;
+            match cmd {
+                StoreCommand::Head => {
+                    let head = store.head().await?;
+                    println!("position {} hash {}", head.position, hex(&head.hash));
+                    Ok(ExitCode::SUCCESS)
+                }
+                StoreCommand::Verify => verify(&*store).await,
+            }
+        }
+        Command::Run => {
+            let topology = load_topology(&cli.global)?;
+            let store = open_store(&cli.global).await?;
+            let head = store.head().await?;
+            eprintln!(
+                "insights: pipeline not yet runnable: topology is valid ({} processors) and the store is ready at position {}, \
+                 but the Kafka runtime has not landed yet",
+                topology.processors.len(),
+                head.position
+            );
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn load_topology(global: &Global) -> Result<Topology> {
+    let topology = Topology::load(&global.topology)?;
+    validate(&topology, insights_schemas::schema_exists)
+        .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace('\n', ";")))?;
+    Ok(topology)
+}
+
+async fn open_store(global: &Global) -> Result<std::sync::Arc<dyn EventStore>> {
+    let (url, max) = match &global.store {
+        Some(url) => (url.clone(), 8),
+        None => {
+            let topology = Topology::load(&global.topology)?;
+            (topology.store.url, topology.store.max_connections)
+        }
+    };
+    if url.is_empty() {
+        bail!("no event store configured: set [store] url, INSIGHTS_STORE_URL or --store");
+    }
+    insights_event_store::open(&url, max)
+        .await
+        .with_context(|| format!("opening the event store at {url}"))
+}
+
+async fn verify(store: &dyn EventStore) -> Result<ExitCode> {
+    let report = store.verify().await?;
+    let types: Vec<String> = report
+        .by_type
+        .iter()
+        .map(|(t, n)| format!("{t}={n}"))
+        .collect();
+    println!(
+        "events {} positions {}..{} head {} types [{}]",
+        report.events,
+        report.first_position,
+        report.last_position,
+        hex(&report.head_hash),
+        types.join(", ")
+    );
+    match report.broken {
+        None => {
+            println!("chain intact");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(b) => {
+            eprintln!("insights: chain broken at {b}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the benchmark peers and runs the benchmarks; prints a Markdown summary of the
+# medians and ratios (what benches/RESULTS.md records).
+#
+#   benches/run.sh                 everything
+#   benches/run.sh append_1kb      only benchmarks whose name matches (criterion filter)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export PGHOST=127.0.0.1 PGUSER=postgres
+peers=benches/.peers
+mkdir -p "$peers"
+
+# The bench database for our store and the COPY limit.
+if ! psql -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'insights_bench'" | grep -q 1; then
+  createdb insights_bench
+fi
+
+# Message DB 1.3.1, installed with its own install script into its own database.
+if ! psql -d message_store -Atc "SELECT to_regproc('message_store.write_message') IS NOT NULL" 2>/dev/null | grep -q t; then
+  if [ ! -f "$peers/package/database/install.sh" ]; then
+    (cd "$peers" && npm pack --silent @eventide/message-db@1.3.1 >/dev/null && tar xzf eventide-message-db-1.3.1.tgz)
+  fi
+  DATABASE_NAME=message_store bash "$peers/package/database/install.sh"
+fi
+
+# Start every run from empty Message DB tables so runs are comparable.
+psql -d message_store -qc "TRUNCATE message_store.messages" >/dev/null
+
+cargo bench -p insights-benches --bench event_store -- "$@"
+python3 benches/summarize.py "${CARGO_TARGET_DIR:-target}/criterion"

@@ -1,0 +1,122 @@
+//! The `insights` binary as users run it: exit codes and one-line errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use insights_event_store::{AppendBatch, EventData, EventStore, SqliteStore};
+use sqlx::Executor;
+
+fn insights(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_insights"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("INSIGHTS_STORE_URL")
+        .env_remove("INSIGHTS_TOPOLOGY")
+        .output()
+        .expect("runs insights")
+}
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn the_shipped_topology_checks() {
+    let o = insights(&["topology", "check"], repo_root());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("valid"));
+}
+
+#[test]
+fn a_broken_topology_fails_with_one_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = std::fs::read_to_string(repo_root().join("topology.toml"))
+        .expect("reads")
+        .replace("value_schema = \"Interaction\"", "value_schema = \"Nope\"");
+    std::fs::write(dir.path().join("topology.toml"), text).expect("writes");
+    let o = insights(&["topology", "check"], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("`Nope`"), "{err}");
+}
+
+#[test]
+fn schemas_check_passes() {
+    let o = insights(&["schemas", "check"], repo_root());
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn an_unsupported_store_url_is_one_readable_line() {
+    let o = insights(&["store", "head", "--store", "mysql://x"], repo_root());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("unsupported store URL"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[tokio::test]
+async fn store_verify_names_the_tampered_position() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("e.db").display());
+    let store = SqliteStore::open(&url, 2).await.expect("opens");
+    let events = (0..5)
+        .map(|i| EventData {
+            event_id: uuid::Uuid::new_v4(),
+            stream_id: format!("s{i}"),
+            event_type: "T".into(),
+            schema_version: 1,
+            causation_id: None,
+            correlation_id: "c".into(),
+            occurred_at: 0,
+            producer: "test".into(),
+            producer_version: "1".into(),
+            payload: b"{}".to_vec(),
+        })
+        .collect();
+    store
+        .append(AppendBatch::new(events))
+        .await
+        .expect("appends");
+
+    let ok = insights(&["store", "verify", "--store", &url], dir.path());
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("chain intact"));
+
+    store
+        .pool()
+        .execute("DROP TRIGGER events_no_update; UPDATE events SET payload = x'7b7d20' WHERE position = 3")
+        .await
+        .expect("tampers");
+    let bad = insights(&["store", "verify", "--store", &url], dir.path());
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("position 3"), "{}", stderr(&bad));
+}
+
+#[test]
+fn run_says_plainly_that_the_pipeline_is_not_runnable_yet() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        repo_root().join("topology.toml"),
+        dir.path().join("topology.toml"),
+    )
+    .expect("copies");
+    let o = insights(&["run"], dir.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("pipeline not yet runnable"),
+        "{}",
+        stderr(&o)
+    );
+    // The embedded default store was created and migrated.
+    assert!(dir.path().join("data/insights.db").exists());
+}
