@@ -82,6 +82,7 @@ fn appends(c: &mut Criterion) {
     rt.block_on(pg_pool.execute("CREATE TABLE copy_limit (LIKE events INCLUDING ALL)"))
         .expect("copy table");
     let message_db = rt.block_on(message_db_pool());
+    let sqlite_limit = rt.block_on(sqlite_limit_pool(dir.path()));
 
     let mut group = c.benchmark_group("append_1kb");
     group
@@ -105,6 +106,13 @@ fn appends(c: &mut Criterion) {
                 )
             });
         }
+        group.bench_function(format!("sqlite_insert_limit/batch_{n}"), |b| {
+            b.to_async(&rt).iter_batched(
+                || batch_of(n, &seq),
+                |events| insert_rows(&sqlite_limit, events),
+                BatchSize::PerIteration,
+            )
+        });
         group.bench_function(format!("postgres_copy_limit/batch_{n}"), |b| {
             b.to_async(&rt).iter_batched(
                 || batch_of(n, &seq),
@@ -216,6 +224,70 @@ async fn copy_rows(pool: &PgPool, events: Vec<EventData>) {
         .expect("copy in");
     copy.send(text.as_bytes()).await.expect("sends");
     copy.finish().await.expect("finishes");
+    tx.commit().await.expect("commits");
+}
+
+/// The SQLite limit: the same rows, multi-row INSERTs in one transaction, into a table
+/// with the store's columns and indexes and the store's pragmas, with no lookups, locking
+/// or hashing.
+async fn sqlite_limit_pool(dir: &std::path::Path) -> sqlx::SqlitePool {
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
+    let options = SqliteConnectOptions::new()
+        .filename(dir.join("limit.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .pragma("cache_size", "-65536")
+        .pragma("mmap_size", "268435456");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .expect("limit database");
+    pool.execute(
+        "CREATE TABLE events (position INTEGER PRIMARY KEY, event_id BLOB NOT NULL UNIQUE, stream_id TEXT NOT NULL, \
+         stream_version INTEGER NOT NULL, event_type TEXT NOT NULL, schema_version INTEGER NOT NULL, causation_id TEXT, \
+         correlation_id TEXT NOT NULL, occurred_at INTEGER NOT NULL, recorded_at INTEGER NOT NULL, producer TEXT NOT NULL, \
+         producer_version TEXT NOT NULL, payload BLOB NOT NULL, hash BLOB NOT NULL, UNIQUE (stream_id, stream_version)); \
+         CREATE INDEX events_by_type ON events (event_type, position);",
+    )
+    .await
+    .expect("limit table");
+    pool
+}
+
+static LIMIT_POSITION: AtomicI64 = AtomicI64::new(0);
+
+async fn insert_rows(pool: &sqlx::SqlitePool, events: Vec<EventData>) {
+    let mut tx = pool.begin().await.expect("begins");
+    for chunk in events.chunks(100) {
+        let sql = format!(
+            "INSERT INTO events VALUES {}",
+            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            let position = LIMIT_POSITION.fetch_add(1, Ordering::Relaxed) + 1;
+            q = q
+                .bind(position)
+                .bind(e.event_id)
+                .bind(e.stream_id.as_str())
+                .bind(position)
+                .bind(e.event_type.as_str())
+                .bind(e.schema_version)
+                .bind(e.causation_id.as_deref())
+                .bind(e.correlation_id.as_str())
+                .bind(e.occurred_at)
+                .bind(e.occurred_at)
+                .bind(e.producer.as_str())
+                .bind(e.producer_version.as_str())
+                .bind(e.payload.as_slice())
+                .bind([0u8; 32].as_slice());
+        }
+        q.execute(&mut *tx).await.expect("inserts");
+    }
     tx.commit().await.expect("commits");
 }
 

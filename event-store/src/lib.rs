@@ -37,6 +37,7 @@ mod postgres;
 mod row;
 mod sqlite;
 mod subscription;
+mod task;
 mod types;
 
 use std::sync::Arc;

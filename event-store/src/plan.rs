@@ -71,6 +71,79 @@ pub(crate) fn streams_needed(
     streams
 }
 
+/// Stream versions a writer knows, trusted only while the head is the one its own last
+/// commit left: every append moves the head, so an unchanged head means nobody else has
+/// written since. Saves one index lookup per stream per batch (measured: a third of a
+/// 1000-event SQLite append).
+#[derive(Debug, Default)]
+pub(crate) struct VersionCache {
+    head: Option<u64>,
+    /// 0 = the stream has no events.
+    versions: HashMap<String, u64>,
+}
+
+/// Streams cached at most; past this the cache starts over.
+const MAX_CACHED_STREAMS: usize = 100_000;
+
+impl VersionCache {
+    /// Splits `streams` into known versions (streams with events only) and those to look
+    /// up; forgets everything if the head moved under us.
+    pub(crate) fn split(
+        &mut self,
+        head: u64,
+        streams: Vec<String>,
+    ) -> (HashMap<String, u64>, Vec<String>) {
+        if self.head != Some(head) {
+            self.versions.clear();
+            self.head = Some(head);
+        }
+        let mut known = HashMap::new();
+        let mut missing = Vec::new();
+        for s in streams {
+            match self.versions.get(&s) {
+                Some(0) => {}
+                Some(&v) => {
+                    known.insert(s, v);
+                }
+                None => missing.push(s),
+            }
+        }
+        (known, missing)
+    }
+
+    /// Remembers what a lookup of `looked_up` found at the current head.
+    pub(crate) fn learn(&mut self, looked_up: &[String], found: &HashMap<String, u64>) {
+        if self.versions.len() + looked_up.len() > MAX_CACHED_STREAMS {
+            self.versions.clear();
+        }
+        for s in looked_up {
+            self.versions
+                .insert(s.clone(), found.get(s).copied().unwrap_or(0));
+        }
+    }
+
+    /// Records a committed plan (made at `head_before`): its streams' new versions and the
+    /// new head. If the cache no longer describes `head_before` (another append of this
+    /// process got in between), it starts over instead.
+    pub(crate) fn committed(&mut self, head_before: u64, batch: &AppendBatch, plan: &Plan) {
+        if self.head != Some(head_before) {
+            self.clear();
+            return;
+        }
+        for row in &plan.rows {
+            let stream = &batch.events[row.index].stream_id;
+            self.versions.insert(stream.clone(), row.stream_version);
+        }
+        self.head = Some(plan.new_head.position);
+    }
+
+    /// Forgets everything (after a commit whose outcome is unknown).
+    pub(crate) fn clear(&mut self) {
+        self.versions.clear();
+        self.head = None;
+    }
+}
+
 /// Whether every event of the batch is already stored (a retried batch): nothing to write,
 /// and expectations are not checked again, since they held when the batch was first stored.
 pub(crate) fn all_duplicates(
@@ -232,6 +305,36 @@ mod tests {
         let p = plan(&batch, EMPTY, &HashMap::new(), &versions, 0).expect("plans");
         let v: Vec<u64> = p.results.iter().map(|r| r.stream_version).collect();
         assert_eq!(v, vec![5, 1, 6]);
+    }
+
+    #[test]
+    fn the_version_cache_is_trusted_only_at_its_own_head() {
+        let mut cache = VersionCache::default();
+        let (known, missing) = cache.split(0, vec!["a".into(), "b".into()]);
+        assert!(known.is_empty());
+        assert_eq!(missing, vec!["a".to_owned(), "b".to_owned()]);
+        cache.learn(&missing, &HashMap::from([("a".to_owned(), 3)]));
+        let batch = AppendBatch::new(vec![ev(1, "b")]);
+        let p = plan(
+            &batch,
+            EMPTY,
+            &HashMap::new(),
+            &HashMap::from([("a".to_owned(), 3)]),
+            0,
+        )
+        .expect("plans");
+        cache.committed(0, &batch, &p);
+        // At the head our commit left, both streams are known.
+        let (known, missing) = cache.split(1, vec!["a".into(), "b".into(), "c".into()]);
+        assert_eq!(
+            known,
+            HashMap::from([("a".to_owned(), 3), ("b".to_owned(), 1)])
+        );
+        assert_eq!(missing, vec!["c".to_owned()]);
+        // Someone else appended: nothing is trusted.
+        let (known, missing) = cache.split(2, vec!["a".into()]);
+        assert!(known.is_empty());
+        assert_eq!(missing, vec!["a".to_owned()]);
     }
 
     #[test]
