@@ -166,14 +166,18 @@ impl EventStore for PostgresStore {
         let streams = plan::streams_needed(&batch, &existing);
         let (mut versions, missing) = self.version_cache().split(head.position, streams);
         let mut found = HashMap::new();
-        for row in sqlx::query(
-            "SELECT s.stream_id, (SELECT max(stream_version) FROM events e WHERE e.stream_id = s.stream_id) AS version \
-             FROM unnest($1::text[]) AS s(stream_id)",
-        )
-        .bind(&missing)
-        .fetch_all(&mut *tx)
-        .await?
-        {
+        let rows = if missing.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query(
+                "SELECT s.stream_id, (SELECT max(stream_version) FROM events e WHERE e.stream_id = s.stream_id) AS version \
+                 FROM unnest($1::text[]) AS s(stream_id)",
+            )
+            .bind(&missing)
+            .fetch_all(&mut *tx)
+            .await?
+        };
+        for row in rows {
             if let Some(v) = row.try_get::<Option<i64>, _>("version")? {
                 found.insert(row.try_get::<String, _>("stream_id")?, to_u64(v, 0, "stream version")?);
             }
@@ -212,13 +216,18 @@ impl EventStore for PostgresStore {
             payload.push(&e.payload);
             hash.push(&row.hash);
         }
+        // Rows, head and notification in one statement: one round trip.
         sqlx::query(
-            "INSERT INTO events (position, event_id, stream_id, stream_version, event_type, schema_version, \
-                causation_id, correlation_id, occurred_at, recorded_at, producer, producer_version, payload, hash) \
-             SELECT p, i, s, v, t, sv, c, r, o, $10, pr, pv, pl, h FROM unnest( \
-                $1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::int[], $7::text[], \
-                $8::text[], $9::bigint[], $11::text[], $12::text[], $13::bytea[], $14::bytea[]) \
-             AS u(p, i, s, v, t, sv, c, r, o, pr, pv, pl, h)",
+            "WITH inserted AS ( \
+                INSERT INTO events (position, event_id, stream_id, stream_version, event_type, schema_version, \
+                    causation_id, correlation_id, occurred_at, recorded_at, producer, producer_version, payload, hash) \
+                SELECT p, i, s, v, t, sv, c, r, o, $10, pr, pv, pl, h FROM unnest( \
+                    $1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::int[], $7::text[], \
+                    $8::text[], $9::bigint[], $11::text[], $12::text[], $13::bytea[], $14::bytea[]) \
+                AS u(p, i, s, v, t, sv, c, r, o, pr, pv, pl, h) \
+                RETURNING 1), \
+             head AS (UPDATE store_head SET position = $15, hash = $16 WHERE id = 1 RETURNING position) \
+             SELECT pg_notify($17, position::text), (SELECT count(*) FROM inserted) FROM head",
         )
         .bind(&position)
         .bind(&event_id)
@@ -234,14 +243,7 @@ impl EventStore for PostgresStore {
         .bind(&producer_version)
         .bind(&payload)
         .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
-        let new_head = to_i64(plan.new_head.position);
-        sqlx::query(
-            "WITH h AS (UPDATE store_head SET position = $1, hash = $2 WHERE id = 1 RETURNING position) \
-             SELECT pg_notify($3, position::text) FROM h",
-        )
-        .bind(new_head)
+        .bind(to_i64(plan.new_head.position))
         .bind(plan.new_head.hash.as_slice())
         .bind(NOTIFY_CHANNEL)
         .execute(&mut *tx)
