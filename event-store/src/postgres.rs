@@ -179,7 +179,10 @@ impl EventStore for PostgresStore {
         };
         for row in rows {
             if let Some(v) = row.try_get::<Option<i64>, _>("version")? {
-                found.insert(row.try_get::<String, _>("stream_id")?, to_u64(v, 0, "stream version")?);
+                found.insert(
+                    row.try_get::<String, _>("stream_id")?,
+                    to_u64(v, 0, "stream version")?,
+                );
             }
         }
         self.version_cache().learn(&missing, &found);
