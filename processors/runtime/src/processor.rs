@@ -1,0 +1,119 @@
+//! What a processor is: a pure function from one decoded input to output events.
+
+use insights_schemas::{AvroRecord, Envelope, Event, Interaction, Timestamp};
+
+/// Where a message came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset.
+    pub offset: i64,
+}
+
+impl Source {
+    /// `topic/partition/offset`, an id for inputs that carry none.
+    pub fn coordinates(&self) -> String {
+        format!("{}/{}/{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// Everything a processor may use besides its input: ids and time come in here, so a
+/// processor never reads a clock or generates randomness, and re-processing an input gives
+/// the same result.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    /// The input's id (the envelope's event id, or the interaction's id).
+    pub input_id: &'a str,
+    /// The input's correlation id.
+    pub correlation_id: &'a str,
+    /// When the runtime took the message (the outputs' `occurred_at`).
+    pub now: Timestamp,
+    /// Where the message came from.
+    pub source: &'a Source,
+}
+
+/// One event a processor wants published and stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// The output topic (one of the processor's outputs in topology.toml).
+    pub topic: String,
+    /// The store stream, e.g. `conversation-42`.
+    pub stream_id: String,
+    /// The Kafka key: the conversation id, so a conversation stays on one partition.
+    pub key: String,
+    /// The event.
+    pub event: Event,
+}
+
+/// Why a processor could not handle an input; the runtime acts on the class.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// The input itself is unusable: dead-letter it and go on.
+    #[error("rejected input: {0}")]
+    Poison(String),
+    /// Something outside the input failed (a model server, a rate limit): retry with
+    /// backoff, then dead-letter.
+    #[error("transient failure: {0}")]
+    Retryable(String),
+    /// The processor cannot go on (misconfiguration, a broken invariant): stop cleanly.
+    #[error("fatal: {0}")]
+    Fatal(String),
+}
+
+/// A processor: pure logic that the runtime feeds and whose outputs it stores and
+/// publishes. Implementations hold configuration and models, never clients or clocks.
+pub trait Processor: Send + 'static {
+    /// What the processor consumes.
+    type Input: Input;
+
+    /// The processor's name (its section in topology.toml, the events' `producer`).
+    fn name(&self) -> &str;
+
+    /// The version stamped on its events (`producer_version`): bump it when outputs for
+    /// the same input change (a new model, new rules).
+    fn version(&self) -> &str;
+
+    /// Handles one input.
+    fn process(
+        &mut self,
+        input: &Self::Input,
+        ctx: &Context<'_>,
+    ) -> Result<Vec<Output>, ProcessError>;
+}
+
+/// A record a processor can consume: decodable, and with an identity.
+pub trait Input: AvroRecord + Send + Sync + 'static {
+    /// The input's id: stable across redeliveries of the same message.
+    fn input_id(&self, source: &Source) -> String;
+    /// The correlation id its outputs carry.
+    fn correlation_id(&self, source: &Source) -> String;
+}
+
+impl Input for Envelope {
+    fn input_id(&self, _: &Source) -> String {
+        self.event_id.to_string()
+    }
+
+    fn correlation_id(&self, _: &Source) -> String {
+        self.correlation_id.clone()
+    }
+}
+
+impl Input for Interaction {
+    /// The producer's interaction id, or the message's coordinates, which are stable
+    /// across redeliveries.
+    fn input_id(&self, source: &Source) -> String {
+        match &self.interaction_id {
+            Some(id) if !id.is_empty() => format!("interaction:{id}"),
+            _ => format!("kafka:{}", source.coordinates()),
+        }
+    }
+
+    fn correlation_id(&self, source: &Source) -> String {
+        self.input_id(source)
+    }
+}

@@ -1,0 +1,358 @@
+//! The runtime against a real Kafka-protocol broker (Tansu 0.6.0) and a real store.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use insights_event_store::{EventFilter, EventStore, SqliteStore};
+use insights_runtime::{
+    Context, KafkaSettings, Metrics, Output, ProcessError, Processor, Shared, StopWhen, Summary,
+    dead_letter_headers, records, run,
+};
+use insights_schemas::{
+    Codec, Envelope, Event, Format, Interaction, InteractionContext, InteractionScrubbed, Timestamp,
+};
+use insights_topology::ProcessorSettings;
+use rdkafka::Message;
+use support::{Tansu, header, produce, producer, read_topic};
+
+const RAW: &str = "interactions.raw";
+const SCRUBBED: &str = "interactions.scrubbed";
+const DEAD: &str = "interactions.deadletter";
+
+/// A processor for these tests only: it passes the text through untouched (scrubbing is
+/// the privacy crate's job) and rejects the text "reject me", which is enough to exercise
+/// every path of the runtime.
+struct EchoForRuntimeTests;
+
+impl Processor for EchoForRuntimeTests {
+    type Input = Interaction;
+
+    fn name(&self) -> &str {
+        "echo"
+    }
+
+    fn version(&self) -> &str {
+        "test"
+    }
+
+    fn process(&mut self, i: &Interaction, ctx: &Context<'_>) -> Result<Vec<Output>, ProcessError> {
+        if i.text == "reject me" {
+            return Err(ProcessError::Poison(
+                "the test processor rejects this text".into(),
+            ));
+        }
+        Ok(vec![Output {
+            topic: SCRUBBED.into(),
+            stream_id: format!("conversation-{}", i.conversation_id),
+            key: i.conversation_id.clone(),
+            event: Event::InteractionScrubbed(InteractionScrubbed {
+                context: InteractionContext {
+                    interaction_id: ctx.input_id.to_owned(),
+                    conversation_id: i.conversation_id.clone(),
+                    tenant_id: i.tenant_id.clone(),
+                    customer_pseudonym: "test".into(),
+                    channel: i.channel.clone(),
+                    product: i.product.clone(),
+                    language: i.language.clone(),
+                    demographics: i.demographics.clone(),
+                    sent_at: i.sent_at,
+                },
+                text: i.text.clone(),
+                pii: vec![],
+                pii_counts: BTreeMap::new(),
+            }),
+        }])
+    }
+}
+
+fn interaction(n: usize) -> Interaction {
+    Interaction {
+        interaction_id: Some(format!("i-{n}")),
+        conversation_id: format!("c-{}", n % 20),
+        customer_id: format!("u-{n}"),
+        channel: "chat".into(),
+        product: Some("router".into()),
+        language: Some("en".into()),
+        text: format!("message number {n}"),
+        demographics: BTreeMap::new(),
+        sent_at: Timestamp(1_790_000_000_000_000 + n as i64),
+        tenant_id: "default".into(),
+    }
+}
+
+fn settings(group: &str) -> ProcessorSettings {
+    ProcessorSettings {
+        name: "echo".into(),
+        inputs: vec![RAW.into()],
+        outputs: vec![SCRUBBED.into()],
+        group: group.into(),
+        batch_size: 50,
+        linger_ms: 20,
+        concurrency: 1,
+        max_message_bytes: 4096,
+        dead_letter_topic: DEAD.into(),
+    }
+}
+
+struct Setup {
+    tansu: Tansu,
+    store: Arc<dyn EventStore>,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let tansu = Tansu::start();
+    tansu.create_topic(RAW, 3);
+    tansu.create_topic(SCRUBBED, 3);
+    tansu.create_topic(DEAD, 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("events.db").display());
+    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&url, 4).await.expect("store"));
+    Setup {
+        tansu,
+        store,
+        _dir: dir,
+    }
+}
+
+async fn run_until_idle(s: &Setup, group: &str) -> Summary {
+    let shared = Shared {
+        store: Arc::clone(&s.store),
+        kafka: KafkaSettings::new(s.tansu.brokers()),
+        metrics: Metrics::new(),
+        codec: Codec::new(),
+        output_format: Format::SingleObject,
+    };
+    tokio::time::timeout(
+        Duration::from_secs(90),
+        run(
+            EchoForRuntimeTests,
+            settings(group),
+            shared,
+            StopWhen::Idle(Duration::from_secs(3)),
+            std::future::pending(),
+        ),
+    )
+    .await
+    .expect("worker stops when idle")
+    .expect("worker succeeds")
+}
+
+async fn stored(store: &dyn EventStore) -> Vec<Envelope> {
+    store
+        .read_all(0, 100_000, &EventFilter::All)
+        .await
+        .expect("reads")
+        .iter()
+        .map(|r| records::from_recorded(r).expect("valid envelope"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactions_in_any_format_become_events_exactly_once() {
+    let s = setup().await;
+    let p = producer(&s.tansu.brokers());
+    let codec = Codec::new();
+    let formats = [Format::Json, Format::SingleObject, Format::Confluent];
+    for n in 0..150 {
+        let i = interaction(n);
+        let bytes = codec.encode(&i, formats[n % 3]).expect("encodes");
+        produce(&p, RAW, &i.conversation_id, &bytes).await;
+    }
+
+    let first = run_until_idle(&s, "echo-a").await;
+    assert_eq!(
+        (first.consumed, first.appended, first.dead_lettered),
+        (150, 150, 0)
+    );
+
+    let events = stored(&*s.store).await;
+    assert_eq!(events.len(), 150);
+    let causes: BTreeSet<String> = events
+        .iter()
+        .filter_map(|e| e.causation_id.clone())
+        .collect();
+    assert_eq!(
+        causes,
+        (0..150).map(|n| format!("interaction:i-{n}")).collect()
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.producer == "echo" && e.event_type() == "InteractionScrubbed")
+    );
+
+    // Published: the same events, keyed by conversation.
+    let published = read_topic(&s.tansu.brokers(), SCRUBBED, 150, Duration::from_secs(30)).await;
+    assert_eq!(published.len(), 150);
+    let mut ids = BTreeSet::new();
+    for m in &published {
+        let e: Envelope = codec.decode(m.payload().expect("value")).expect("envelope");
+        let Event::InteractionScrubbed(ref x) = e.event else {
+            panic!("wrong event")
+        };
+        assert_eq!(m.key(), Some(x.context.conversation_id.as_bytes()));
+        ids.insert(e.event_id);
+    }
+    assert_eq!(ids, events.iter().map(|e| e.event_id).collect());
+
+    // Offsets were committed: the same group finds nothing new.
+    let again = run_until_idle(&s, "echo-a").await;
+    assert_eq!(again.consumed, 0, "{again:?}");
+    assert!(s.store.verify().await.expect("verifies").is_intact());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_input_is_not_stored_twice() {
+    let s = setup().await;
+    let p = producer(&s.tansu.brokers());
+    for n in 0..60 {
+        let i = interaction(n);
+        produce(
+            &p,
+            RAW,
+            &i.conversation_id,
+            &serde_json::to_vec(&i).expect("json"),
+        )
+        .await;
+    }
+    let first = run_until_idle(&s, "echo-first").await;
+    assert_eq!(first.appended, 60);
+    // A group with no committed offsets gets everything again, as after a crash between
+    // the append and the commit.
+    let second = run_until_idle(&s, "echo-second").await;
+    assert_eq!(
+        (second.consumed, second.appended, second.duplicates),
+        (60, 0, 60)
+    );
+    assert_eq!(stored(&*s.store).await.len(), 60);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_go_to_the_dead_letter_topic_with_reasons_and_nothing_else_is_lost() {
+    let s = setup().await;
+    let brokers = s.tansu.brokers();
+    let p = producer(&brokers);
+    let codec = Codec::new();
+    let mut reject = interaction(1000);
+    reject.text = "reject me".into();
+    let envelope_not_interaction = {
+        let ctx_source = insights_runtime::Source {
+            topic: RAW.into(),
+            partition: 0,
+            offset: 0,
+        };
+        let ctx = Context {
+            input_id: "x",
+            correlation_id: "x",
+            now: Timestamp(0),
+            source: &ctx_source,
+        };
+        let out = EchoForRuntimeTests
+            .process(&interaction(7), &ctx)
+            .expect("processes")
+            .remove(0);
+        codec
+            .encode(
+                &records::envelope_for("echo", "test", &ctx, 0, &out),
+                Format::SingleObject,
+            )
+            .expect("encodes")
+    };
+    let bad: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("garbage", b"not a record".to_vec(), "unknown format"),
+        ("missing fields", b"{}".to_vec(), "missing field"),
+        (
+            "invalid utf-8",
+            b"{\"text\": \"\xff\xfe\"}".to_vec(),
+            "invalid JSON",
+        ),
+        ("oversize", vec![b'{'; 5000], "over the 4096 byte limit"),
+        ("wrong schema", envelope_not_interaction, "schema mismatch"),
+        (
+            "rejected",
+            serde_json::to_vec(&reject).expect("json"),
+            "rejects this text",
+        ),
+    ];
+    for n in 0..5 {
+        let i = interaction(n);
+        produce(
+            &p,
+            RAW,
+            &i.conversation_id,
+            &serde_json::to_vec(&i).expect("json"),
+        )
+        .await;
+    }
+    for (what, payload, _) in &bad {
+        produce(&p, RAW, what, payload).await;
+    }
+    for n in 5..10 {
+        let i = interaction(n);
+        produce(
+            &p,
+            RAW,
+            &i.conversation_id,
+            &serde_json::to_vec(&i).expect("json"),
+        )
+        .await;
+    }
+
+    let summary = run_until_idle(&s, "echo-poison").await;
+    assert_eq!(
+        (summary.consumed, summary.dead_lettered),
+        (10 + bad.len() as u64, bad.len() as u64)
+    );
+
+    let dead = read_topic(&brokers, DEAD, bad.len(), Duration::from_secs(30)).await;
+    assert_eq!(dead.len(), bad.len());
+    for (what, payload, reason) in &bad {
+        let m = dead
+            .iter()
+            .find(|m| m.key() == Some(what.as_bytes()))
+            .unwrap_or_else(|| panic!("{what} was dead-lettered"));
+        assert_eq!(
+            m.payload(),
+            Some(payload.as_slice()),
+            "{what}: original bytes kept"
+        );
+        let error = header(m, dead_letter_headers::ERROR).expect("error header");
+        assert!(error.contains(reason), "{what}: {error}");
+        assert_eq!(
+            header(m, dead_letter_headers::PROCESSOR).as_deref(),
+            Some("echo")
+        );
+        assert_eq!(
+            header(m, dead_letter_headers::ERROR_CLASS).as_deref(),
+            Some("poison")
+        );
+        assert_eq!(header(m, dead_letter_headers::TOPIC).as_deref(), Some(RAW));
+        assert!(header(m, dead_letter_headers::OFFSET).is_some());
+    }
+
+    let events = stored(&*s.store).await;
+    let dead_events: Vec<&insights_schemas::DeadLettered> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::DeadLettered(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dead_events.len(), bad.len());
+    assert!(
+        dead_events
+            .iter()
+            .any(|d| d.error.contains("missing field") && d.payload_size == 2)
+    );
+    // The store never holds the rejected payloads themselves, only their digest.
+    assert!(dead_events.iter().all(|d| d.payload_sha256.len() == 64));
+    let scrubbed = events
+        .iter()
+        .filter(|e| e.event_type() == "InteractionScrubbed")
+        .count();
+    assert_eq!(scrubbed, 10);
+}
