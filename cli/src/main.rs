@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod pipeline;
+
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use insights_event_store::EventStore;
@@ -25,7 +27,7 @@ struct Cli {
 }
 
 #[derive(Debug, Args)]
-struct Global {
+pub(crate) struct Global {
     /// The topology file.
     #[arg(
         long,
@@ -33,16 +35,21 @@ struct Global {
         env = "INSIGHTS_TOPOLOGY",
         default_value = "topology.toml"
     )]
-    topology: PathBuf,
+    pub(crate) topology: PathBuf,
     /// Event store URL (sqlite://PATH or postgres://...); overrides [store] url.
     #[arg(long, global = true, env = "INSIGHTS_STORE_URL")]
-    store: Option<String>,
+    pub(crate) store: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the pipeline.
-    Run,
+    /// Run the pipeline: every processor of topology.toml, or one.
+    Run(pipeline::RunArgs),
+    /// Produce JSON lines of interactions (a file or stdin) to the input topic.
+    Produce(pipeline::ProduceArgs),
+    /// Create or list the topology's topics on the cluster.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
     /// Check topology.toml.
     #[command(subcommand)]
     Topology(TopologyCommand),
@@ -52,6 +59,14 @@ enum Command {
     /// Inspect the event store.
     #[command(subcommand)]
     Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicsCommand {
+    /// Create every topic of topology.toml (existing ones are left alone).
+    Create(pipeline::TopicsArgs),
+    /// List the cluster's topics.
+    List(pipeline::TopicsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,29 +156,25 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 StoreCommand::Verify => verify(&*store).await,
             }
         }
-        Command::Run => {
-            let topology = load_topology(&cli.global)?;
-            let store = open_store(&cli.global).await?;
-            let head = store.head().await?;
-            eprintln!(
-                "insights: pipeline not yet runnable: topology is valid ({} processors) and the store is ready at position {}, \
-                 but the Kafka runtime has not landed yet",
-                topology.processors.len(),
-                head.position
-            );
-            Ok(ExitCode::from(2))
+        Command::Run(args) => pipeline::run(&cli.global, args).await,
+        Command::Produce(args) => pipeline::produce(&cli.global, args).await,
+        Command::Topics(TopicsCommand::Create(args)) => {
+            pipeline::topics_create(&cli.global, args).await
+        }
+        Command::Topics(TopicsCommand::List(args)) => {
+            pipeline::topics_list(&cli.global, args).await
         }
     }
 }
 
-fn load_topology(global: &Global) -> Result<Topology> {
+pub(crate) fn load_topology(global: &Global) -> Result<Topology> {
     let topology = Topology::load(&global.topology)?;
     validate(&topology, insights_schemas::schema_exists)
         .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace('\n', ";")))?;
     Ok(topology)
 }
 
-async fn open_store(global: &Global) -> Result<std::sync::Arc<dyn EventStore>> {
+pub(crate) async fn open_store(global: &Global) -> Result<std::sync::Arc<dyn EventStore>> {
     let (url, max) = match &global.store {
         Some(url) => (url.clone(), 8),
         None => {

@@ -20,15 +20,22 @@
 //! - `worker` — the consume → process → append → publish → commit loop.
 //! - `kafka` — client configuration.
 //! - `metrics` — the Prometheus families every processor exports.
+//! - `pipeline` — running a topology: embedded broker, topics, launching workers,
+//!   producing input files, ops endpoints (`/metrics`, `/healthz`, `/readyz`).
 
 mod kafka;
 mod metrics;
+mod pipeline;
 mod processor;
 pub mod records;
 mod worker;
 
 pub use kafka::{KafkaSettings, consumer, producer};
 pub use metrics::Metrics;
+pub use pipeline::{
+    EmbeddedBroker, Health, Launch, ProduceFormat, Produced, create_topics, launcher, list_topics,
+    produce_lines, run_processors, serve_ops,
+};
 pub use processor::{Context, Input, Output, ProcessError, Processor, Source};
 pub use worker::{Shared, StopWhen, Summary, dead_letter_headers, run};
 

@@ -103,7 +103,7 @@ pub async fn run<P: Processor>(
     consumer.subscribe(&topics)?;
     let producer = producer(&shared.kafka)?;
     let mut worker = Worker {
-        processor: Some(processor),
+        processor: std::sync::Mutex::new(Some(processor)),
         settings,
         shared,
         consumer,
@@ -150,8 +150,9 @@ enum Batch {
 }
 
 struct Worker<P: Processor> {
-    /// Moved to the blocking pool for each batch and back.
-    processor: Option<P>,
+    /// Moved to the blocking pool for each batch and back. (A mutex only so that the
+    /// worker is `Sync` while the processor, like a model, need not be.)
+    processor: std::sync::Mutex<Option<P>>,
     settings: ProcessorSettings,
     shared: Shared,
     consumer: Arc<StreamConsumer>,
@@ -195,7 +196,8 @@ impl<P: Processor> Worker<P> {
         self.summary.consumed += messages.len() as u64;
 
         // The pure stage, off the async runtime: decode and process every message.
-        let mut processor = self.processor.take().ok_or_else(|| RuntimeError::Fatal {
+        let taken = self.processor.lock().map(|mut p| p.take()).unwrap_or(None);
+        let mut processor = taken.ok_or_else(|| RuntimeError::Fatal {
             processor: name.clone(),
             message: "processor lost after a panic".into(),
         })?;
@@ -215,7 +217,9 @@ impl<P: Processor> Worker<P> {
             processor: name.clone(),
             message: format!("processing panicked: {e}"),
         })?;
-        self.processor = Some(processor);
+        if let Ok(mut slot) = self.processor.lock() {
+            *slot = Some(processor);
+        }
         let outcomes = outcomes?;
 
         // Everything this batch writes goes to the store in one append.

@@ -1,0 +1,372 @@
+//! `insights run`, `insights produce`, `insights topics`: the Kafka side of the CLI.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use insights_event_store::EventStore;
+use insights_runtime::{
+    EmbeddedBroker, Health, KafkaSettings, Launch, Metrics, ProduceFormat, Shared, StopWhen,
+    create_topics, list_topics, produce_lines, run_processors, serve_ops,
+};
+use insights_schemas::{Codec, Format};
+use insights_topology::{TopicRole, Topology};
+use tokio::sync::watch;
+
+use crate::Global;
+
+/// Kafka connection flags, layered over topology.toml's `[kafka]`.
+#[derive(Debug, Args)]
+pub struct KafkaArgs {
+    /// bootstrap.servers; none (here, in INSIGHTS_BROKERS or in topology.toml) starts the
+    /// embedded broker.
+    #[arg(long, env = "INSIGHTS_BROKERS")]
+    brokers: Option<String>,
+    /// A librdkafka property, KEY=VALUE; repeatable.
+    #[arg(short = 'X', long = "kafka-property", value_parser = parse_property)]
+    properties: Vec<(String, String)>,
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+impl KafkaArgs {
+    /// The brokers and properties: topology.toml < env < flags. `None` brokers: embedded.
+    fn settings(&self, topology: &Topology) -> Option<KafkaSettings> {
+        let brokers = self
+            .brokers
+            .clone()
+            .or_else(|| topology.kafka.brokers.clone())?;
+        let mut properties = topology.kafka.properties.clone();
+        properties.extend(self.properties.iter().cloned());
+        Some(KafkaSettings {
+            brokers,
+            properties,
+        })
+    }
+
+    fn required(&self, topology: &Topology) -> Result<KafkaSettings> {
+        self.settings(topology).context(
+            "no Kafka brokers configured: pass --brokers, set INSIGHTS_BROKERS or [kafka] brokers",
+        )
+    }
+}
+
+/// `insights run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Run only this processor (each can be its own process and replica set).
+    #[arg(long)]
+    processor: Option<String>,
+    /// Exit when every input topic is drained, printing event counts per type.
+    #[arg(long)]
+    until_idle: bool,
+    /// Produce this JSON-lines file of interactions first.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Address of /metrics, /healthz and /readyz; `off` to disable.
+    #[arg(long, default_value = "127.0.0.1:9898")]
+    ops_listen: String,
+}
+
+/// The processors this build can run, by their topology.toml name. Each processor crate
+/// registers here as it lands; the topology may name processors this build lacks.
+fn registry() -> BTreeMap<&'static str, Launch> {
+    BTreeMap::new()
+}
+
+pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
+    let topology = crate::load_topology(global)?;
+    if let Some(p) = &args.processor
+        && !topology.processors.contains_key(p)
+    {
+        bail!(
+            "processor `{p}` is not declared in {}",
+            global.topology.display()
+        );
+    }
+    let store = crate::open_store(global).await?;
+    let (kafka, _embedded) = match args.kafka.settings(&topology) {
+        Some(k) => (k, None),
+        None => {
+            let broker = EmbeddedBroker::start().context("starting the embedded broker")?;
+            broker.create_topics(&topology)?;
+            eprintln!(
+                "insights: embedded broker at {}",
+                broker.bootstrap_servers()
+            );
+            (KafkaSettings::new(broker.bootstrap_servers()), Some(broker))
+        }
+    };
+
+    if let Some(file) = &args.input {
+        let topic = input_topic(&topology)?;
+        let produced = produce_file(&kafka, &topic, file, ProduceFormat::Json, None).await?;
+        eprintln!(
+            "insights: produced {produced} interactions from {} to {topic}",
+            file.display()
+        );
+    }
+
+    let registry = registry();
+    let wanted: Vec<&String> = topology
+        .processors
+        .keys()
+        .filter(|n| args.processor.as_ref().is_none_or(|p| p == *n))
+        .collect();
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|n| !registry.contains_key(n.as_str()))
+        .map(|n| n.as_str())
+        .collect();
+    if missing.len() == wanted.len() {
+        eprintln!(
+            "insights: pipeline not yet runnable: no processor named in {} is implemented in this build ({}); \
+             the runtime, store and broker are ready",
+            global.topology.display(),
+            missing.join(", ")
+        );
+        return Ok(ExitCode::from(2));
+    }
+    if !missing.is_empty() {
+        eprintln!(
+            "insights: not implemented in this build, skipped: {}",
+            missing.join(", ")
+        );
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("insights: shutting down: draining in-flight batches");
+        let _ = stop_tx.send(true);
+    });
+    let metrics = Metrics::new();
+    let health = Health::default();
+    if args.ops_listen != "off" {
+        let addr: SocketAddr = args
+            .ops_listen
+            .parse()
+            .with_context(|| format!("--ops-listen {:?} is not an address", args.ops_listen))?;
+        let mut rx = stop_rx.clone();
+        let bound = serve_ops(
+            addr,
+            metrics.clone(),
+            health.clone(),
+            Arc::clone(&store),
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            },
+        )
+        .await
+        .with_context(|| format!("serving ops endpoints on {addr}"))?;
+        eprintln!("insights: metrics and health on http://{bound}");
+    }
+    let shared = Shared {
+        store: Arc::clone(&store),
+        kafka,
+        metrics,
+        codec: Codec::new(),
+        output_format: Format::SingleObject,
+    };
+    let stop = if args.until_idle {
+        StopWhen::Idle(Duration::from_secs(3))
+    } else {
+        StopWhen::Shutdown
+    };
+    health.set_ready(true);
+    let summaries = run_processors(
+        &topology,
+        registry,
+        args.processor.as_deref(),
+        shared,
+        stop,
+        stop_rx,
+    )
+    .await?;
+    for (name, s) in &summaries {
+        eprintln!(
+            "insights: {name}: consumed {}, appended {}, already stored {}, dead-lettered {}",
+            s.consumed, s.appended, s.duplicates, s.dead_lettered
+        );
+    }
+    if args.until_idle {
+        print_counts(&*store).await?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn print_counts(store: &dyn EventStore) -> Result<()> {
+    let report = store.verify().await?;
+    for (event_type, n) in &report.by_type {
+        println!("{event_type:<22} {n}");
+    }
+    println!("{:<22} {}", "total", report.events);
+    if let Some(b) = report.broken {
+        bail!("chain broken at {b}");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The source topic that takes raw interactions.
+fn input_topic(topology: &Topology) -> Result<String> {
+    topology
+        .topic_settings()
+        .into_iter()
+        .find(|t| t.role == TopicRole::Source && t.value_schema.as_deref() == Some("Interaction"))
+        .map(|t| t.name)
+        .context("topology.toml has no source topic with value_schema = \"Interaction\"")
+}
+
+/// Wire format for `insights produce`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum WireFormat {
+    /// Each line as it is.
+    Json,
+    /// Avro single-object encoding.
+    Avro,
+    /// Confluent wire format (embedded-registry schema ids).
+    Confluent,
+}
+
+/// `insights produce`.
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// JSON lines of interactions; `-` reads stdin.
+    #[arg(long, default_value = "-")]
+    file: PathBuf,
+    /// How to encode each line.
+    #[arg(long, value_enum, default_value = "json")]
+    format: WireFormat,
+    /// At most this many messages per second.
+    #[arg(long)]
+    rate: Option<u32>,
+    /// The topic (default: the topology's interaction source topic).
+    #[arg(long)]
+    topic: Option<String>,
+}
+
+pub async fn produce(global: &Global, args: ProduceArgs) -> Result<ExitCode> {
+    let topology = crate::load_topology(global)?;
+    let kafka = args.kafka.required(&topology)?;
+    let topic = match args.topic {
+        Some(t) => t,
+        None => input_topic(&topology)?,
+    };
+    let format = match args.format {
+        WireFormat::Json => ProduceFormat::Json,
+        WireFormat::Avro => ProduceFormat::AvroSingleObject,
+        WireFormat::Confluent => ProduceFormat::Confluent,
+    };
+    let n = produce_file(&kafka, &topic, &args.file, format, args.rate).await?;
+    eprintln!("insights: produced {n} messages to {topic}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn produce_file(
+    kafka: &KafkaSettings,
+    topic: &str,
+    file: &Path,
+    format: ProduceFormat,
+    rate: Option<u32>,
+) -> Result<u64> {
+    let (lines, total): (Box<dyn Iterator<Item = String>>, Option<u64>) = if file == Path::new("-")
+    {
+        let stdin = std::io::stdin()
+            .lock()
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>();
+        let n = stdin.len() as u64;
+        (Box::new(stdin.into_iter()), Some(n))
+    } else {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        let n = lines.iter().filter(|l| !l.trim().is_empty()).count() as u64;
+        (Box::new(lines.into_iter()), Some(n))
+    };
+    let bar = ProgressBar::new(total.unwrap_or(0));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {pos}/{len} messages {per_sec} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let produced =
+        produce_lines(kafka, topic, lines, format, rate, |n| bar.set_position(n)).await?;
+    bar.finish_and_clear();
+    if produced.unencodable > 0 {
+        eprintln!(
+            "insights: {} lines could not be encoded in the chosen format and were skipped",
+            produced.unencodable
+        );
+    }
+    Ok(produced.delivered)
+}
+
+/// `insights topics create` / `list`.
+#[derive(Debug, Args)]
+pub struct TopicsArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
+pub async fn topics_create(global: &Global, args: TopicsArgs) -> Result<ExitCode> {
+    let topology = crate::load_topology(global)?;
+    let kafka = args.kafka.required(&topology)?;
+    for (topic, created) in create_topics(&kafka, &topology).await? {
+        println!("{topic:<28} {}", if created { "created" } else { "exists" });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn topics_list(global: &Global, args: TopicsArgs) -> Result<ExitCode> {
+    let topology = crate::load_topology(global)?;
+    let kafka = args.kafka.required(&topology)?;
+    let topics = tokio::task::spawn_blocking(move || list_topics(&kafka)).await??;
+    for (topic, partitions) in topics {
+        let declared = if topology.topics.contains_key(&topic) {
+            ""
+        } else {
+            "  (not in topology.toml)"
+        };
+        println!("{topic:<28} {partitions} partitions{declared}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
