@@ -59,7 +59,18 @@ PY
   "$bin" --version | grep -q '^tansu 0.6.0' || die "Tansu did not install"
 }
 
+# Kafka clients nobody here wrote, for the interop tests: a venv in .tools/venv.
+PY_PACKAGES="confluent-kafka[avro,schemaregistry]==2.16.0 kafka-python==3.0.12"
+install_python_clients() {
+  local py=.tools/venv/bin/python
+  if [ -x "$py" ] && "$py" -c 'import confluent_kafka, fastavro, kafka' 2>/dev/null; then return; fi
+  say "installing Python Kafka clients into .tools/venv"
+  [ -x "$py" ] || python3 -m venv .tools/venv
+  .tools/venv/bin/pip install --quiet $PY_PACKAGES
+}
+
 need_cargo
 ensure_postgres
 install_tansu
+install_python_clients
 say "ready"

@@ -2,154 +2,16 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use insights_event_store::{EventFilter, EventStore, SqliteStore};
-use insights_runtime::{
-    Context, KafkaSettings, Metrics, Output, ProcessError, Processor, Shared, StopWhen, Summary,
-    dead_letter_headers, records, run,
-};
-use insights_schemas::{
-    Codec, Envelope, Event, Format, Interaction, InteractionContext, InteractionScrubbed, Timestamp,
-};
-use insights_topology::ProcessorSettings;
+use insights_runtime::{Context, Processor, dead_letter_headers, records};
+use insights_schemas::{Codec, Envelope, Event, Format, Timestamp};
 use rdkafka::Message;
-use support::{Tansu, header, produce, producer, read_topic};
-
-const RAW: &str = "interactions.raw";
-const SCRUBBED: &str = "interactions.scrubbed";
-const DEAD: &str = "interactions.deadletter";
-
-/// A processor for these tests only: it passes the text through untouched (scrubbing is
-/// the privacy crate's job) and rejects the text "reject me", which is enough to exercise
-/// every path of the runtime.
-struct EchoForRuntimeTests;
-
-impl Processor for EchoForRuntimeTests {
-    type Input = Interaction;
-
-    fn name(&self) -> &str {
-        "echo"
-    }
-
-    fn version(&self) -> &str {
-        "test"
-    }
-
-    fn process(&mut self, i: &Interaction, ctx: &Context<'_>) -> Result<Vec<Output>, ProcessError> {
-        if i.text == "reject me" {
-            return Err(ProcessError::Poison(
-                "the test processor rejects this text".into(),
-            ));
-        }
-        Ok(vec![Output {
-            topic: SCRUBBED.into(),
-            stream_id: format!("conversation-{}", i.conversation_id),
-            key: i.conversation_id.clone(),
-            event: Event::InteractionScrubbed(InteractionScrubbed {
-                context: InteractionContext {
-                    interaction_id: ctx.input_id.to_owned(),
-                    conversation_id: i.conversation_id.clone(),
-                    tenant_id: i.tenant_id.clone(),
-                    customer_pseudonym: "test".into(),
-                    channel: i.channel.clone(),
-                    product: i.product.clone(),
-                    language: i.language.clone(),
-                    demographics: i.demographics.clone(),
-                    sent_at: i.sent_at,
-                },
-                text: i.text.clone(),
-                pii: vec![],
-                pii_counts: BTreeMap::new(),
-            }),
-        }])
-    }
-}
-
-fn interaction(n: usize) -> Interaction {
-    Interaction {
-        interaction_id: Some(format!("i-{n}")),
-        conversation_id: format!("c-{}", n % 20),
-        customer_id: format!("u-{n}"),
-        channel: "chat".into(),
-        product: Some("router".into()),
-        language: Some("en".into()),
-        text: format!("message number {n}"),
-        demographics: BTreeMap::new(),
-        sent_at: Timestamp(1_790_000_000_000_000 + n as i64),
-        tenant_id: "default".into(),
-    }
-}
-
-fn settings(group: &str) -> ProcessorSettings {
-    ProcessorSettings {
-        name: "echo".into(),
-        inputs: vec![RAW.into()],
-        outputs: vec![SCRUBBED.into()],
-        group: group.into(),
-        batch_size: 50,
-        linger_ms: 20,
-        concurrency: 1,
-        max_message_bytes: 4096,
-        dead_letter_topic: DEAD.into(),
-    }
-}
-
-struct Setup {
-    tansu: Tansu,
-    store: Arc<dyn EventStore>,
-    _dir: tempfile::TempDir,
-}
-
-async fn setup() -> Setup {
-    let tansu = Tansu::start();
-    tansu.create_topic(RAW, 3);
-    tansu.create_topic(SCRUBBED, 3);
-    tansu.create_topic(DEAD, 1);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("events.db").display());
-    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&url, 4).await.expect("store"));
-    Setup {
-        tansu,
-        store,
-        _dir: dir,
-    }
-}
-
-async fn run_until_idle(s: &Setup, group: &str) -> Summary {
-    let shared = Shared {
-        store: Arc::clone(&s.store),
-        kafka: KafkaSettings::new(s.tansu.brokers()),
-        metrics: Metrics::new(),
-        codec: Codec::new(),
-        output_format: Format::SingleObject,
-    };
-    tokio::time::timeout(
-        Duration::from_secs(90),
-        run(
-            EchoForRuntimeTests,
-            settings(group),
-            shared,
-            StopWhen::Idle(Duration::from_secs(3)),
-            std::future::pending(),
-        ),
-    )
-    .await
-    .expect("worker stops when idle")
-    .expect("worker succeeds")
-}
-
-async fn stored(store: &dyn EventStore) -> Vec<Envelope> {
-    store
-        .read_all(0, 100_000, &EventFilter::All)
-        .await
-        .expect("reads")
-        .iter()
-        .map(|r| records::from_recorded(r).expect("valid envelope"))
-        .collect()
-}
+use support::{
+    DEAD, EchoForRuntimeTests, RAW, SCRUBBED, header, interaction, produce, producer, read_topic,
+    run_until_idle, setup, stored,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interactions_in_any_format_become_events_exactly_once() {
@@ -163,7 +25,7 @@ async fn interactions_in_any_format_become_events_exactly_once() {
         produce(&p, RAW, &i.conversation_id, &bytes).await;
     }
 
-    let first = run_until_idle(&s, "echo-a").await;
+    let first = run_until_idle(&s, Codec::new(), "echo-a").await;
     assert_eq!(
         (first.consumed, first.appended, first.dead_lettered),
         (150, 150, 0)
@@ -200,7 +62,7 @@ async fn interactions_in_any_format_become_events_exactly_once() {
     assert_eq!(ids, events.iter().map(|e| e.event_id).collect());
 
     // Offsets were committed: the same group finds nothing new.
-    let again = run_until_idle(&s, "echo-a").await;
+    let again = run_until_idle(&s, Codec::new(), "echo-a").await;
     assert_eq!(again.consumed, 0, "{again:?}");
     assert!(s.store.verify().await.expect("verifies").is_intact());
 }
@@ -219,11 +81,11 @@ async fn redelivered_input_is_not_stored_twice() {
         )
         .await;
     }
-    let first = run_until_idle(&s, "echo-first").await;
+    let first = run_until_idle(&s, Codec::new(), "echo-first").await;
     assert_eq!(first.appended, 60);
     // A group with no committed offsets gets everything again, as after a crash between
     // the append and the commit.
-    let second = run_until_idle(&s, "echo-second").await;
+    let second = run_until_idle(&s, Codec::new(), "echo-second").await;
     assert_eq!(
         (second.consumed, second.appended, second.duplicates),
         (60, 0, 60)
@@ -302,7 +164,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_with_reasons_and_nothing_el
         .await;
     }
 
-    let summary = run_until_idle(&s, "echo-poison").await;
+    let summary = run_until_idle(&s, Codec::new(), "echo-poison").await;
     assert_eq!(
         (summary.consumed, summary.dead_lettered),
         (10 + bad.len() as u64, bad.len() as u64)
