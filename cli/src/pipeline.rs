@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use insights_event_store::EventStore;
 use insights_runtime::{
     EmbeddedBroker, Health, KafkaSettings, Launch, Metrics, ProduceFormat, Shared, StopWhen,
-    create_topics, list_topics, produce_lines, run_processors, serve_ops,
+    create_topics, launcher, list_topics, produce_lines, run_processors, serve_ops,
 };
 use insights_schemas::{Codec, Format};
 use insights_topology::{TopicRole, Topology};
@@ -80,12 +80,75 @@ pub struct RunArgs {
     /// Address of /metrics, /healthz and /readyz; `off` to disable.
     #[arg(long, default_value = "127.0.0.1:9898")]
     ops_listen: String,
+    /// The pseudonym key file (64 hex digits), read when INSIGHTS_PRIVACY_KEY is unset;
+    /// the embedded default creates it.
+    #[arg(long, default_value = "data/privacy.key")]
+    privacy_key_file: PathBuf,
 }
 
 /// The processors this build can run, by their topology.toml name. Each processor crate
 /// registers here as it lands; the topology may name processors this build lacks.
-fn registry() -> BTreeMap<&'static str, Launch> {
-    BTreeMap::new()
+fn registry(privacy_key: [u8; 32], topology: &Topology) -> BTreeMap<&'static str, Launch> {
+    let mut privacy = insights_privacy::PrivacyConfig::new(privacy_key);
+    if let Some(out) = topology
+        .processor("privacy")
+        .and_then(|p| p.outputs.first().cloned())
+    {
+        privacy.output_topic = out;
+    }
+    BTreeMap::from([(
+        "privacy",
+        launcher(move || insights_privacy::PrivacyProcessor::new(privacy)),
+    )])
+}
+
+/// The secret behind pseudonyms: `INSIGHTS_PRIVACY_KEY` (64 hex digits), else the key
+/// file. Only the embedded default creates a missing key file: replicas of a real
+/// deployment must share one key, or the same person gets different pseudonyms.
+fn privacy_key(file: &Path, may_create: bool) -> Result<[u8; 32]> {
+    let parse = |hex_text: &str, from: &str| -> Result<[u8; 32]> {
+        let bytes = hex::decode(hex_text.trim()).with_context(|| format!("{from} is not hex"))?;
+        bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{from} must be 32 bytes (64 hex digits)"))
+    };
+    if let Ok(k) = std::env::var("INSIGHTS_PRIVACY_KEY") {
+        return parse(&k, "INSIGHTS_PRIVACY_KEY");
+    }
+    match std::fs::read_to_string(file) {
+        Ok(text) => parse(&text, &file.display().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && may_create => {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key)
+                .map_err(|e| anyhow::anyhow!("no randomness for a new key: {e}"))?;
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            write_private(file, &hex::encode(key))?;
+            eprintln!(
+                "insights: created a new pseudonym key at {}",
+                file.display()
+            );
+            Ok(key)
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "no pseudonym key: set INSIGHTS_PRIVACY_KEY or provide {} ({e})",
+            file.display()
+        )),
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
 }
 
 pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
@@ -99,7 +162,7 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
         );
     }
     let store = crate::open_store(global).await?;
-    let (kafka, _embedded) = match args.kafka.settings(&topology) {
+    let (kafka, embedded) = match args.kafka.settings(&topology) {
         Some(k) => (k, None),
         None => {
             let broker = EmbeddedBroker::start().context("starting the embedded broker")?;
@@ -121,7 +184,8 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
         );
     }
 
-    let registry = registry();
+    let key = privacy_key(&args.privacy_key_file, embedded.is_some())?;
+    let registry = registry(key, &topology);
     let wanted: Vec<&String> = topology
         .processors
         .keys()

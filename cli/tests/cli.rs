@@ -103,20 +103,39 @@ async fn store_verify_names_the_tampered_position() {
 }
 
 #[test]
-fn run_says_plainly_that_the_pipeline_is_not_runnable_yet() {
+fn running_a_processor_this_build_lacks_says_so_plainly() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::copy(
         repo_root().join("topology.toml"),
         dir.path().join("topology.toml"),
     )
     .expect("copies");
-    let o = insights(&["run"], dir.path());
+    let o = insights(
+        &["run", "--processor", "sentiment", "--ops-listen", "off"],
+        dir.path(),
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("pipeline not yet runnable"),
         "{}",
         stderr(&o)
     );
-    // The embedded default store was created and migrated.
+    assert!(stderr(&o).contains("(sentiment)"), "{}", stderr(&o));
+    // The embedded default store was created and migrated on the way.
     assert!(dir.path().join("data/insights.db").exists());
+}
+
+#[test]
+fn an_undeclared_processor_is_one_readable_line() {
+    let o = insights(
+        &["run", "--processor", "nope", "--ops-listen", "off"],
+        repo_root(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`nope` is not declared"),
+        "{}",
+        stderr(&o)
+    );
 }
