@@ -9,9 +9,9 @@ use insights_runtime::{Context, Processor, dead_letter_headers, records};
 use insights_schemas::{Codec, Envelope, Event, Format, Timestamp};
 use rdkafka::Message;
 use support::{
-    DEAD, EchoForRuntimeTests, RAW, SCRUBBED, header, interaction, produce, producer, read_topic,
-    run_until_idle, setup, stored,
+    DEAD, EchoForRuntimeTests, RAW, SCRUBBED, interaction, run_until_idle, setup, stored,
 };
+use testkit::{header, produce, producer, read_topic};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interactions_in_any_format_become_events_exactly_once() {
