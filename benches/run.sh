@@ -29,3 +29,7 @@ psql -d message_store -qc "TRUNCATE message_store.messages" >/dev/null
 
 cargo bench -p insights-benches --bench event_store -- "$@"
 python3 benches/summarize.py "${CARGO_TARGET_DIR:-target}/criterion"
+# Runtime vs transport limit on a real broker (Tansu); skipped when a filter is given.
+if [ $# -eq 0 ]; then
+  cargo bench -p insights-benches --bench runtime
+fi

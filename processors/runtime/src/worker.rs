@@ -110,6 +110,7 @@ pub async fn run<P: Processor>(
         producer,
         summary: Summary::default(),
         last_lag_update: Instant::now(),
+        last_commit: None,
     };
     tokio::pin!(shutdown);
     let idle_after = match stop {
@@ -136,9 +137,13 @@ pub async fn run<P: Processor>(
             }
         }
     };
-    // Everything handled has been committed asynchronously; make it durable now.
-    if let Err(e) = worker.consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(error = %e, "final commit had nothing to do or failed");
+    // Batches are committed asynchronously as they complete; commit the last offsets
+    // synchronously so that a clean stop leaves nothing to redeliver.
+    if let Some(tpl) = worker.last_commit.take()
+        && let Err(e) = worker.consumer.commit(&tpl, CommitMode::Sync)
+    {
+        tracing::warn!(processor = %worker.settings.name, error = %e,
+            "final commit failed; the last batch will be redelivered");
     }
     worker.consumer.unsubscribe();
     result.map(|()| worker.summary)
@@ -159,6 +164,8 @@ struct Worker<P: Processor> {
     producer: FutureProducer,
     summary: Summary,
     last_lag_update: Instant,
+    /// Offsets of everything handled so far (per partition, the next offset to read).
+    last_commit: Option<TopicPartitionList>,
 }
 
 impl<P: Processor> Worker<P> {
@@ -400,7 +407,7 @@ impl<P: Processor> Worker<P> {
     }
 
     /// Commits, per partition, the offset after the last message of the batch.
-    fn commit(&self, messages: &[OwnedMessage]) -> Result<(), RuntimeError> {
+    fn commit(&mut self, messages: &[OwnedMessage]) -> Result<(), RuntimeError> {
         let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for m in messages {
             let e = next
@@ -409,10 +416,20 @@ impl<P: Processor> Worker<P> {
             *e = (*e).max(m.offset() + 1);
         }
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in next {
-            tpl.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
+        for ((topic, partition), offset) in &next {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
         }
         self.consumer.commit(&tpl, CommitMode::Async)?;
+        // Remember everything handled so far for the final synchronous commit.
+        let mut all = self.last_commit.take().unwrap_or_default();
+        for ((topic, partition), offset) in next {
+            if all.find_partition(&topic, partition).is_some() {
+                all.set_partition_offset(&topic, partition, Offset::Offset(offset))?;
+            } else {
+                all.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
+            }
+        }
+        self.last_commit = Some(all);
         Ok(())
     }
 
