@@ -76,6 +76,27 @@ impl EmbeddedBroker {
         self.cluster.bootstrap_servers()
     }
 
+    /// Takes the broker down (connections drop, requests fail) until [`Self::broker_up`]:
+    /// for outage tests.
+    pub fn broker_down(&self) -> Result<(), RuntimeError> {
+        Ok(self.cluster.broker_down(1)?)
+    }
+
+    /// Brings the broker back.
+    pub fn broker_up(&self) -> Result<(), RuntimeError> {
+        Ok(self.cluster.broker_up(1)?)
+    }
+
+    /// Makes the next requests of kind `api` fail with `errors`, in order: for tests of
+    /// retries.
+    pub fn inject_request_errors(
+        &self,
+        api: rdkafka::types::RDKafkaApiKey,
+        errors: &[rdkafka::types::RDKafkaRespErr],
+    ) {
+        self.cluster.request_errors(api, errors);
+    }
+
     /// Creates every topic of the topology (the mock broker has no CreateTopics API).
     pub fn create_topics(&self, topology: &Topology) -> Result<(), RuntimeError> {
         for t in topology.topic_settings() {

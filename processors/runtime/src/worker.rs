@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use backoff::ExponentialBackoff;
@@ -22,7 +23,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use sha2::{Digest, Sha256};
 
-use crate::kafka::{KafkaSettings, consumer, producer};
+use crate::kafka::{KafkaSettings, RebalanceContext, producer, worker_consumer};
 use crate::metrics::Metrics;
 use crate::processor::{Context, Input, Output, ProcessError, Processor, Source};
 use crate::records::{envelope_for, to_event_data};
@@ -98,7 +99,7 @@ pub async fn run<P: Processor>(
     stop: StopWhen,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Summary, RuntimeError> {
-    let consumer = Arc::new(consumer(&shared.kafka, &settings.group)?);
+    let consumer = Arc::new(worker_consumer(&shared.kafka, &settings.group)?);
     let topics: Vec<&str> = settings.inputs.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     let producer = producer(&shared.kafka)?;
@@ -110,7 +111,10 @@ pub async fn run<P: Processor>(
         producer,
         summary: Summary::default(),
         last_lag_update: Instant::now(),
-        last_commit: None,
+        consumer_backoff: ExponentialBackoff {
+            max_elapsed_time: None,
+            ..backoff_policy()
+        },
     };
     tokio::pin!(shutdown);
     let idle_after = match stop {
@@ -125,6 +129,7 @@ pub async fn run<P: Processor>(
         };
         match batch {
             Err(e) => break Err(e),
+            Ok(Batch::Messages(messages)) if messages.is_empty() => {}
             Ok(Batch::Messages(messages)) => {
                 if let Err(e) = worker.handle(messages).await {
                     break Err(e);
@@ -139,8 +144,15 @@ pub async fn run<P: Processor>(
     };
     // Batches are committed asynchronously as they complete; commit the last offsets
     // synchronously so that a clean stop leaves nothing to redeliver.
-    if let Some(tpl) = worker.last_commit.take()
-        && let Err(e) = worker.consumer.commit(&tpl, CommitMode::Sync)
+    let handled = worker
+        .consumer
+        .context()
+        .handled
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_default();
+    if handled.count() > 0
+        && let Err(e) = worker.consumer.commit(&handled, CommitMode::Sync)
     {
         tracing::warn!(processor = %worker.settings.name, error = %e,
             "final commit failed; the last batch will be redelivered");
@@ -160,12 +172,12 @@ struct Worker<P: Processor> {
     processor: std::sync::Mutex<Option<P>>,
     settings: ProcessorSettings,
     shared: Shared,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<RebalanceContext>>,
     producer: FutureProducer,
     summary: Summary,
     last_lag_update: Instant,
-    /// Offsets of everything handled so far (per partition, the next offset to read).
-    last_commit: Option<TopicPartitionList>,
+    /// Waits between consumer errors; reset by every batch.
+    consumer_backoff: ExponentialBackoff,
 }
 
 impl<P: Processor> Worker<P> {
@@ -174,24 +186,85 @@ impl<P: Processor> Worker<P> {
     async fn next_batch(&mut self, idle_after: Option<Duration>) -> Result<Batch, RuntimeError> {
         let first = match idle_after {
             Some(idle) => match tokio::time::timeout(idle, self.consumer.recv()).await {
-                Ok(m) => m?,
+                Ok(Ok(m)) => m,
+                Ok(Err(e)) => return self.consumer_error(e).await,
                 Err(_) => return Ok(Batch::Idle),
             },
-            None => self.consumer.recv().await?,
+            None => match self.consumer.recv().await {
+                Ok(m) => m,
+                Err(e) => return self.consumer_error(e).await,
+            },
         };
+        let mut seen = self.consumer.context().revocations.load(Ordering::SeqCst);
         let mut batch = vec![first.detach()];
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.settings.linger_ms);
         while batch.len() < self.settings.batch_size {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(m) => batch.push(m?.detach()),
-                Err(_) => break,
+                Ok(Ok(m)) => {
+                    // A rebalance runs inside `recv`: what was fetched before it from a
+                    // revoked partition is no longer ours to handle.
+                    self.drop_revoked(&mut batch, &mut seen);
+                    batch.push(m.detach());
+                }
+                // Handle what we have; the error shows again on the next receive.
+                Ok(Err(_)) | Err(_) => break,
             }
+        }
+        self.drop_revoked(&mut batch, &mut seen);
+        if batch.is_empty() {
+            return Ok(Batch::Messages(Vec::new()));
         }
         Ok(Batch::Messages(batch))
     }
 
+    /// librdkafka reports broker trouble through the consumer and recovers by itself
+    /// (reconnects, rejoins the group): back off and keep consuming. Nothing is committed
+    /// meanwhile, so nothing is lost.
+    async fn consumer_error(
+        &mut self,
+        e: rdkafka::error::KafkaError,
+    ) -> Result<Batch, RuntimeError> {
+        let wait = self
+            .consumer_backoff
+            .next_backoff()
+            .unwrap_or(Duration::from_secs(5));
+        tracing::warn!(processor = %self.settings.name, error = %e, ?wait, "consumer error; retrying");
+        self.shared
+            .metrics
+            .retries
+            .with_label_values(&[&self.settings.name, "consume"])
+            .inc();
+        tokio::time::sleep(wait).await;
+        Ok(Batch::Messages(Vec::new()))
+    }
+
+    fn drop_revoked(&self, batch: &mut Vec<OwnedMessage>, seen: &mut u64) {
+        let ctx = self.consumer.context();
+        let now = ctx.revocations.load(Ordering::SeqCst);
+        if now == *seen {
+            return;
+        }
+        *seen = now;
+        // Drained: a partition revoked and later assigned again is ours from then on.
+        let revoked = ctx
+            .revoked
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
+        let before = batch.len();
+        batch.retain(|m| !revoked.contains(&(m.topic().to_owned(), m.partition())));
+        if batch.len() < before {
+            tracing::info!(
+                processor = %self.settings.name,
+                dropped = before - batch.len(),
+                "rebalance: dropped fetched messages of revoked partitions"
+            );
+        }
+    }
+
     async fn handle(&mut self, messages: Vec<OwnedMessage>) -> Result<(), RuntimeError> {
         let started = Instant::now();
+        self.consumer_backoff.reset();
         let name = self.settings.name.clone();
         for m in &messages {
             self.shared
@@ -407,7 +480,7 @@ impl<P: Processor> Worker<P> {
     }
 
     /// Commits, per partition, the offset after the last message of the batch.
-    fn commit(&mut self, messages: &[OwnedMessage]) -> Result<(), RuntimeError> {
+    fn commit(&self, messages: &[OwnedMessage]) -> Result<(), RuntimeError> {
         let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for m in messages {
             let e = next
@@ -420,16 +493,16 @@ impl<P: Processor> Worker<P> {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
         }
         self.consumer.commit(&tpl, CommitMode::Async)?;
-        // Remember everything handled so far for the final synchronous commit.
-        let mut all = self.last_commit.take().unwrap_or_default();
-        for ((topic, partition), offset) in next {
-            if all.find_partition(&topic, partition).is_some() {
-                all.set_partition_offset(&topic, partition, Offset::Offset(offset))?;
-            } else {
-                all.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
+        // Remember everything handled, for commits on revocation and on a clean stop.
+        if let Ok(mut all) = self.consumer.context().handled.lock() {
+            for ((topic, partition), offset) in next {
+                if all.find_partition(&topic, partition).is_some() {
+                    all.set_partition_offset(&topic, partition, Offset::Offset(offset))?;
+                } else {
+                    all.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
+                }
             }
         }
-        self.last_commit = Some(all);
         Ok(())
     }
 
@@ -458,7 +531,9 @@ impl<P: Processor> Worker<P> {
 }
 
 /// (topic, partition, messages behind the high watermark) for every assigned partition.
-fn lags(consumer: &StreamConsumer) -> Result<Vec<(String, i32, i64)>, rdkafka::error::KafkaError> {
+fn lags(
+    consumer: &StreamConsumer<RebalanceContext>,
+) -> Result<Vec<(String, i32, i64)>, rdkafka::error::KafkaError> {
     let positions = consumer.position()?;
     // Before the first fetch of a partition its position is unset; the committed offset
     // (or, with none, the start of the log) is where reading will begin.
@@ -482,7 +557,9 @@ fn lags(consumer: &StreamConsumer) -> Result<Vec<(String, i32, i64)>, rdkafka::e
     Ok(out)
 }
 
-fn caught_up(consumer: &StreamConsumer) -> Result<bool, rdkafka::error::KafkaError> {
+fn caught_up(
+    consumer: &StreamConsumer<RebalanceContext>,
+) -> Result<bool, rdkafka::error::KafkaError> {
     let assignment = consumer.assignment()?;
     if assignment.count() == 0 {
         return Ok(false);

@@ -218,3 +218,67 @@ async fn poison_messages_go_to_the_dead_letter_topic_with_reasons_and_nothing_el
         .count();
     assert_eq!(scrubbed, 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_joining_mid_run_shares_the_partitions_and_nothing_is_lost() {
+    use std::sync::Arc;
+
+    use insights_runtime::{KafkaSettings, Metrics, Shared, StopWhen, run};
+
+    let s = setup().await;
+    let p = producer(&s.tansu.brokers());
+    for n in 0..3000 {
+        let i = interaction(n);
+        produce(
+            &p,
+            RAW,
+            &i.conversation_id,
+            &serde_json::to_vec(&i).expect("json"),
+        )
+        .await;
+    }
+    let shared = || Shared {
+        store: Arc::clone(&s.store),
+        kafka: KafkaSettings::new(s.tansu.brokers()),
+        metrics: Metrics::new(),
+        codec: Codec::new(),
+        output_format: Format::SingleObject,
+    };
+    let mut one = support::settings("echo-replicas");
+    one.batch_size = 10;
+    let two = one.clone();
+    let first = tokio::spawn(run(
+        EchoForRuntimeTests,
+        one,
+        shared(),
+        insights_runtime::StopWhen::Idle(Duration::from_secs(5)),
+        std::future::pending(),
+    ));
+    // The second replica joins once the first is working: partitions are revoked from the
+    // first and shared.
+    while s.store.head().await.expect("head").position < 200 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = run(
+        EchoForRuntimeTests,
+        two,
+        shared(),
+        StopWhen::Idle(Duration::from_secs(5)),
+        std::future::pending(),
+    );
+    let b = tokio::time::timeout(Duration::from_secs(120), second)
+        .await
+        .expect("second stops")
+        .expect("second");
+    let a = tokio::time::timeout(Duration::from_secs(120), first)
+        .await
+        .expect("first stops")
+        .expect("task")
+        .expect("first");
+    assert!(
+        b.consumed > 0,
+        "the second replica got partitions: {a:?} {b:?}"
+    );
+    assert_eq!(a.appended + b.appended, 3000, "{a:?} {b:?}");
+    assert_eq!(stored(&*s.store).await.len(), 3000);
+}

@@ -1,0 +1,134 @@
+//! The runtime on the embedded broker (librdkafka's mock cluster), with its fault
+//! injection: a broker outage mid-run and transient produce errors lose nothing.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use insights_event_store::{EventStore, SqliteStore};
+use insights_runtime::{EmbeddedBroker, KafkaSettings, Metrics, Shared, StopWhen, run};
+use insights_schemas::{Codec, Format};
+use insights_topology::Topology;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use support::{EchoForRuntimeTests, RAW, SCRUBBED, interaction, settings, stored};
+use testkit::{produce, producer, read_topic};
+
+const TOPOLOGY: &str = r#"
+[topics."interactions.raw"]
+value_schema = "Interaction"
+role = "source"
+partitions = 3
+[topics."interactions.scrubbed"]
+value_schema = "Envelope"
+role = "sink"
+partitions = 3
+[topics."interactions.deadletter"]
+role = "dead-letter"
+partitions = 1
+"#;
+
+async fn start(n: usize) -> (EmbeddedBroker, Arc<dyn EventStore>, tempfile::TempDir) {
+    let broker = EmbeddedBroker::start().expect("mock cluster");
+    broker
+        .create_topics(&Topology::parse(TOPOLOGY).expect("topology"))
+        .expect("topics");
+    let p = producer(&broker.bootstrap_servers());
+    for i in 0..n {
+        let x = interaction(i);
+        produce(
+            &p,
+            RAW,
+            &x.conversation_id,
+            &serde_json::to_vec(&x).expect("json"),
+        )
+        .await;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("e.db").display());
+    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&url, 4).await.expect("store"));
+    (broker, store, dir)
+}
+
+fn shared(broker: &EmbeddedBroker, store: &Arc<dyn EventStore>) -> Shared {
+    Shared {
+        store: Arc::clone(store),
+        kafka: KafkaSettings::new(broker.bootstrap_servers()),
+        metrics: Metrics::new(),
+        codec: Codec::new(),
+        output_format: Format::SingleObject,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_mid_run_loses_nothing() {
+    let (broker, store, _dir) = start(600).await;
+    let mut s = settings("outage");
+    s.batch_size = 20;
+    let worker = tokio::spawn(run(
+        EchoForRuntimeTests,
+        s,
+        shared(&broker, &store),
+        StopWhen::Idle(Duration::from_secs(4)),
+        std::future::pending(),
+    ));
+    // Take the broker down once processing has begun, for three seconds.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while store.head().await.expect("head").position == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("processing starts");
+    broker.broker_down().expect("down");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker.broker_up().expect("up");
+    let summary = tokio::time::timeout(Duration::from_secs(120), worker)
+        .await
+        .expect("finishes after the outage")
+        .expect("task")
+        .expect("worker survives the outage");
+    assert_eq!(summary.dead_lettered, 0);
+    let events = stored(&*store).await;
+    assert_eq!(events.len(), 600, "{summary:?}");
+    assert!(store.verify().await.expect("verifies").is_intact());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_produce_errors_are_retried_and_every_output_is_published() {
+    let (broker, store, _dir) = start(100).await;
+    broker.inject_request_errors(
+        RDKafkaApiKey::Produce,
+        &[
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+        ],
+    );
+    let summary = run(
+        EchoForRuntimeTests,
+        settings("produce-errors"),
+        shared(&broker, &store),
+        StopWhen::Idle(Duration::from_secs(3)),
+        std::future::pending(),
+    )
+    .await
+    .expect("worker");
+    assert_eq!(summary.appended, 100);
+    let published = read_topic(
+        &broker.bootstrap_servers(),
+        SCRUBBED,
+        100,
+        Duration::from_secs(30),
+    )
+    .await;
+    let ids: std::collections::BTreeSet<Vec<u8>> = published
+        .iter()
+        .filter_map(|m| rdkafka::Message::payload(m).map(<[u8]>::to_vec))
+        .collect();
+    assert_eq!(
+        ids.len(),
+        100,
+        "every output published once (idempotent producer)"
+    );
+}
