@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs the pipeline on the embedded default: in-process broker, SQLite store under data/,
-# sample interactions, HTTP views. Extra arguments go to `insights run`.
+# Runs the pipeline on the embedded default: in-process Kafka-protocol broker, SQLite store
+# under data/, the sample interactions produced first, ops endpoints on 127.0.0.1:9898.
+# Keeps running (Ctrl-C drains and stops). Extra arguments go to `insights run`, e.g.
+# `scripts/run.sh --until-idle` to exit once the samples are processed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
 cargo build --release --locked --bin insights
-exec target/release/insights run "$@"
+exec target/release/insights run --input samples/interactions.jsonl "$@"
