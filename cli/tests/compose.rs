@@ -81,14 +81,24 @@ fn compose_file_is_well_formed_and_matches_the_topology() {
     let topology = Topology::load(root().join("topology.toml")).expect("topology loads");
     for processor in topology.processors.keys() {
         let svc = &services[processor.as_str()];
+        let command = strings(&svc["command"]);
         assert_eq!(
-            strings(&svc["command"]),
-            vec![
-                "run".to_owned(),
-                "--processor".to_owned(),
-                processor.clone()
-            ],
+            command.get(..3),
+            Some(
+                &[
+                    "run".to_owned(),
+                    "--processor".to_owned(),
+                    processor.clone()
+                ][..]
+            ),
             "service {processor} runs processor {processor}"
+        );
+        let key = svc["environment"]["INSIGHTS_PRIVACY_KEY"]
+            .as_str()
+            .unwrap_or("");
+        assert!(
+            key.contains(":?"),
+            "{processor}: the pseudonym key is required, not defaulted"
         );
         let store = svc["environment"]["INSIGHTS_STORE_URL"]
             .as_str()
