@@ -63,6 +63,28 @@ pub struct InteractionContext {
     pub sent_at: Timestamp,
 }
 
+impl InteractionContext {
+    /// The context of an interaction, by the id its processor gave it and the customer's
+    /// pseudonym: everything else is the interaction's own (PII-free) fields.
+    pub fn of(
+        i: &Interaction,
+        interaction_id: impl Into<String>,
+        customer_pseudonym: impl Into<String>,
+    ) -> Self {
+        Self {
+            interaction_id: interaction_id.into(),
+            conversation_id: i.conversation_id.clone(),
+            tenant_id: i.tenant_id.clone(),
+            customer_pseudonym: customer_pseudonym.into(),
+            channel: i.channel.clone(),
+            product: i.product.clone(),
+            language: i.language.clone(),
+            demographics: i.demographics.clone(),
+            sent_at: i.sent_at,
+        }
+    }
+}
+
 /// A detected entity, located in the scrubbed text (char offsets); never its value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]

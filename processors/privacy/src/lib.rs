@@ -296,19 +296,11 @@ impl Processor for PrivacyProcessor {
             stream_id: format!("conversation-{}", i.conversation_id),
             key: i.conversation_id.clone(),
             event: Event::InteractionScrubbed(InteractionScrubbed {
-                context: InteractionContext {
-                    interaction_id: ctx.input_id.to_owned(),
-                    conversation_id: i.conversation_id.clone(),
-                    tenant_id: i.tenant_id.clone(),
-                    customer_pseudonym: self
-                        .config
-                        .customer_pseudonym(&i.tenant_id, &i.customer_id),
-                    channel: i.channel.clone(),
-                    product: i.product.clone(),
-                    language: i.language.clone(),
-                    demographics: i.demographics.clone(),
-                    sent_at: i.sent_at,
-                },
+                context: InteractionContext::of(
+                    i,
+                    ctx.input_id,
+                    self.config.customer_pseudonym(&i.tenant_id, &i.customer_id),
+                ),
                 text: s.text,
                 pii,
                 pii_counts: counts,

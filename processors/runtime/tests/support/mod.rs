@@ -49,17 +49,7 @@ impl Processor for EchoForRuntimeTests {
             stream_id: format!("conversation-{}", i.conversation_id),
             key: i.conversation_id.clone(),
             event: Event::InteractionScrubbed(InteractionScrubbed {
-                context: InteractionContext {
-                    interaction_id: ctx.input_id.to_owned(),
-                    conversation_id: i.conversation_id.clone(),
-                    tenant_id: i.tenant_id.clone(),
-                    customer_pseudonym: "test".into(),
-                    channel: i.channel.clone(),
-                    product: i.product.clone(),
-                    language: i.language.clone(),
-                    demographics: i.demographics.clone(),
-                    sent_at: i.sent_at,
-                },
+                context: InteractionContext::of(i, ctx.input_id, "test"),
                 text: i.text.clone(),
                 pii: vec![],
                 pii_counts: BTreeMap::new(),
