@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod pipeline;
+mod scrub;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -47,6 +48,8 @@ enum Command {
     Run(pipeline::RunArgs),
     /// Produce JSON lines of interactions (a file or stdin) to the input topic.
     Produce(pipeline::ProduceArgs),
+    /// Find and replace personal data in JSON lines ({"text": ...}); spans on the input.
+    Scrub(scrub::ScrubArgs),
     /// Create or list the topology's topics on the cluster.
     #[command(subcommand)]
     Topics(TopicsCommand),
@@ -158,6 +161,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run(args) => pipeline::run(&cli.global, args).await,
         Command::Produce(args) => pipeline::produce(&cli.global, args).await,
+        Command::Scrub(args) => scrub::run(args),
         Command::Topics(TopicsCommand::Create(args)) => {
             pipeline::topics_create(&cli.global, args).await
         }

@@ -105,7 +105,7 @@ fn registry(privacy_key: [u8; 32], topology: &Topology) -> BTreeMap<&'static str
 /// The secret behind pseudonyms: `INSIGHTS_PRIVACY_KEY` (64 hex digits), else the key
 /// file. Only the embedded default creates a missing key file: replicas of a real
 /// deployment must share one key, or the same person gets different pseudonyms.
-fn privacy_key(file: &Path, may_create: bool) -> Result<[u8; 32]> {
+pub(crate) fn privacy_key(file: &Path, may_create: bool) -> Result<[u8; 32]> {
     let parse = |hex_text: &str, from: &str| -> Result<[u8; 32]> {
         let bytes = hex::decode(hex_text.trim()).with_context(|| format!("{from} is not hex"))?;
         bytes

@@ -139,3 +139,60 @@ fn an_undeclared_processor_is_one_readable_line() {
         stderr(&o)
     );
 }
+
+#[test]
+fn scrub_reports_spans_on_the_original_text_in_chars() {
+    use std::io::Write;
+    let input = "{\"text\":\"Grüße! My name is Maria Schmidt, IBAN DE89 3704 0044 0532 0130 00\"}\nnot json\n";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_insights"))
+        .arg("scrub")
+        .env("INSIGHTS_PRIVACY_KEY", "11".repeat(32))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs insights scrub");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("writes");
+    let o = child.wait_with_output().expect("finishes");
+    assert_eq!(o.status.code(), Some(1), "one bad line");
+    assert!(stderr(&o).contains("line 2"), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let first: serde_json::Value =
+        serde_json::from_str(out.lines().next().expect("a line")).expect("JSON");
+    let original = "Grüße! My name is Maria Schmidt, IBAN DE89 3704 0044 0532 0130 00";
+    let found: Vec<(String, String)> = first["spans"]
+        .as_array()
+        .expect("spans")
+        .iter()
+        .map(|s| {
+            let (start, end) = (
+                s["start"].as_u64().expect("start") as usize,
+                s["end"].as_u64().expect("end") as usize,
+            );
+            (
+                s["type"].as_str().expect("type").to_owned(),
+                original.chars().skip(start).take(end - start).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("PERSON".to_owned(), "Maria Schmidt".to_owned()),
+            (
+                "IBAN_CODE".to_owned(),
+                "DE89 3704 0044 0532 0130 00".to_owned()
+            )
+        ]
+    );
+    assert!(!first["text"].as_str().expect("text").contains("Maria"));
+    assert_eq!(
+        out.lines().nth(1),
+        Some(r#"{"error":"not a JSON object with a \"text\" string"}"#)
+    );
+}
