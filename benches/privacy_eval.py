@@ -83,7 +83,9 @@ def main():
     os.environ.setdefault("TLDEXTRACT_CACHE", str(pathlib.Path(".tools/tldextract-cache").resolve()))
 
     from presidio_evaluator.data_generator import PresidioSentenceFaker
+    import random
 
+    random.seed(args.seed)  # the faker picks templates with the global generator
     faker = PresidioSentenceFaker("en_US", lower_case_ratio=0.05, random_seed=args.seed)
     samples = faker.generate_new_fake_sentences(args.count)
     texts = [s.full_text for s in samples]
@@ -95,10 +97,21 @@ def main():
         for t in texts:
             f.write(json.dumps({"text": t}) + "\n")
         path = f.name
-    started = time.perf_counter()
-    out = subprocess.run([args.insights, "scrub", "--file", path], capture_output=True, text=True,
-                         env={**os.environ, "INSIGHTS_PRIVACY_KEY": "00" * 32})
-    ours_seconds = time.perf_counter() - started
+    env = {**os.environ, "INSIGHTS_PRIVACY_KEY": "00" * 32}
+
+    def timed_scrub(file):
+        started = time.perf_counter()
+        result = subprocess.run([args.insights, "scrub", "--file", file], capture_output=True, text=True, env=env)
+        return result, time.perf_counter() - started
+
+    # Like Presidio's model load below, our start-up (process, regexes, gazetteers) is not
+    # counted: it is measured on one sentence and subtracted (best of three).
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+        f.write(json.dumps({"text": texts[0]}) + "\n")
+        one = f.name
+    startup = min(timed_scrub(one)[1] for _ in range(3))
+    out, total = timed_scrub(path)
+    ours_seconds = max(total - startup, 1e-6)
     if out.returncode != 0:
         sys.exit(f"insights scrub failed: {out.stderr}")
     ours = [[(s["type"], s["start"], s["end"]) for s in json.loads(line)["spans"]]

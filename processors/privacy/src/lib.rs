@@ -3,9 +3,11 @@
 //!
 //! # Layout
 //! - `recognizers` — validated recognizers for structured identifiers (email, phone, card
-//!   with Luhn, IBAN with mod-97, US SSN rules, IPv4/IPv6, URL) and context-driven ones
-//!   (person names after "my name is"/"ich heiße"/…, street addresses, dates of birth,
-//!   ages), with overlap resolution.
+//!   with Luhn, IBAN with mod-97, US SSN rules, IPv4/IPv6, URL), context-driven ones
+//!   (person names after "my name is"/"ich heiße"/…, street addresses and units, dates,
+//!   birth years, ages, titles, organizations by legal form), and overlap resolution.
+//! - `gazetteer` — names and places without context words, from Faker's locale data and
+//!   the tz database (`data/`), with a stoplist of common words.
 //! - [`scrub`] — applies an [`Operator`] per entity type: redact (`<EMAIL_ADDRESS>`), mask
 //!   (keep the last N characters), or a keyed-HMAC pseudonym that is stable within a
 //!   conversation and unlinkable across tenants.
@@ -13,10 +15,11 @@
 //!   out, with the spans (after replacement, char offsets) and counts, never the values;
 //!   declared demographics are kept as structured fields, never derived from text.
 //!
-//! Not yet here (see the privacy issue): names, places and organizations without context
-//! words (gazetteer / trained token classifier), AES-GCM encryption into a vault, and the
-//! evaluation against Presidio.
+//! Not yet here (see the privacy issue): a trained token classifier for names the
+//! gazetteers lack, nationalities, zip codes and whole postal addresses; AES-GCM
+//! encryption into a vault.
 
+mod gazetteer;
 pub mod recognizers;
 
 use std::collections::BTreeMap;

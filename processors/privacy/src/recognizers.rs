@@ -55,12 +55,34 @@ static NAME_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
 });
 static STREET: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?:\b\d{1,5}[a-z]?\s+(?:\p{Lu}[\p{L}'-]*\s+){0,3}(?:Street|St\.|Avenue|Ave\.|Road|Rd\.|Lane|Boulevard|Drive|Way|Square)\b|\b(?:\p{Lu}[\p{L}-]*(?:straße|strasse|weg|allee|gracht|platz|gasse|laan)|(?:Rue|Calle|Via|Avenida|Plaza) (?:de |del |la |)\p{Lu}[\p{L}-]+)\s+\d{1,5}[a-z]?\b|\b\d{1,5}[a-z]?,?\s+(?:Rue|Calle|Via) (?:de |del |la |)\p{Lu}[\p{L}-]+|\b\d{1,5}[a-z]?,?\s+\p{Lu}[\p{L}-]*(?:straße|strasse|weg|allee|gracht|platz|gasse|laan)\b)",
+        r"(?:\b\d{1,5}[a-z]?\s+(?:\p{Lu}[\p{L}'-]*\s+){0,3}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Lane|Ln\.?|Boulevard|Blvd\.?|Drive|Dr\.|Way|Square|Sq\.?|Court|Ct\.?|Place|Pl\.?|Terrace|Locks|Crescent|Close)\b|\b(?:\p{Lu}[\p{L}-]*(?:straße|strasse|weg|allee|gracht|platz|gasse|laan|straat|vej|gade|vägen|gatan|veien|gata|katu)|(?:Rue|Calle|Via|Avenida|Plaza) (?:de |del |la |)\p{Lu}[\p{L}-]+)\s+\d{1,5}[a-z]?\b|\b\d{1,5}[a-z]?,?\s+(?:Rue|Calle|Via) (?:de |del |la |)\p{Lu}[\p{L}-]+|\b\d{1,5}[a-z]?,?\s+\p{Lu}[\p{L}-]*(?:straße|strasse|weg|allee|gracht|platz|gasse|laan)\b)",
     )
 });
 static DOB: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"(?i)(?:born(?: on)?|date of birth|dob|birthday|geboren(?: am)?|né(?:e)? le|nacido el)[:\s]+(\d{4}-\d{2}-\d{2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{1,2} [a-z]+ \d{4})",
+    )
+});
+static DATE: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)\b(?:\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?|\d{1,2}/\d{1,2}/\d{2,4}|\d{1,2}\.\d{1,2}\.\d{4}|(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|jun(?:e)?|jul(?:y)?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.? \d{1,2}(?:st|nd|rd|th)?,? \d{4}|\d{1,2}(?:st|nd|rd|th)? (?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:tember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?),? \d{4})\b",
+    )
+});
+static YEAR: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)\b(?:born(?: in)?|birth year|year of birth|class of|geboren(?: im jahr)?|né en|nacido en)\s+((?:19|20)\d{2})\b",
+    )
+});
+static ORGANIZATION: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\b(?:The\s+)?(?:\p{Lu}[\p{L}&'.-]*\s+){0,4}\p{Lu}[\p{L}&'.-]*,?\s+(?:Inc\.|Inc\b|Ltd\.|Ltd\b|Limited\b|LLC\b|Corp\.|Corp\b|Corporation\b|GmbH\b|AG\b|NV\b|N\.V\.|BV\b|B\.V\.|SA\b|S\.A\.|SE\b|plc\b|PLC\b|Group\b|Holdings\b|Co\.|Company\b|Companies\b|Bank\b|Labs\b)",
+    )
+});
+static UNIT: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\b(?:Apt\.?|Apartment|Suite|Unit|Flat)\s*#?\d+[A-Za-z]?\b"));
+static TITLE: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\b(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Sir|Madam|Herr|Frau|Mme|Mlle|Sr|Sra|Srta|Dhr|Mevr)\b\.?(?:\s+\p{Lu})",
     )
 });
 static AGE: LazyLock<Regex> = LazyLock::new(|| {
@@ -83,6 +105,11 @@ pub fn recognize(text: &str) -> Vec<Finding> {
     street(text, &mut all);
     date_of_birth(text, &mut all);
     age(text, &mut all);
+    title(text, &mut all);
+    date(text, &mut all);
+    organization(text, &mut all);
+    unit(text, &mut all);
+    crate::gazetteer::find(text, &mut all);
     resolve_overlaps(all)
 }
 
@@ -281,6 +308,56 @@ fn age(text: &str, out: &mut Vec<Finding>) {
     }
 }
 
+fn date(text: &str, out: &mut Vec<Finding>) {
+    for m in DATE.find_iter(text) {
+        push(out, "DATE_TIME", m.start(), m.end(), 0.6, "date");
+    }
+    for c in YEAR.captures_iter(text) {
+        if let Some(m) = c.get(1) {
+            push(out, "DATE_TIME", m.start(), m.end(), 0.4, "year");
+        }
+    }
+}
+
+fn organization(text: &str, out: &mut Vec<Finding>) {
+    for m in ORGANIZATION.find_iter(text) {
+        push(
+            out,
+            "ORGANIZATION",
+            m.start(),
+            m.end(),
+            0.7,
+            "organization_legal_form",
+        );
+    }
+}
+
+fn unit(text: &str, out: &mut Vec<Finding>) {
+    for m in UNIT.find_iter(text) {
+        push(
+            out,
+            "STREET_ADDRESS",
+            m.start(),
+            m.end(),
+            0.6,
+            "address_unit",
+        );
+    }
+}
+
+fn title(text: &str, out: &mut Vec<Finding>) {
+    for m in TITLE.find_iter(text) {
+        // The match ends with the first letter of the name that follows; the title is the
+        // part before the space.
+        let title_end = m
+            .as_str()
+            .trim_end_matches(|c: char| !c.is_whitespace())
+            .trim_end()
+            .len();
+        push(out, "TITLE", m.start(), m.start() + title_end, 0.7, "title");
+    }
+}
+
 /// Keeps, among overlapping findings, the one with the higher score, then the longer.
 fn resolve_overlaps(mut all: Vec<Finding>) -> Vec<Finding> {
     all.sort_by(|a, b| {
@@ -413,7 +490,15 @@ mod tests {
             found("account holder Pierre van Dijk."),
             vec![("PERSON", "Pierre van Dijk".into())]
         );
-        assert!(found("Maria called about the router").is_empty());
+        // Without context words a name needs the gazetteer (see gazetteer.rs).
+        assert_eq!(
+            found("Maria called about the router"),
+            vec![("PERSON", "Maria".into())]
+        );
+        assert_eq!(
+            found("Dr. Hannah Okafor"),
+            vec![("TITLE", "Dr.".into()), ("PERSON", "Hannah Okafor".into())]
+        );
     }
 
     #[test]
@@ -422,23 +507,64 @@ mod tests {
             found("I live at 12 Baker Street, London. Born 1984-03-07."),
             vec![
                 ("STREET_ADDRESS", "12 Baker Street".into()),
+                ("LOCATION", "London".into()),
                 ("DATE_TIME", "1984-03-07".into())
             ]
         );
         assert_eq!(
             found("Meine Adresse: Hauptstraße 5, Berlin"),
-            vec![("STREET_ADDRESS", "Hauptstraße 5".into())]
+            vec![
+                ("STREET_ADDRESS", "Hauptstraße 5".into()),
+                ("LOCATION", "Berlin".into())
+            ]
         );
         // Regression (sample data): number first, then a German or Dutch street name.
         assert_eq!(
             found("I live at 208 Königsallee, Berlin"),
-            vec![("STREET_ADDRESS", "208 Königsallee".into())]
+            vec![
+                ("STREET_ADDRESS", "208 Königsallee".into()),
+                ("LOCATION", "Berlin".into())
+            ]
         );
         assert_eq!(
             found("at 7 Keizersgracht."),
             vec![("STREET_ADDRESS", "7 Keizersgracht".into())]
         );
         assert_eq!(found("I am 52 years old"), vec![("AGE", "52".into())]);
+    }
+
+    #[test]
+    fn dates_organizations_and_units() {
+        assert_eq!(
+            found("on 12/29/1944 at noon"),
+            vec![("DATE_TIME", "12/29/1944".into())]
+        );
+        assert_eq!(
+            found("since October 19, 1989"),
+            vec![("DATE_TIME", "October 19, 1989".into())]
+        );
+        assert_eq!(
+            found("I was born in 1982"),
+            vec![("DATE_TIME", "1982".into())]
+        );
+        assert!(
+            found("I moved here in 1982").is_empty(),
+            "a year alone identifies no one"
+        );
+        // Weekdays identify no one and are kept.
+        assert!(found("See you on Wednesday").is_empty());
+        assert_eq!(
+            found("I work at Amkor Technology Inc. now"),
+            vec![("ORGANIZATION", "Amkor Technology Inc.".into())]
+        );
+        assert_eq!(
+            found("flat: Apt. 474"),
+            vec![("STREET_ADDRESS", "Apt. 474".into())]
+        );
+        assert_eq!(
+            found("1356 Impala St and"),
+            vec![("STREET_ADDRESS", "1356 Impala St".into())]
+        );
     }
 
     #[test]

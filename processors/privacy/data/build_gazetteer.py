@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Builds the privacy gazetteers from Faker's locale data (Faker is MIT-licensed; see
+LICENSE-Faker.txt beside this file) and the city names of the IANA time-zone database
+(public domain, via Python's zoneinfo), which names the large cities Faker's generated
+English addresses lack.
+
+    pip install Faker==40.54.0 && python3 processors/privacy/data/build_gazetteer.py
+
+Writes first_names.txt, last_names.txt and places.txt (cities, countries, states and
+regions) here, one entry a line, sorted. Only Latin-script entries of at least two letters
+are kept; the detector matches them case-sensitively as capitalised words.
+"""
+import importlib
+import pathlib
+import re
+
+LOCALES = ["en_US", "en_GB", "en_IE", "en_AU", "en_CA", "en_IN", "de_DE", "de_AT", "de_CH", "fr_FR",
+           "fr_CH", "es_ES", "es_MX", "es_AR", "it_IT", "nl_NL", "nl_BE", "pt_PT", "pt_BR", "pl_PL",
+           "cs_CZ", "sk_SK", "da_DK", "sv_SE", "no_NO", "fi_FI", "hu_HU", "ro_RO", "hr_HR", "sl_SI",
+           "tr_TR", "lt_LT", "lv_LV", "et_EE", "id_ID", "fil_PH", "sw", "yo_NG", "tw_GH"]
+LATIN = re.compile(r"^[A-Za-zÀ-ɏ][A-Za-zÀ-ɏ'’ .-]*[A-Za-zÀ-ɏ]$")
+
+
+def values(obj):
+    if isinstance(obj, dict):
+        return list(obj.keys())
+    if isinstance(obj, (list, tuple)):
+        return [v for v in obj if isinstance(v, str)]
+    return []
+
+
+def provider(kind, locale):
+    try:
+        return importlib.import_module(f"faker.providers.{kind}.{locale}").Provider
+    except ModuleNotFoundError:
+        return None
+
+
+def collect(kind, attrs):
+    out = set()
+    for locale in LOCALES:
+        p = provider(kind, locale)
+        if p is None:
+            continue
+        for attr in attrs:
+            for v in values(getattr(p, attr, None)):
+                v = v.strip()
+                if LATIN.match(v) and v[0].isupper():
+                    out.add(v)
+    return sorted(out)
+
+
+here = pathlib.Path(__file__).parent
+first = collect("person", ["first_names", "first_names_male", "first_names_female", "first_names_nonbinary"])
+last = collect("person", ["last_names", "last_names_male", "last_names_female"])
+places = collect("address", ["cities", "city_names", "countries", "states", "provinces", "regions",
+                             "administrative_units", "counties", "departments"])
+import zoneinfo  # noqa: E402
+
+tz_cities = {z.rsplit("/", 1)[-1].replace("_", " ") for z in zoneinfo.available_timezones() if "/" in z}
+places = sorted(set(places) | {c for c in tz_cities if LATIN.match(c) and not any(ch.isdigit() for ch in c)})
+for name, rows in [("first_names", first), ("last_names", last), ("places", places)]:
+    (here / f"{name}.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    print(f"{name}: {len(rows)}")

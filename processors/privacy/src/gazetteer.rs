@@ -1,0 +1,194 @@
+//! Names and places without context words: gazetteers built from Faker's locale data
+//! (`data/build_gazetteer.py`, MIT, see `data/LICENSE-Faker.txt`), matched on runs of
+//! capitalised words, with a stoplist of common words that are also names or towns.
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use crate::recognizers::Finding;
+
+static FIRST: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| lines(include_str!("../data/first_names.txt")));
+static LAST: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| lines(include_str!("../data/last_names.txt")));
+static PLACES: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| lines(include_str!("../data/places.txt")));
+static WORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[\p{L}][\p{L}'’-]*").unwrap_or_else(|e| panic!("word pattern: {e}"))
+});
+
+/// Capitalised words that are names or towns somewhere but far more often just words.
+const STOP: &str = "A About After Again All Also Am An And Any Are As At Be Because Been Before Being Best Both But By \
+Can Could Dear Did Do Does Done Down During Each Even Every Few For From Get Give Go Good Great Had Has Have He Hello \
+Her Here Hey Hi His How I If In Into Is It Its Just Let Like Made Make Many May Me Might More Most Much Must My Never \
+New No Nor Not Now Of Off Ok Okay On Once One Only Or Other Our Out Over Own Please Same She Should Since So Some Still \
+Such Than Thank Thanks That The Their Them Then There These They This Those Though Through To Today Too Under Until Up \
+Very Was We Well Were What When Where Which While Who Why Will With Would Yes Yet You Your \
+Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February March April June July August September \
+October November December Christmas Easter Street Road Avenue Lane Square Park Station Bank Card Account Bill Service \
+Support Order Price Call Mark Chase Love Hope Faith Joy Grace Rose Summer Winter Spring Fall Art Bob Will Guy Case \
+Page King Young Long Hill Little Rich Black White Green Brown Gray Grey Gold Silver Sharp Hunter Drew Pat Sue Jack \
+Mobile Plan Fiber Router Box Smart Home App Internet Phone Email Mail Online Customer Team Manager Sir Madam Mr Mrs Ms \
+Miss Dr Prof Ich Sie Wir Das Der Die Und Mit Mein Meine Bitte Danke Hallo Guten Tag Rechnung Essen Bad Weil Hof Au \
+Je Le La Les Un Une Et Mon Ma Merci Bonjour El Los Las Y Mi Hola Gracias Por Het Een De En Mijn Dank Goed Via Roma \
+Born Call Sent Got Tried Sorry Regards Kind Best Cheers Welcome Help Urgent Problem Issue Again Because
+North South East West Central Capital Union United State States City Town Village County Region Republic Island";
+
+static STOPWORDS: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| STOP.split_whitespace().collect());
+
+fn lines(text: &'static str) -> HashSet<&'static str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Word {
+    start: usize,
+    end: usize,
+    capitalised: bool,
+    sentence_start: bool,
+}
+
+fn words(text: &str) -> Vec<Word> {
+    WORD.find_iter(text)
+        .map(|m| {
+            let before = text[..m.start()].trim_end_matches([' ', '"', '\'', '(', '“', '‘']);
+            Word {
+                start: m.start(),
+                end: m.end(),
+                capitalised: m.as_str().chars().next().is_some_and(char::is_uppercase)
+                    && m.as_str().chars().skip(1).any(char::is_lowercase),
+                sentence_start: before.is_empty()
+                    || before.ends_with(['.', '!', '?', '\n', ':', ';']),
+            }
+        })
+        .collect()
+}
+
+/// Whether words `a` and `b` are adjacent, separated by one space or hyphen.
+fn adjacent(text: &str, a: &Word, b: &Word) -> bool {
+    matches!(&text[a.end..b.start], " " | "-")
+}
+
+/// PERSON and LOCATION findings from the gazetteers.
+pub fn find(text: &str, out: &mut Vec<Finding>) {
+    let ws = words(text);
+    let word = |w: &Word| &text[w.start..w.end];
+    let stop = |w: &Word| STOPWORDS.contains(word(w));
+    let mut i = 0;
+    while i < ws.len() {
+        let w = ws[i];
+        if !w.capitalised {
+            i += 1;
+            continue;
+        }
+        // Places: the longest run of up to four adjacent capitalised words in the list.
+        let mut place = None;
+        let mut j = i;
+        while j < ws.len()
+            && j < i + 4
+            && ws[j].capitalised
+            && (j == i || adjacent(text, &ws[j - 1], &ws[j]))
+        {
+            let candidate = &text[w.start..ws[j].end];
+            let single = j == i;
+            if PLACES.contains(candidate)
+                && !(single && (stop(&w) || candidate.chars().count() < 4))
+            {
+                place = Some(j);
+            }
+            j += 1;
+        }
+        // People: a first name followed by capitalised words, a capitalised word followed by
+        // a last name, or a lone first name that is not a common word.
+        let next = ws
+            .get(i + 1)
+            .filter(|n| n.capitalised && adjacent(text, &w, n) && !stop(n));
+        let person = if FIRST.contains(word(&w)) && !stop(&w) {
+            match next {
+                Some(n) => {
+                    let mut end = i + 1;
+                    if let Some(m) = ws
+                        .get(i + 2)
+                        .filter(|m| m.capitalised && adjacent(text, n, m) && LAST.contains(word(m)))
+                    {
+                        let _ = m;
+                        end = i + 2;
+                    }
+                    Some((end, 0.8))
+                }
+                None if !w.sentence_start || word(&w).chars().count() > 3 => Some((i, 0.6)),
+                None => None,
+            }
+        } else if !stop(&w) && !w.sentence_start && next.is_some_and(|n| LAST.contains(word(n))) {
+            Some((i + 1, 0.65))
+        } else {
+            None
+        };
+        match (person, place) {
+            (Some((end, score)), Some(p)) if end >= p => {
+                push(out, "PERSON", w.start, ws[end].end, score);
+                i = end + 1;
+            }
+            (_, Some(p)) => {
+                push(out, "LOCATION", w.start, ws[p].end, 0.7);
+                i = p + 1;
+            }
+            (Some((end, score)), None) => {
+                push(out, "PERSON", w.start, ws[end].end, score);
+                i = end + 1;
+            }
+            (None, None) => i += 1,
+        }
+    }
+}
+
+fn push(out: &mut Vec<Finding>, entity_type: &'static str, start: usize, end: usize, score: f64) {
+    out.push(Finding {
+        entity_type,
+        start,
+        end,
+        score,
+        recognizer: "gazetteer",
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(text: &str) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        find(text, &mut out);
+        out.into_iter()
+            .map(|f| (f.entity_type, text[f.start..f.end].to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn names_and_places_without_context_words() {
+        assert_eq!(
+            found("Yesterday Emma Johnson flew from Berlin to New York."),
+            vec![
+                ("PERSON", "Emma Johnson".into()),
+                ("LOCATION", "Berlin".into()),
+                ("LOCATION", "New York".into())
+            ]
+        );
+        assert_eq!(
+            found("Maria called about the router"),
+            vec![("PERSON", "Maria".into())]
+        );
+    }
+
+    #[test]
+    fn common_words_that_are_also_names_are_not_flagged() {
+        assert!(found("Will you send the Bill in May? Thanks, Service Team").is_empty());
+        assert!(found("Please check the Price of the Mobile Plan").is_empty());
+    }
+}
