@@ -372,8 +372,8 @@ pub async fn serve_ops(
 
 /// Runs the topology's processors that have a launcher in `registry` (all of them, or
 /// only `only`), each as its own worker, until shutdown or, with [`StopWhen::Idle`], until
-/// every one has drained its inputs. Returns each worker's summary; the first error is
-/// returned after the others were stopped.
+/// every one has drained its inputs. Returns each worker's summary; if a worker fails, the
+/// others are stopped (each commits what it has done) and the first error is returned.
 pub async fn run_processors(
     topology: &Topology,
     mut registry: BTreeMap<&'static str, Launch>,
@@ -382,7 +382,8 @@ pub async fn run_processors(
     stop: StopWhen,
     shutdown: watch::Receiver<bool>,
 ) -> Result<BTreeMap<String, Summary>, RuntimeError> {
-    let mut tasks = Vec::new();
+    let (stop_all, _) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
     for name in topology.processors.keys() {
         if only.is_some_and(|o| o != name) {
             continue;
@@ -396,39 +397,47 @@ pub async fn run_processors(
                 processor: name.clone(),
                 message: "not declared in topology.toml".into(),
             })?;
-        let mut rx = shutdown.clone();
+        let mut rx = stop_all.subscribe();
         let signal: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
-            while !*rx.borrow_and_update() {
-                if rx.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
+            let _ = rx.wait_for(|stop| *stop).await;
         });
         let name = name.clone();
-        tasks.push((
-            name,
-            tokio::spawn(launch(settings, shared.clone(), stop, signal)),
-        ));
+        let run = launch(settings, shared.clone(), stop, signal);
+        tasks.spawn(async move { (name, run.await) });
     }
+    // The caller's shutdown stops every worker; so does the first worker that fails, so
+    // that a supervisor sees the process end with the error instead of a half pipeline.
+    let forward = {
+        let stop_all = stop_all.clone();
+        let mut shutdown = shutdown;
+        tokio::spawn(async move {
+            if shutdown.wait_for(|stop| *stop).await.is_ok() {
+                stop_all.send_replace(true);
+            }
+        })
+    };
     let mut summaries = BTreeMap::new();
     let mut first_error = None;
-    for (name, task) in tasks {
-        match task.await {
-            Ok(Ok(s)) => {
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((name, Ok(s))) => {
                 summaries.insert(name, s);
             }
-            Ok(Err(e)) => {
-                tracing::error!(processor = %name, error = %e, "processor stopped");
+            Ok((name, Err(e))) => {
+                tracing::error!(processor = %name, error = %e, "processor stopped; stopping the others");
+                stop_all.send_replace(true);
                 first_error.get_or_insert(e);
             }
             Err(e) => {
+                stop_all.send_replace(true);
                 first_error.get_or_insert(RuntimeError::Fatal {
-                    processor: name,
+                    processor: "?".into(),
                     message: format!("worker task failed: {e}"),
                 });
             }
         }
     }
+    forward.abort();
     match first_error {
         Some(e) => Err(e),
         None => Ok(summaries),

@@ -132,3 +132,58 @@ async fn transient_produce_errors_are_retried_and_every_output_is_published() {
         "every output published once (idempotent producer)"
     );
 }
+
+/// A processor whose configuration is broken: fatal on the first message.
+struct Broken;
+
+impl insights_runtime::Processor for Broken {
+    type Input = insights_schemas::Interaction;
+    fn name(&self) -> &str {
+        "broken"
+    }
+    fn version(&self) -> &str {
+        "test"
+    }
+    fn process(
+        &mut self,
+        _: &insights_schemas::Interaction,
+        _: &insights_runtime::Context<'_>,
+    ) -> Result<Vec<insights_runtime::Output>, insights_runtime::ProcessError> {
+        Err(insights_runtime::ProcessError::Fatal(
+            "its model file is missing".into(),
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_fatal_processor_stops_the_others_and_its_error_is_returned() {
+    let (broker, store, _dir) = start(5).await;
+    let topology = Topology::parse(&format!(
+        "{TOPOLOGY}\n[processors.echo]\ninputs = [\"{RAW}\"]\noutputs = [\"{SCRUBBED}\"]\n\
+         [processors.broken]\ninputs = [\"{RAW}\"]\noutputs = [\"{SCRUBBED}\"]\n"
+    ))
+    .expect("topology");
+    let registry = std::collections::BTreeMap::from([
+        ("echo", insights_runtime::launcher(|| EchoForRuntimeTests)),
+        ("broken", insights_runtime::launcher(|| Broken)),
+    ]);
+    let (_keep_open, shutdown) = tokio::sync::watch::channel(false);
+    let result = tokio::time::timeout(
+        Duration::from_secs(60),
+        insights_runtime::run_processors(
+            &topology,
+            registry,
+            None,
+            shared(&broker, &store),
+            StopWhen::Shutdown,
+            shutdown,
+        ),
+    )
+    .await
+    .expect("the healthy processor is stopped too, so the call returns");
+    let err = result.expect_err("the fatal error is returned");
+    assert!(
+        err.to_string().contains("its model file is missing"),
+        "{err}"
+    );
+}
