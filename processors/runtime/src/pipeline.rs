@@ -270,6 +270,15 @@ pub async fn produce_lines(
                 )
                 .await
         });
+        // A send is handed to librdkafka when its future is first polled: poll now, so a
+        // paced message leaves when it is paced, and collect what has been delivered.
+        while let Some(Some(result)) =
+            futures::FutureExt::now_or_never(futures::StreamExt::next(&mut in_flight))
+        {
+            result.map_err(|(e, _)| RuntimeError::Kafka(e))?;
+            out.delivered += 1;
+            progress(out.delivered);
+        }
         // Bounded: at most 10k messages in flight.
         while in_flight.len() >= 10_000 {
             deliver(&mut in_flight, &mut out, &mut progress).await?;
