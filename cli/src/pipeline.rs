@@ -371,23 +371,29 @@ async fn produce_file(
     format: ProduceFormat,
     rate: Option<u32>,
 ) -> Result<u64> {
-    let (lines, total): (Box<dyn Iterator<Item = String>>, Option<u64>) = if file == Path::new("-")
-    {
-        let stdin = std::io::stdin()
-            .lock()
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>();
-        let n = stdin.len() as u64;
-        (Box::new(stdin.into_iter()), Some(n))
+    // Streamed, never held in memory; a file is counted first for the progress bar.
+    let (lines, bar): (Box<dyn Iterator<Item = Vec<u8>>>, ProgressBar) = if file == Path::new("-") {
+        let stdin = std::io::BufReader::new(std::io::stdin());
+        (
+            Box::new(stdin.split(b'\n').map_while(Result::ok)),
+            ProgressBar::new_spinner(),
+        )
     } else {
-        let text =
-            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        let n = lines.iter().filter(|l| !l.trim().is_empty()).count() as u64;
-        (Box::new(lines.into_iter()), Some(n))
+        let open = || {
+            std::fs::File::open(file)
+                .map(std::io::BufReader::new)
+                .with_context(|| format!("reading {}", file.display()))
+        };
+        let total = open()?
+            .split(b'\n')
+            .map_while(Result::ok)
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+            .count();
+        (
+            Box::new(open()?.split(b'\n').map_while(Result::ok)),
+            ProgressBar::new(total as u64),
+        )
     };
-    let bar = ProgressBar::new(total.unwrap_or(0));
     bar.set_style(
         ProgressStyle::with_template("{spinner} {pos}/{len} messages {per_sec} [{elapsed}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),

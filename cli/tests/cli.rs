@@ -196,3 +196,24 @@ fn scrub_reports_spans_on_the_original_text_in_chars() {
         Some(r#"{"error":"not a JSON object with a \"text\" string"}"#)
     );
 }
+
+#[test]
+fn produce_sends_every_line_even_one_that_is_not_utf8() {
+    let tansu = testkit::Tansu::start();
+    tansu.create_topic("interactions.raw", 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("in.jsonl");
+    let mut bytes = b"{\"conversation_id\":\"c1\",\"text\":\"one\"}\n".to_vec();
+    bytes.extend_from_slice(b"{\"text\": \"\xff\xfe garbled\"}\n\n");
+    bytes.extend_from_slice(b"{\"conversation_id\":\"c3\",\"text\":\"three\"}");
+    std::fs::write(&file, bytes).expect("writes");
+    let o = Command::new(env!("CARGO_BIN_EXE_insights"))
+        .args(["produce", "--brokers", &tansu.brokers(), "--file"])
+        .arg(&file)
+        .current_dir(repo_root())
+        .output()
+        .expect("runs");
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Regression: the invalid line used to end reading silently.
+    assert!(stderr(&o).contains("produced 3 messages"), "{}", stderr(&o));
+}

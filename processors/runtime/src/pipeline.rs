@@ -204,12 +204,13 @@ pub struct Produced {
     pub unencodable: u64,
 }
 
-/// Produces JSON lines to `topic`, keyed by their `conversation_id`, at most `rate` per
-/// second if given; calls `progress` after each delivery.
+/// Produces lines (bytes, so that lines which are not valid UTF-8 go through too, for the
+/// pipeline to dead-letter) to `topic`, keyed by their `conversation_id`, at most `rate`
+/// per second if given; calls `progress` after each delivery.
 pub async fn produce_lines(
     kafka: &KafkaSettings,
     topic: &str,
-    lines: impl Iterator<Item = String>,
+    lines: impl Iterator<Item = Vec<u8>>,
     format: ProduceFormat,
     rate: Option<u32>,
     mut progress: impl FnMut(u64),
@@ -221,11 +222,14 @@ pub async fn produce_lines(
         rate.map(|r| tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(r.max(1)))));
     let mut in_flight = futures::stream::FuturesUnordered::new();
     for line in lines {
-        let line = line.trim_end_matches(['\r', '\n']).to_owned();
-        if line.trim().is_empty() {
+        let mut line = line;
+        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            line.pop();
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let key = serde_json::from_str::<serde_json::Value>(&line)
+        let key = serde_json::from_slice::<serde_json::Value>(&line)
             .ok()
             .and_then(|v| {
                 v.get("conversation_id")
@@ -234,7 +238,7 @@ pub async fn produce_lines(
             })
             .unwrap_or_default();
         let payload = match format {
-            ProduceFormat::Json => line.into_bytes(),
+            ProduceFormat::Json => line,
             ProduceFormat::AvroSingleObject | ProduceFormat::Confluent => {
                 let wire = if format == ProduceFormat::Confluent {
                     Format::Confluent
@@ -242,7 +246,7 @@ pub async fn produce_lines(
                     Format::SingleObject
                 };
                 match codec
-                    .decode::<Interaction>(line.as_bytes())
+                    .decode::<Interaction>(&line)
                     .map_err(|e| e.to_string())
                     .and_then(|i| codec.encode(&i, wire).map_err(|e| e.to_string()))
                 {
