@@ -131,7 +131,9 @@ pub fn find(text: &str, out: &mut Vec<Finding>) {
             None
         };
         match (person, place) {
-            (Some((end, score)), Some(p)) if end >= p => {
+            // A lone first name that is also a place ("Paris") is read as the place; a
+            // full name that starts with a place name ("Paris Hilton") as the person.
+            (Some((end, score)), Some(p)) if end > p || (end == p && score >= 0.8) => {
                 push(out, "PERSON", w.start, ws[end].end, score);
                 i = end + 1;
             }
