@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use insights_benches::event_1kb;
+use insights_benches::{event_1kb, event_1kb_pipeline_id};
 use insights_event_store::{
     AppendBatch, EventData, EventFilter, EventStore, PostgresStore, SqliteStore,
 };
@@ -125,6 +125,41 @@ fn appends(c: &mut Criterion) {
                 b.to_async(&rt).iter_batched(
                     || batch_of(n, &seq),
                     |events| write_messages(mdb, events),
+                    BatchSize::PerIteration,
+                )
+            });
+        }
+    }
+    group.finish();
+
+    // The same appends with ids derived as the pipeline derives them (time-ordered).
+    let ordered = AtomicI64::new(0);
+    let mut group = c.benchmark_group("append_1kb_pipeline_ids");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(8));
+    for &n in &BATCHES[1..] {
+        group.throughput(Throughput::Elements(n as u64));
+        let stores: [(&str, Arc<dyn EventStore>); 2] = [
+            ("sqlite", Arc::new(sqlite.clone())),
+            ("postgres", Arc::new(pg.clone())),
+        ];
+        for (name, store) in stores {
+            group.bench_function(format!("{name}/batch_{n}"), |b| {
+                b.to_async(&rt).iter_batched(
+                    || {
+                        AppendBatch::new(
+                            (0..n)
+                                .map(|_| {
+                                    event_1kb_pipeline_id(ordered.fetch_add(1, Ordering::Relaxed))
+                                })
+                                .collect(),
+                        )
+                    },
+                    |batch| {
+                        let store = Arc::clone(&store);
+                        async move { store.append(batch).await.expect("appends") }
+                    },
                     BatchSize::PerIteration,
                 )
             });

@@ -6,6 +6,7 @@
 //! - `run.sh` — installs the peers and runs everything; figures go to `RESULTS.md`.
 
 use insights_event_store::EventData;
+use insights_schemas::{Envelope, Timestamp};
 use uuid::Uuid;
 
 /// A JSON payload of exactly 1024 bytes, varying with `seq`.
@@ -33,6 +34,19 @@ pub fn event_1kb(seq: i64) -> EventData {
         producer_version: "1".to_owned(),
         payload: payload_1kb(seq),
     }
+}
+
+/// The same event with its id derived as the pipeline derives output ids (time-ordered by
+/// the input's time; inputs one millisecond apart).
+pub fn event_1kb_pipeline_id(seq: i64) -> EventData {
+    let mut e = event_1kb(seq);
+    e.event_id = Envelope::derived_id(
+        "bench",
+        &format!("input-{seq}"),
+        Timestamp(1_790_000_000_000_000 + seq * 1000),
+        0,
+    );
+    e
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ fn context() -> InteractionContext {
 
 fn scored() -> Envelope {
     Envelope {
-        event_id: Envelope::derived_id("sentiment", "i-1", 0),
+        event_id: Envelope::derived_id("sentiment", "i-1", Timestamp(1_790_000_000_000_000), 0),
         schema_version: 1,
         stream_id: "conversation-c-1".into(),
         causation_id: Some("i-1".into()),

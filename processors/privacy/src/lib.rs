@@ -404,6 +404,7 @@ mod tests {
         let ctx = Context {
             input_id: "interaction:i1",
             correlation_id: "interaction:i1",
+            input_time: Timestamp(0),
             now: Timestamp(9),
             source: &source,
         };

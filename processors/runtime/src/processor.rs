@@ -29,6 +29,9 @@ pub struct Context<'a> {
     pub input_id: &'a str,
     /// The input's correlation id.
     pub correlation_id: &'a str,
+    /// The input's own time (when the customer sent it, when the input event occurred):
+    /// the same on every redelivery, unlike `now`.
+    pub input_time: Timestamp,
     /// When the runtime took the message (the outputs' `occurred_at`).
     pub now: Timestamp,
     /// Where the message came from.
@@ -91,6 +94,8 @@ pub trait Input: AvroRecord + Send + Sync + 'static {
     fn input_id(&self, source: &Source) -> String;
     /// The correlation id its outputs carry.
     fn correlation_id(&self, source: &Source) -> String;
+    /// The input's own time, which orders its outputs' ids.
+    fn input_time(&self) -> Timestamp;
 }
 
 impl Input for Envelope {
@@ -100,6 +105,10 @@ impl Input for Envelope {
 
     fn correlation_id(&self, _: &Source) -> String {
         self.correlation_id.clone()
+    }
+
+    fn input_time(&self) -> Timestamp {
+        self.occurred_at
     }
 }
 
@@ -115,5 +124,9 @@ impl Input for Interaction {
 
     fn correlation_id(&self, source: &Source) -> String {
         self.input_id(source)
+    }
+
+    fn input_time(&self) -> Timestamp {
+        self.sent_at
     }
 }

@@ -20,7 +20,7 @@ pub fn envelope_for(
     output: &Output,
 ) -> Envelope {
     Envelope {
-        event_id: Envelope::derived_id(processor, ctx.input_id, index),
+        event_id: Envelope::derived_id(processor, ctx.input_id, ctx.input_time, index),
         schema_version: current_version(output.event.event_type()).unwrap_or(1),
         stream_id: output.stream_id.clone(),
         causation_id: Some(ctx.input_id.to_owned()),
@@ -111,6 +111,7 @@ mod tests {
         let ctx = Context {
             input_id: "interaction:i-1",
             correlation_id: "interaction:i-1",
+            input_time: Timestamp(0),
             now: Timestamp(1_790_000_000_000_000),
             source: &source,
         };

@@ -368,9 +368,12 @@ impl<P: Processor> Worker<P> {
         let payload = m.payload().unwrap_or_default();
         let source = source_of(m);
         let input_id = format!("kafka:{}", source.coordinates());
+        // The message's own timestamp is kept by the broker, so a redelivery gets the same.
+        let input_time = Timestamp(m.timestamp().to_millis().unwrap_or(0).saturating_mul(1000));
         let ctx = Context {
             input_id: &input_id,
             correlation_id: &input_id,
+            input_time,
             now: now(),
             source: &source,
         };
@@ -606,6 +609,7 @@ fn pure_stage<P: Processor>(
     let ctx = Context {
         input_id: &input_id,
         correlation_id: &correlation_id,
+        input_time: input.input_time(),
         now: now(),
         source: &source,
     };

@@ -110,6 +110,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_with_reasons_and_nothing_el
         let ctx = Context {
             input_id: "x",
             correlation_id: "x",
+            input_time: Timestamp(0),
             now: Timestamp(0),
             source: &ctx_source,
         };
