@@ -28,6 +28,15 @@ fn env_or(key: &str, default: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| default.to_owned())
 }
 
+/// A SQLite store in a file of `dir`.
+fn sqlite_store(rt: &Runtime, dir: &std::path::Path, file: &str) -> SqliteStore {
+    rt.block_on(SqliteStore::open(
+        &format!("sqlite://{}", dir.join(file).display()),
+        4,
+    ))
+    .expect("sqlite store")
+}
+
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -72,12 +81,7 @@ fn appends(c: &mut Criterion) {
     let rt = runtime();
     let seq = Arc::new(AtomicI64::new(0));
     let dir = tempfile::tempdir().expect("temp dir");
-    let sqlite = rt
-        .block_on(SqliteStore::open(
-            &format!("sqlite://{}", dir.path().join("bench.db").display()),
-            4,
-        ))
-        .expect("sqlite store");
+    let sqlite = sqlite_store(&rt, dir.path(), "bench.db");
     let (pg, pg_pool) = rt.block_on(pg_store("bench_append"));
     rt.block_on(pg_pool.execute("CREATE TABLE copy_limit (LIKE events INCLUDING ALL)"))
         .expect("copy table");
@@ -329,12 +333,7 @@ async fn insert_rows(pool: &sqlx::SqlitePool, events: Vec<EventData>) {
 fn reads(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("temp dir");
-    let sqlite = rt
-        .block_on(SqliteStore::open(
-            &format!("sqlite://{}", dir.path().join("read.db").display()),
-            4,
-        ))
-        .expect("sqlite store");
+    let sqlite = sqlite_store(&rt, dir.path(), "read.db");
     let (pg, _pool) = rt.block_on(pg_store("bench_read"));
     let stores: [(&str, Arc<dyn EventStore>); 2] =
         [("sqlite", Arc::new(sqlite)), ("postgres", Arc::new(pg))];

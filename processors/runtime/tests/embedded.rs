@@ -11,8 +11,8 @@ use insights_runtime::{EmbeddedBroker, KafkaSettings, Metrics, Shared, StopWhen,
 use insights_schemas::{Codec, Format};
 use insights_topology::Topology;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use support::{EchoForRuntimeTests, RAW, SCRUBBED, interaction, settings, stored};
-use testkit::{produce, producer, read_topic};
+use support::{EchoForRuntimeTests, RAW, SCRUBBED, settings, stored};
+use testkit::read_topic;
 
 const TOPOLOGY: &str = r#"
 [topics."interactions.raw"]
@@ -33,17 +33,7 @@ async fn start(n: usize) -> (EmbeddedBroker, Arc<dyn EventStore>, tempfile::Temp
     broker
         .create_topics(&Topology::parse(TOPOLOGY).expect("topology"))
         .expect("topics");
-    let p = producer(&broker.bootstrap_servers());
-    for i in 0..n {
-        let x = interaction(i);
-        produce(
-            &p,
-            RAW,
-            &x.conversation_id,
-            &serde_json::to_vec(&x).expect("json"),
-        )
-        .await;
-    }
+    support::produce_interactions(&broker.bootstrap_servers(), 0..n).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("e.db").display());
     let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&url, 4).await.expect("store"));

@@ -70,17 +70,7 @@ async fn interactions_in_any_format_become_events_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redelivered_input_is_not_stored_twice() {
     let s = setup().await;
-    let p = producer(&s.tansu.brokers());
-    for n in 0..60 {
-        let i = interaction(n);
-        produce(
-            &p,
-            RAW,
-            &i.conversation_id,
-            &serde_json::to_vec(&i).expect("json"),
-        )
-        .await;
-    }
+    support::produce_interactions(&s.tansu.brokers(), 0..60).await;
     let first = run_until_idle(&s, Codec::new(), "echo-first").await;
     assert_eq!(first.appended, 60);
     // A group with no committed offsets gets everything again, as after a crash between
@@ -141,29 +131,11 @@ async fn poison_messages_go_to_the_dead_letter_topic_with_reasons_and_nothing_el
             "rejects this text",
         ),
     ];
-    for n in 0..5 {
-        let i = interaction(n);
-        produce(
-            &p,
-            RAW,
-            &i.conversation_id,
-            &serde_json::to_vec(&i).expect("json"),
-        )
-        .await;
-    }
+    support::produce_interactions(&s.tansu.brokers(), 0..5).await;
     for (what, payload, _) in &bad {
         produce(&p, RAW, what, payload).await;
     }
-    for n in 5..10 {
-        let i = interaction(n);
-        produce(
-            &p,
-            RAW,
-            &i.conversation_id,
-            &serde_json::to_vec(&i).expect("json"),
-        )
-        .await;
-    }
+    support::produce_interactions(&s.tansu.brokers(), 5..10).await;
 
     let summary = run_until_idle(&s, Codec::new(), "echo-poison").await;
     assert_eq!(
@@ -227,17 +199,7 @@ async fn a_replica_joining_mid_run_shares_the_partitions_and_nothing_is_lost() {
     use insights_runtime::{KafkaSettings, Metrics, Shared, StopWhen, run};
 
     let s = setup().await;
-    let p = producer(&s.tansu.brokers());
-    for n in 0..3000 {
-        let i = interaction(n);
-        produce(
-            &p,
-            RAW,
-            &i.conversation_id,
-            &serde_json::to_vec(&i).expect("json"),
-        )
-        .await;
-    }
+    support::produce_interactions(&s.tansu.brokers(), 0..3000).await;
     let shared = || Shared {
         store: Arc::clone(&s.store),
         kafka: KafkaSettings::new(s.tansu.brokers()),

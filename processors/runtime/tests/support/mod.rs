@@ -73,6 +73,21 @@ pub fn interaction(n: usize) -> Interaction {
     }
 }
 
+/// Produces interactions `range` as JSON to the raw topic, keyed by conversation.
+pub async fn produce_interactions(brokers: &str, range: std::ops::Range<usize>) {
+    let p = testkit::producer(brokers);
+    for n in range {
+        let i = interaction(n);
+        testkit::produce(
+            &p,
+            RAW,
+            &i.conversation_id,
+            &serde_json::to_vec(&i).expect("json"),
+        )
+        .await;
+    }
+}
+
 pub fn settings(group: &str) -> ProcessorSettings {
     ProcessorSettings {
         name: "echo".into(),
