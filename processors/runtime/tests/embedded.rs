@@ -55,8 +55,9 @@ async fn a_broker_outage_mid_run_loses_nothing() {
     let (broker, store, _dir) = start(600).await;
     let mut s = settings("outage");
     s.batch_size = 20;
+    // 5 ms a message (≥ 3 s of work), so the outage below hits a busy worker.
     let worker = tokio::spawn(run(
-        EchoForRuntimeTests,
+        support::SlowEcho(Duration::from_millis(5)),
         s,
         shared(&broker, &store),
         StopWhen::Idle(Duration::from_secs(4)),

@@ -210,8 +210,10 @@ async fn a_replica_joining_mid_run_shares_the_partitions_and_nothing_is_lost() {
     let mut one = support::settings("echo-replicas");
     one.batch_size = 10;
     let two = one.clone();
+    // 3 ms a message: the first replica is still busy (≥ 9 s) when the second has joined
+    // (~3 s), whatever the machine.
     let first = tokio::spawn(run(
-        EchoForRuntimeTests,
+        support::SlowEcho(Duration::from_millis(3)),
         one,
         shared(),
         insights_runtime::StopWhen::Idle(Duration::from_secs(5)),

@@ -73,6 +73,27 @@ pub fn interaction(n: usize) -> Interaction {
     }
 }
 
+/// The echo processor, taking `per_message` for each message: long enough runs for tests
+/// that need something to happen while a worker is busy (a replica joining).
+pub struct SlowEcho(pub Duration);
+
+impl Processor for SlowEcho {
+    type Input = Interaction;
+
+    fn name(&self) -> &str {
+        "echo"
+    }
+
+    fn version(&self) -> &str {
+        "test"
+    }
+
+    fn process(&mut self, i: &Interaction, ctx: &Context<'_>) -> Result<Vec<Output>, ProcessError> {
+        std::thread::sleep(self.0);
+        EchoForRuntimeTests.process(i, ctx)
+    }
+}
+
 /// Produces interactions `range` as JSON to the raw topic, keyed by conversation.
 pub async fn produce_interactions(brokers: &str, range: std::ops::Range<usize>) {
     let p = testkit::producer(brokers);
