@@ -94,22 +94,13 @@ fn appends(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(8));
     for &n in &BATCHES {
         group.throughput(Throughput::Elements(n as u64));
-        let stores: [(&str, Arc<dyn EventStore>); 2] = [
-            ("sqlite", Arc::new(sqlite.clone())),
+        let stores = [
+            ("sqlite", Arc::new(sqlite.clone()) as Arc<dyn EventStore>),
             ("postgres", Arc::new(pg.clone())),
         ];
-        for (name, store) in stores {
-            group.bench_function(format!("{name}/batch_{n}"), |b| {
-                b.to_async(&rt).iter_batched(
-                    || AppendBatch::new(batch_of(n, &seq)),
-                    |batch| {
-                        let store = Arc::clone(&store);
-                        async move { store.append(batch).await.expect("appends") }
-                    },
-                    BatchSize::PerIteration,
-                )
-            });
-        }
+        bench_store_appends(&mut group, &rt, &stores, n, || {
+            AppendBatch::new(batch_of(n, &seq))
+        });
         group.bench_function(format!("sqlite_insert_limit/batch_{n}"), |b| {
             b.to_async(&rt).iter_batched(
                 || batch_of(n, &seq),
@@ -144,32 +135,41 @@ fn appends(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(8));
     for &n in &BATCHES[1..] {
         group.throughput(Throughput::Elements(n as u64));
-        let stores: [(&str, Arc<dyn EventStore>); 2] = [
-            ("sqlite", Arc::new(sqlite.clone())),
+        let stores = [
+            ("sqlite", Arc::new(sqlite.clone()) as Arc<dyn EventStore>),
             ("postgres", Arc::new(pg.clone())),
         ];
-        for (name, store) in stores {
-            group.bench_function(format!("{name}/batch_{n}"), |b| {
-                b.to_async(&rt).iter_batched(
-                    || {
-                        AppendBatch::new(
-                            (0..n)
-                                .map(|_| {
-                                    event_1kb_pipeline_id(ordered.fetch_add(1, Ordering::Relaxed))
-                                })
-                                .collect(),
-                        )
-                    },
-                    |batch| {
-                        let store = Arc::clone(&store);
-                        async move { store.append(batch).await.expect("appends") }
-                    },
-                    BatchSize::PerIteration,
-                )
-            });
-        }
+        bench_store_appends(&mut group, &rt, &stores, n, || {
+            AppendBatch::new(
+                (0..n)
+                    .map(|_| event_1kb_pipeline_id(ordered.fetch_add(1, Ordering::Relaxed)))
+                    .collect(),
+            )
+        });
     }
     group.finish();
+}
+
+/// Benchmarks appending batches made by `make` to each store, as `STORE/batch_N`.
+fn bench_store_appends(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &Runtime,
+    stores: &[(&str, Arc<dyn EventStore>)],
+    n: usize,
+    make: impl Fn() -> AppendBatch,
+) {
+    for (name, store) in stores {
+        group.bench_function(format!("{name}/batch_{n}"), |b| {
+            b.to_async(rt).iter_batched(
+                &make,
+                |batch| {
+                    let store = Arc::clone(store);
+                    async move { store.append(batch).await.expect("appends") }
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
 }
 
 async fn message_db_pool() -> Option<PgPool> {
