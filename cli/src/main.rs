@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 mod pipeline;
 mod scrub;
+mod sentiment;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -50,6 +51,11 @@ enum Command {
     Produce(pipeline::ProduceArgs),
     /// Find and replace personal data in JSON lines ({"text": ...}); spans on the input.
     Scrub(scrub::ScrubArgs),
+    /// Score the sentiment of JSON lines ({"text": ...}) with the processor's model.
+    Sentiment(sentiment::SentimentArgs),
+    /// Train a model and write it with its model card.
+    #[command(subcommand)]
+    Train(TrainCommand),
     /// Create or list the topology's topics on the cluster.
     #[command(subcommand)]
     Topics(TopicsCommand),
@@ -70,6 +76,12 @@ enum TopicsCommand {
     Create(pipeline::TopicsArgs),
     /// List the cluster's topics.
     List(pipeline::TopicsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TrainCommand {
+    /// The sentiment head on the VADER gold-standard sets (reproduces models/sentiment-minilm).
+    Sentiment(sentiment::TrainSentimentArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,6 +174,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => pipeline::run(&cli.global, args).await,
         Command::Produce(args) => pipeline::produce(&cli.global, args).await,
         Command::Scrub(args) => scrub::run(args),
+        Command::Sentiment(args) => sentiment::run(args),
+        Command::Train(TrainCommand::Sentiment(args)) => sentiment::train(args),
         Command::Topics(TopicsCommand::Create(args)) => {
             pipeline::topics_create(&cli.global, args).await
         }

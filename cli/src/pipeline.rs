@@ -84,22 +84,48 @@ pub struct RunArgs {
     /// the embedded default creates it.
     #[arg(long, default_value = "data/privacy.key")]
     privacy_key_file: PathBuf,
+    #[command(flatten)]
+    sentiment: crate::sentiment::ModelArgs,
 }
 
 /// The processors this build can run, by their topology.toml name. Each processor crate
 /// registers here as it lands; the topology may name processors this build lacks.
-fn registry(privacy_key: [u8; 32], topology: &Topology) -> BTreeMap<&'static str, Launch> {
+/// Models load when their processor launches, so `--processor privacy` loads none.
+fn registry(
+    privacy_key: [u8; 32],
+    sentiment_model: insights_sentiment::pool::ModelChoice,
+    topology: &Topology,
+) -> BTreeMap<&'static str, Launch> {
+    let output = |name: &str| {
+        topology
+            .processor(name)
+            .and_then(|p| p.outputs.first().cloned())
+    };
     let mut privacy = insights_privacy::PrivacyConfig::new(privacy_key);
-    if let Some(out) = topology
-        .processor("privacy")
-        .and_then(|p| p.outputs.first().cloned())
-    {
+    if let Some(out) = output("privacy") {
         privacy.output_topic = out;
     }
-    BTreeMap::from([(
-        "privacy",
-        launcher(move || insights_privacy::PrivacyProcessor::new(privacy)),
-    )])
+    let mut sentiment = insights_sentiment::SentimentConfig {
+        model: sentiment_model,
+        ..Default::default()
+    };
+    if let Some(out) = output("sentiment") {
+        sentiment.output_topic = out;
+    }
+    if let Some(p) = topology.processor("sentiment") {
+        // The runtime's batch is what the model sees at once.
+        sentiment.pool.max_batch = p.batch_size.max(1);
+    }
+    BTreeMap::from([
+        (
+            "privacy",
+            launcher(move || insights_privacy::PrivacyProcessor::new(privacy)),
+        ),
+        (
+            "sentiment",
+            launcher(move || insights_sentiment::SentimentProcessor::open(&sentiment)),
+        ),
+    ])
 }
 
 /// The secret behind pseudonyms: `INSIGHTS_PRIVACY_KEY` (64 hex digits), else the key
@@ -185,7 +211,7 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
     }
 
     let key = privacy_key(&args.privacy_key_file, embedded.is_some())?;
-    let registry = registry(key, &topology);
+    let registry = registry(key, args.sentiment.choice(), &topology);
     let wanted: Vec<&String> = topology
         .processors
         .keys()

@@ -1,14 +1,16 @@
 //! `insights scrub`: the privacy processor's detection and anonymization over JSON lines,
 //! for users' files and for the evaluation against Presidio.
 
-use std::io::{BufRead, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use insights_privacy::{PrivacyConfig, scrub};
 use serde_json::{Value, json};
+
+use crate::sentiment::{json_lines, text_field};
 
 /// `insights scrub`.
 #[derive(Debug, Args)]
@@ -41,45 +43,24 @@ pub fn run(args: ScrubArgs) -> Result<ExitCode> {
         }
     };
     let config = PrivacyConfig::new(key);
-    let input: Box<dyn BufRead> = if args.file == Path::new("-") {
-        Box::new(std::io::stdin().lock())
-    } else {
-        Box::new(std::io::BufReader::new(
-            std::fs::File::open(&args.file)
-                .with_context(|| format!("reading {}", args.file.display()))?,
-        ))
-    };
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut failed = 0usize;
-    for (n, line) in input.lines().enumerate() {
-        let line = line.with_context(|| format!("reading line {}", n + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let parsed: Option<Value> = serde_json::from_str(&line).ok();
-        let Some(text) = parsed
-            .as_ref()
-            .and_then(|v| v.get("text"))
-            .and_then(Value::as_str)
-        else {
-            failed += 1;
-            eprintln!(
-                "insights: line {}: not a JSON object with a \"text\" string",
-                n + 1
-            );
-            writeln!(
-                out,
-                "{}",
-                json!({"error": "not a JSON object with a \"text\" string"})
-            )?;
-            continue;
+    for line in json_lines(&args.file)? {
+        let (n, line) = line?;
+        let (parsed, text) = match text_field(&line) {
+            Ok(found) => found,
+            Err(error) => {
+                failed += 1;
+                eprintln!("insights: line {n}: {error}");
+                writeln!(out, "{}", json!({ "error": error }))?;
+                continue;
+            }
         };
         let conversation = parsed
-            .as_ref()
-            .and_then(|v| v.get("conversation_id"))
+            .get("conversation_id")
             .and_then(Value::as_str)
             .unwrap_or(&args.conversation);
-        let s = scrub(&config, &args.tenant, conversation, text);
+        let s = scrub(&config, &args.tenant, conversation, &text);
         let spans: Vec<Value> = s
             .original
             .iter()

@@ -111,7 +111,7 @@ fn running_a_processor_this_build_lacks_says_so_plainly() {
     )
     .expect("copies");
     let o = insights(
-        &["run", "--processor", "sentiment", "--ops-listen", "off"],
+        &["run", "--processor", "response", "--ops-listen", "off"],
         dir.path(),
     );
     assert_eq!(o.status.code(), Some(2));
@@ -120,7 +120,7 @@ fn running_a_processor_this_build_lacks_says_so_plainly() {
         "{}",
         stderr(&o)
     );
-    assert!(stderr(&o).contains("(sentiment)"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("(response)"), "{}", stderr(&o));
     // The embedded default store was created and migrated on the way.
     assert!(dir.path().join("data/insights.db").exists());
 }
@@ -216,4 +216,69 @@ fn produce_sends_every_line_even_one_that_is_not_utf8() {
     assert!(o.status.success(), "{}", stderr(&o));
     // Regression: the invalid line used to end reading silently.
     assert!(stderr(&o).contains("produced 3 messages"), "{}", stderr(&o));
+}
+
+fn piped(args: &[&str], dir: &Path, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_insights"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs insights");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("writes");
+    child.wait_with_output().expect("finishes")
+}
+
+#[test]
+fn sentiment_scores_json_lines_with_either_backend() {
+    let input = "{\"text\":\"This is awful, I am furious and want a refund.\"}\n\
+                 not json\n\
+                 {\"text\":\"Thank you so much, that was wonderful help!\"}\n";
+    for backend in ["transformer", "lexicon"] {
+        let o = piped(
+            &["sentiment", "--sentiment-backend", backend],
+            repo_root(),
+            input,
+        );
+        assert_eq!(o.status.code(), Some(1), "one bad line");
+        assert!(stderr(&o).contains("line 2"), "{}", stderr(&o));
+        assert!(
+            !stderr(&o).contains("falls back") && !stderr(&o).contains("with the lexicon:"),
+            "the {backend} model loads: {}",
+            stderr(&o)
+        );
+        let out: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect();
+        assert_eq!(out.len(), 3, "one answer per line, in order");
+        assert_eq!(out[0]["label"], "negative", "{backend}: {}", out[0]);
+        assert!(out[1]["error"].is_string());
+        assert_eq!(out[2]["label"], "positive", "{backend}: {}", out[2]);
+        let scores = out[2]["scores"].as_object().expect("scores");
+        let sum: f64 = scores.values().filter_map(|v| v.as_f64()).sum();
+        assert!((sum - 1.0).abs() < 1e-9);
+        assert_eq!(out[2]["score"], scores["positive"]);
+    }
+}
+
+#[test]
+fn sentiment_without_its_model_falls_back_to_the_lexicon_and_says_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let o = piped(&["sentiment"], dir.path(), "{\"text\":\"I love it\"}\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("scoring with the lexicon"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("positive"));
 }

@@ -52,6 +52,10 @@ async fn sample_interactions_flow_into_the_store_without_personal_data() {
     let out = Command::new(env!("CARGO_BIN_EXE_insights"))
         .args(["run", "--until-idle", "--ops-listen", "off", "--input"])
         .arg(root.join("samples/interactions.jsonl"))
+        .arg("--sentiment-model")
+        .arg(root.join("models/sentiment-minilm"))
+        .arg("--encoder-dir")
+        .arg(root.join(".tools/models/all-MiniLM-L6-v2"))
         .current_dir(dir.path())
         .env_remove("INSIGHTS_BROKERS")
         .env_remove("INSIGHTS_STORE_URL")
@@ -84,6 +88,28 @@ async fn sample_interactions_flow_into_the_store_without_personal_data() {
         "{stdout}"
     );
     assert!(store.verify().await.expect("verifies").is_intact());
+
+    // Every scrubbed interaction is scored, by the trained transformer (not the fallback).
+    assert_eq!(
+        count("SentimentScored"),
+        count("InteractionScrubbed"),
+        "{stdout}"
+    );
+    let mut labels = std::collections::BTreeMap::<String, usize>::new();
+    for e in events
+        .iter()
+        .filter(|e| e.data.event_type == "SentimentScored")
+    {
+        let v: serde_json::Value = serde_json::from_slice(&e.data.payload).expect("JSON payload");
+        let scored = &v;
+        assert_eq!(scored["backend"], "transformer", "{scored}");
+        assert_eq!(scored["fallback"], false, "{scored}");
+        assert_eq!(scored["model_name"], "sentiment-minilm");
+        *labels
+            .entry(scored["label"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(labels.len(), 3, "all three labels occur: {labels:?}");
 
     let stored: String = events
         .iter()

@@ -80,6 +80,15 @@ pub trait Processor: Send + 'static {
     /// the same input change (a new model, new rules).
     fn version(&self) -> &str;
 
+    /// Sees every decoded input of a batch before [`Processor::process`] is called for
+    /// each: a processor that gains from batching (a model scoring many texts in one call)
+    /// does that work here and keeps the results for `process` to pick up. It must not
+    /// change what `process` returns, only how fast; failures belong in `process`. The
+    /// default does nothing.
+    fn prepare(&mut self, inputs: &[&Self::Input]) {
+        let _ = inputs;
+    }
+
     /// Handles one input.
     fn process(
         &mut self,

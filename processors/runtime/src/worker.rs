@@ -286,10 +286,7 @@ impl<P: Processor> Worker<P> {
         let format = self.shared.output_format;
         let metrics = self.shared.metrics.clone();
         let (processor, messages, outcomes) = tokio::task::spawn_blocking(move || {
-            let outcomes: Result<Vec<Outcome>, RuntimeError> = messages
-                .iter()
-                .map(|m| pure_stage(&mut processor, &settings, &codec, &metrics, m))
-                .collect();
+            let outcomes = pure_stage(&mut processor, &settings, &codec, &metrics, &messages);
             (processor, messages, outcomes)
         })
         .await
@@ -570,40 +567,63 @@ fn caught_up(
     Ok(lags(consumer)?.iter().all(|(_, _, lag)| *lag == 0))
 }
 
-/// Decodes and processes one message (retrying transient failures), on the blocking pool.
+/// The pure stage of a batch, on the blocking pool: decodes every message, lets the
+/// processor see the whole batch ([`Processor::prepare`]), then processes each message
+/// (retrying transient failures).
 fn pure_stage<P: Processor>(
     processor: &mut P,
     settings: &ProcessorSettings,
     codec: &Codec,
     metrics: &Metrics,
+    messages: &[OwnedMessage],
+) -> Result<Vec<Outcome>, RuntimeError> {
+    let decoded: Vec<Result<P::Input, String>> = messages
+        .iter()
+        .map(|m| decode::<P>(settings, codec, m))
+        .collect();
+    let inputs: Vec<&P::Input> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
+    if !inputs.is_empty() {
+        processor.prepare(&inputs);
+    }
+    messages
+        .iter()
+        .zip(&decoded)
+        .map(|(m, input)| match input {
+            Ok(input) => process_one(processor, settings, metrics, m, input),
+            Err(error) => Ok(Outcome::Dead {
+                class: ErrorClass::Poison,
+                error: error.clone(),
+            }),
+        })
+        .collect()
+}
+
+/// A message's input, or why it has none.
+fn decode<P: Processor>(
+    settings: &ProcessorSettings,
+    codec: &Codec,
     m: &OwnedMessage,
+) -> Result<P::Input, String> {
+    let payload = m.payload().ok_or("message has no value")?;
+    if payload.len() > settings.max_message_bytes {
+        return Err(format!(
+            "message is {} bytes, over the {} byte limit",
+            payload.len(),
+            settings.max_message_bytes
+        ));
+    }
+    codec.decode(payload).map_err(|e| e.to_string())
+}
+
+/// Processes one decoded message, retrying transient failures with backoff.
+fn process_one<P: Processor>(
+    processor: &mut P,
+    settings: &ProcessorSettings,
+    metrics: &Metrics,
+    m: &OwnedMessage,
+    input: &P::Input,
 ) -> Result<Outcome, RuntimeError> {
     let source = source_of(m);
-    let Some(payload) = m.payload() else {
-        return Ok(Outcome::Dead {
-            class: ErrorClass::Poison,
-            error: "message has no value".into(),
-        });
-    };
-    if payload.len() > settings.max_message_bytes {
-        return Ok(Outcome::Dead {
-            class: ErrorClass::Poison,
-            error: format!(
-                "message is {} bytes, over the {} byte limit",
-                payload.len(),
-                settings.max_message_bytes
-            ),
-        });
-    }
-    let input: P::Input = match codec.decode(payload) {
-        Ok(i) => i,
-        Err(e) => {
-            return Ok(Outcome::Dead {
-                class: ErrorClass::Poison,
-                error: e.to_string(),
-            });
-        }
-    };
     let input_id = input.input_id(&source);
     let correlation_id = input.correlation_id(&source);
     let ctx = Context {
@@ -615,7 +635,7 @@ fn pure_stage<P: Processor>(
     };
     let mut backoff = backoff_policy();
     let outputs = loop {
-        match processor.process(&input, &ctx) {
+        match processor.process(input, &ctx) {
             Ok(outputs) => break outputs,
             Err(ProcessError::Poison(error)) => {
                 return Ok(Outcome::Dead {

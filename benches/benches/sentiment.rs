@@ -1,0 +1,54 @@
+//! Sentiment backends: sentences/s at batch 1 and 32 on sentences from the VADER test split
+//! (the transformer needs `scripts/setup.sh` and the shipped model; skipped without them).
+//! The Python peer runs the same encoder and head in `benches/sentiment_eval.py`.
+
+use std::path::Path;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use insights_sentiment::Backend;
+use insights_sentiment::data::{Split, load_gold};
+use insights_sentiment::lexicon::LexiconBackend;
+use insights_sentiment::transformer::{DEFAULT_ENCODER_DIR, DEFAULT_MODEL_DIR, TransformerBackend};
+
+fn root(p: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
+}
+
+fn sentences(n: usize) -> Vec<String> {
+    let examples = load_gold(&root(".tools/data/vader")).expect("run scripts/setup.sh");
+    examples
+        .into_iter()
+        .filter(|e| e.split == Split::Test)
+        .take(n)
+        .map(|e| e.text)
+        .collect()
+}
+
+fn bench(c: &mut Criterion, name: &str, backend: &mut dyn Backend, texts: &[&str]) {
+    let mut group = c.benchmark_group(format!("sentiment/{name}"));
+    group.sample_size(10);
+    for batch in [1usize, 32] {
+        group.throughput(Throughput::Elements(texts.len() as u64));
+        group.bench_function(format!("batch{batch}"), |b| {
+            b.iter(|| {
+                for chunk in texts.chunks(batch) {
+                    backend.predict(chunk).expect("scores");
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+fn sentiment(c: &mut Criterion) {
+    let owned = sentences(256);
+    let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
+    match TransformerBackend::load(&root(DEFAULT_MODEL_DIR), &root(DEFAULT_ENCODER_DIR)) {
+        Ok(mut model) => bench(c, "transformer", &mut model, &texts),
+        Err(e) => eprintln!("skipping the transformer: {e}"),
+    }
+    bench(c, "lexicon", &mut LexiconBackend::default(), &texts);
+}
+
+criterion_group!(benches, sentiment);
+criterion_main!(benches);

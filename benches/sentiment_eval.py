@@ -1,0 +1,154 @@
+"""Sentiment: accuracy and throughput of `insights sentiment` next to its Python peers.
+
+Runs on the VADER gold sets' test split (the same hash split as the Rust trainer):
+  - Python transformers 4.44.2 + torch 2.4.0 running the same encoder and the same trained
+    head (loaded from models/sentiment-minilm/head.safetensors): accuracy, agreement with
+    the Rust predictions, and throughput at batch 1 and 32 on the same CPU;
+  - vaderSentiment 3.3.2 (thresholds ±0.05): accuracy, and agreement of our lexicon port;
+  - `insights sentiment` (both backends): accuracy.
+
+Usage: python benches/sentiment_eval.py --insights target/release/insights [--sentences 512]
+(benches/run.sh installs the venv this needs: .tools/sentiment-venv).
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+SETS = [
+    ("tweets", "tweets_GroundTruth.txt"),
+    ("movies", "movieReviewSnippets_GroundTruth.txt"),
+    ("amazon", "amazonReviewSnippets_GroundTruth.txt"),
+    ("nyt", "nytEditorialSnippets_GroundTruth.txt"),
+]
+LABELS = ["negative", "neutral", "positive"]
+
+
+def label_for(rating):
+    return "negative" if rating < -0.5 else "positive" if rating > 0.5 else "neutral"
+
+
+def split_of(set_name, ident):
+    d = hashlib.sha256(f"{set_name}/{ident}".encode()).digest()
+    n = int.from_bytes(d[:2], "big") % 10
+    return "test" if n == 0 else "validation" if n == 1 else "train"
+
+
+def load_test(data_dir):
+    rows = []
+    for set_name, file in SETS:
+        with open(os.path.join(data_dir, file), "rb") as f:
+            text = f.read().decode("utf-8", errors="replace")
+        for line in text.splitlines():
+            line = line.rstrip("\r")
+            if not line.strip():
+                continue
+            ident, rating, sentence = line.split("\t", 2)
+            if split_of(set_name, ident) == "test":
+                rows.append((set_name, sentence.strip(), label_for(float(rating))))
+    return rows
+
+
+def accuracy(pred, rows, set_name=None):
+    pairs = [(p, r[2]) for p, r in zip(pred, rows) if set_name in (None, r[0])]
+    return sum(p == g for p, g in pairs) / len(pairs)
+
+
+def run_insights(binary, texts, backend, batch):
+    lines = "".join(json.dumps({"text": t}) + "\n" for t in texts)
+    out = subprocess.run(
+        [binary, "sentiment", "--sentiment-backend", backend, "--batch-size", str(batch)],
+        input=lines.encode(), capture_output=True, check=True,
+    )
+    return [json.loads(l)["label"] for l in out.stdout.decode().splitlines()]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--insights", required=True)
+    ap.add_argument("--data", default=".tools/data/vader")
+    ap.add_argument("--encoder", default=".tools/models/all-MiniLM-L6-v2")
+    ap.add_argument("--model", default="models/sentiment-minilm")
+    ap.add_argument("--sentences", type=int, default=512, help="for the throughput runs")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    rows = load_test(args.data)
+    texts = [r[1] for r in rows]
+    card = json.load(open(os.path.join(args.model, "model.json")))
+    result = {"test_sentences": len(rows), "torch_threads": torch.get_num_threads()}
+
+    # --- Python: the same encoder and head --------------------------------------------
+    tok = AutoTokenizer.from_pretrained(args.encoder)
+    enc = AutoModel.from_pretrained(args.encoder).eval()
+    head = load_file(os.path.join(args.model, "head.safetensors"))
+
+    def py_predict(batch):
+        with torch.inference_mode():
+            t = tok(batch, padding=True, truncation=True, max_length=card["max_tokens"],
+                    return_tensors="pt")
+            h = enc(**t).last_hidden_state
+            m = t["attention_mask"].unsqueeze(-1).float()
+            e = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            e = torch.nn.functional.normalize(e, dim=1)
+            if card["hidden"] > 0:
+                e = torch.relu(e @ head["hidden.weight"].T + head["hidden.bias"])
+            logits = e @ head["out.weight"].T + head["out.bias"]
+            return (logits / card["temperature"]).softmax(-1).argmax(-1).tolist()
+
+    py = []
+    for i in range(0, len(texts), 32):
+        py += [LABELS[k] for k in py_predict(texts[i:i + 32])]
+
+    # --- VADER itself -------------------------------------------------------------------
+    vader = SentimentIntensityAnalyzer()
+    vader_compound = [vader.polarity_scores(t)["compound"] for t in texts]
+    vader_pred = ["positive" if c >= 0.05 else "negative" if c <= -0.05 else "neutral"
+                  for c in vader_compound]
+
+    # --- ours -----------------------------------------------------------------------------
+    ours = run_insights(args.insights, texts, "transformer", 32)
+    ours_lex = run_insights(args.insights, texts, "lexicon", 32)
+
+    result["accuracy"] = {
+        s: {
+            "insights_transformer": accuracy(ours, rows, s),
+            "python_same_model": accuracy(py, rows, s),
+            "insights_lexicon": accuracy(ours_lex, rows, s),
+            "vader_3_3_2": accuracy(vader_pred, rows, s),
+        }
+        for s in [None, "tweets", "movies", "amazon", "nyt"]
+    }
+    result["accuracy"]["all"] = result["accuracy"].pop(None)
+    result["agreement"] = {
+        "transformer_rust_vs_python": sum(a == b for a, b in zip(ours, py)) / len(py),
+        "lexicon_port_vs_vader": sum(a == b for a, b in zip(ours_lex, vader_pred)) / len(py),
+    }
+
+    # --- throughput: Python, batch 1 and 32, median of repeats --------------------------------
+    sample = texts[: args.sentences]
+    py_predict(sample[:32])  # warm-up
+    for batch in (1, 32):
+        runs = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            for i in range(0, len(sample), batch):
+                py_predict(sample[i:i + batch])
+            runs.append(len(sample) / (time.perf_counter() - start))
+        result[f"python_sentences_per_s_batch{batch}"] = statistics.median(runs)
+    json.dump(result, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()

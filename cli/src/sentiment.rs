@@ -1,0 +1,211 @@
+//! `insights sentiment` (score JSON lines with the processor's model) and
+//! `insights train sentiment` (reproduce the shipped model).
+
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use insights_sentiment::pool::ModelChoice;
+use insights_sentiment::train::TrainConfig;
+use insights_sentiment::{BackendKind, PoolConfig, Scorer};
+use serde_json::{Value, json};
+
+/// Which sentiment model to use: shared by `run` and `sentiment`.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// transformer (the trained MiniLM model) or lexicon (VADER).
+    #[arg(
+        long,
+        env = "INSIGHTS_SENTIMENT_BACKEND",
+        default_value = "transformer"
+    )]
+    sentiment_backend: BackendKind,
+    /// The trained model's directory (model.json, head.safetensors).
+    #[arg(
+        long,
+        env = "INSIGHTS_SENTIMENT_MODEL",
+        default_value = insights_sentiment::transformer::DEFAULT_MODEL_DIR
+    )]
+    sentiment_model: PathBuf,
+    /// The MiniLM encoder's directory (installed by scripts/setup.sh).
+    #[arg(
+        long,
+        env = "INSIGHTS_ENCODER_DIR",
+        default_value = insights_sentiment::transformer::DEFAULT_ENCODER_DIR
+    )]
+    encoder_dir: PathBuf,
+}
+
+impl ModelArgs {
+    pub fn choice(&self) -> ModelChoice {
+        ModelChoice {
+            backend: self.sentiment_backend,
+            model_dir: self.sentiment_model.clone(),
+            encoder_dir: self.encoder_dir.clone(),
+        }
+    }
+}
+
+/// `insights sentiment`.
+#[derive(Debug, Args)]
+pub struct SentimentArgs {
+    /// JSON lines with a "text" field; `-` reads stdin.
+    #[arg(long, default_value = "-")]
+    file: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Texts per model call.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+}
+
+/// Lines read from a file or stdin, numbered from 1, blank ones skipped.
+pub(crate) fn json_lines(file: &Path) -> Result<impl Iterator<Item = Result<(usize, String)>>> {
+    let input: Box<dyn BufRead> = if file == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?,
+        ))
+    };
+    Ok(input
+        .lines()
+        .enumerate()
+        .map(|(n, line)| {
+            line.with_context(|| format!("reading line {}", n + 1))
+                .map(|l| (n + 1, l))
+        })
+        .filter(|l| !matches!(l, Ok((_, text)) if text.trim().is_empty())))
+}
+
+/// The "text" of a JSON-lines line, or the error to report.
+pub(crate) fn text_field(line: &str) -> Result<(Value, String), &'static str> {
+    const BAD: &str = "not a JSON object with a \"text\" string";
+    let value: Value = serde_json::from_str(line).map_err(|_| BAD)?;
+    let text = value.get("text").and_then(Value::as_str).ok_or(BAD)?;
+    let text = text.to_owned();
+    Ok((value, text))
+}
+
+pub fn run(args: SentimentArgs) -> Result<ExitCode> {
+    let pool = PoolConfig {
+        max_batch: args.batch_size.max(1),
+        max_wait: Duration::from_millis(2),
+        ..PoolConfig::default()
+    };
+    let scorer = Scorer::open(&args.model.choice(), &pool);
+    if let Some(reason) = scorer.fallback_reason() {
+        eprintln!("insights: scoring with the lexicon: {reason}");
+    }
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut failed = 0usize;
+    // Chunks of lines go to the pool together, so the model sees full batches.
+    let mut pending: Vec<Line> = Vec::new();
+    let chunk = args.batch_size.max(1) * 8;
+    for line in json_lines(&args.file)? {
+        let (n, line) = line?;
+        pending.push((n, text_field(&line).map(|(_, t)| t)));
+        if pending.len() >= chunk {
+            failed += score_lines(&scorer, &mut pending, &mut out)?;
+        }
+    }
+    failed += score_lines(&scorer, &mut pending, &mut out)?;
+    out.flush()?;
+    if failed > 0 {
+        eprintln!("insights: {failed} lines could not be scored");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A line's number and its text, or why it has none.
+type Line = (usize, Result<String, &'static str>);
+
+/// Scores the pending lines in one call and writes their answers in order; returns how
+/// many lines were bad.
+fn score_lines(scorer: &Scorer, pending: &mut Vec<Line>, out: &mut impl Write) -> Result<usize> {
+    let texts: Vec<&str> = pending
+        .iter()
+        .filter_map(|(_, t)| t.as_deref().ok())
+        .collect();
+    let mut scored = scorer.score(&texts)?.into_iter();
+    let mut bad = 0;
+    for (n, text) in pending.drain(..) {
+        match text {
+            Ok(_) => {
+                let p = scored.next().context("one score per text")?.prediction;
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"label": p.label().as_str(), "score": p.confidence(),
+                           "scores": p.scores()})
+                )?;
+            }
+            Err(error) => {
+                bad += 1;
+                eprintln!("insights: line {n}: {error}");
+                writeln!(out, "{}", json!({ "error": error }))?;
+            }
+        }
+    }
+    Ok(bad)
+}
+
+/// `insights train sentiment`.
+#[derive(Debug, Args)]
+pub struct TrainSentimentArgs {
+    /// The VADER gold-standard sets (installed by scripts/setup.sh).
+    #[arg(long, default_value = ".tools/data/vader")]
+    data: PathBuf,
+    /// The MiniLM encoder's directory.
+    #[arg(
+        long,
+        default_value = insights_sentiment::transformer::DEFAULT_ENCODER_DIR
+    )]
+    encoder_dir: PathBuf,
+    /// Where the model goes (model.json, head.safetensors, README.md).
+    #[arg(long, default_value = insights_sentiment::transformer::DEFAULT_MODEL_DIR)]
+    out: PathBuf,
+    /// The model's version, stamped on every event it scores.
+    #[arg(long, default_value = "1.0.0")]
+    version: String,
+    /// Hidden units of the head; 0 trains a linear head.
+    #[arg(long, default_value_t = 256)]
+    hidden: i64,
+    /// Passes over the train split.
+    #[arg(long, default_value_t = 40)]
+    epochs: usize,
+    /// Seed for initialisation, shuffling and dropout.
+    #[arg(long, default_value_t = 42)]
+    seed: i64,
+}
+
+pub fn train(args: TrainSentimentArgs) -> Result<ExitCode> {
+    let config = TrainConfig {
+        data_dir: args.data,
+        encoder_dir: args.encoder_dir,
+        out_dir: args.out.clone(),
+        version: args.version,
+        hidden: args.hidden,
+        epochs: args.epochs,
+        seed: args.seed,
+        ..TrainConfig::default()
+    };
+    let card = insights_sentiment::train::train(&config, &mut |line| {
+        eprintln!("train: {line}");
+    })?;
+    let all = &card.training["test"]["all"];
+    println!(
+        "{} {}: test accuracy {:.4} (lexicon {:.4}) on {} sentences; written to {}",
+        card.name,
+        card.version,
+        all["transformer"]["accuracy"].as_f64().unwrap_or(f64::NAN),
+        all["lexicon"]["accuracy"].as_f64().unwrap_or(f64::NAN),
+        all["n"],
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

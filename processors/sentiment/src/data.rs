@@ -1,0 +1,142 @@
+//! The VADER gold-standard sets (Hutto & Gilbert 2014; in the `vaderSentiment` 3.3.2 source
+//! distribution, MIT): tweets, movie-review snippets, Amazon review snippets and New York
+//! Times editorial snippets, each sentence with the mean of ten human ratings on −4..+4.
+//!
+//! Three classes: mean rating below −0.5 is negative, above +0.5 positive, otherwise
+//! neutral (within half a scale point of zero the raters did not agree on a direction).
+//! The split is a hash of (set, id): 80 % train, 10 % validation (early stopping and
+//! calibration), 10 % test (never trained or tuned on).
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::{SentimentError, SentimentLabel};
+
+/// The four sets: name and file.
+pub const SETS: [(&str, &str); 4] = [
+    ("tweets", "tweets_GroundTruth.txt"),
+    ("movies", "movieReviewSnippets_GroundTruth.txt"),
+    ("amazon", "amazonReviewSnippets_GroundTruth.txt"),
+    ("nyt", "nytEditorialSnippets_GroundTruth.txt"),
+];
+
+/// |mean rating| at or below this is neutral.
+pub const NEUTRAL_BAND: f64 = 0.5;
+
+/// Which part of the data an example belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Split {
+    /// Fits the head.
+    Train,
+    /// Early stopping, temperature and β.
+    Validation,
+    /// Reported only.
+    Test,
+}
+
+/// One rated sentence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    /// tweets, movies, amazon or nyt.
+    pub set: &'static str,
+    /// The id in its file.
+    pub id: String,
+    /// The sentence.
+    pub text: String,
+    /// Mean human rating, −4..+4.
+    pub rating: f64,
+    /// The class the rating maps to.
+    pub label: SentimentLabel,
+    /// Its split.
+    pub split: Split,
+}
+
+/// The class of a mean rating.
+pub fn label_for_rating(rating: f64) -> SentimentLabel {
+    if rating < -NEUTRAL_BAND {
+        SentimentLabel::Negative
+    } else if rating > NEUTRAL_BAND {
+        SentimentLabel::Positive
+    } else {
+        SentimentLabel::Neutral
+    }
+}
+
+/// The split of an example, from a hash of its set and id (stable across runs and
+/// machines, independent of file order).
+pub fn split_of(set: &str, id: &str) -> Split {
+    let digest = Sha256::digest(format!("{set}/{id}").as_bytes());
+    match u16::from_be_bytes([digest[0], digest[1]]) % 10 {
+        0 => Split::Test,
+        1 => Split::Validation,
+        _ => Split::Train,
+    }
+}
+
+/// Reads the four sets from `dir` (`scripts/setup.sh` installs them to `.tools/data/vader`).
+pub fn load_gold(dir: &Path) -> Result<Vec<Example>, SentimentError> {
+    let mut out = Vec::new();
+    for (set, file) in SETS {
+        let path = dir.join(file);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            SentimentError::Load(format!(
+                "{}: {e} (scripts/setup.sh installs the VADER sets)",
+                path.display()
+            ))
+        })?;
+        let text = String::from_utf8_lossy(&bytes);
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() {
+                continue;
+            }
+            let mut fields = line.splitn(3, '\t');
+            let (Some(id), Some(rating), Some(sentence)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                return Err(SentimentError::Load(format!(
+                    "{}:{}: expected id, rating and text separated by tabs",
+                    path.display(),
+                    n + 1
+                )));
+            };
+            let rating: f64 = rating.trim().parse().map_err(|e| {
+                SentimentError::Load(format!("{}:{}: rating: {e}", path.display(), n + 1))
+            })?;
+            out.push(Example {
+                set,
+                id: id.to_owned(),
+                text: sentence.trim().to_owned(),
+                rating,
+                label: label_for_rating(rating),
+                split: split_of(set, id),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratings_map_to_three_classes() {
+        assert_eq!(label_for_rating(-0.51), SentimentLabel::Negative);
+        assert_eq!(label_for_rating(-0.5), SentimentLabel::Neutral);
+        assert_eq!(label_for_rating(0.5), SentimentLabel::Neutral);
+        assert_eq!(label_for_rating(0.51), SentimentLabel::Positive);
+    }
+
+    #[test]
+    fn splits_are_stable_and_roughly_80_10_10() {
+        assert_eq!(split_of("tweets", "1"), split_of("tweets", "1"));
+        let splits: Vec<Split> = (0..10_000)
+            .map(|i| split_of("movies", &i.to_string()))
+            .collect();
+        let share = |s| splits.iter().filter(|x| **x == s).count() as f64 / 10_000.0;
+        assert!((share(Split::Test) - 0.1).abs() < 0.015);
+        assert!((share(Split::Validation) - 0.1).abs() < 0.015);
+    }
+}

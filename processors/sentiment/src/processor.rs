@@ -1,0 +1,267 @@
+//! The pipeline stage: `InteractionScrubbed` in, `SentimentScored` out.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use insights_runtime::{Context, Output, ProcessError, Processor};
+use insights_schemas::{Envelope, Event, SentimentScored};
+
+use crate::SentimentError;
+use crate::pool::{ModelChoice, PoolConfig, Scored, Scorer};
+
+/// The processor's crate version; the model's name and version are appended to form the
+/// events' `producer_version`.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How the processor is set up.
+#[derive(Debug, Clone)]
+pub struct SentimentConfig {
+    /// Which model.
+    pub model: ModelChoice,
+    /// The inference pool.
+    pub pool: PoolConfig,
+    /// Where `SentimentScored` goes.
+    pub output_topic: String,
+}
+
+impl Default for SentimentConfig {
+    fn default() -> Self {
+        SentimentConfig {
+            model: ModelChoice::default(),
+            pool: PoolConfig::default(),
+            output_topic: "interactions.scored".into(),
+        }
+    }
+}
+
+/// Scores each scrubbed interaction. Whole batches go to the model at once
+/// ([`Processor::prepare`]); the events are then built one by one.
+#[derive(Debug)]
+pub struct SentimentProcessor {
+    scorer: Arc<Scorer>,
+    output_topic: String,
+    version: String,
+    prepared: HashMap<String, Scored>,
+}
+
+impl SentimentProcessor {
+    /// A processor scoring with `scorer` (which may be shared by several processors).
+    pub fn new(scorer: Arc<Scorer>, output_topic: impl Into<String>) -> Self {
+        let info = scorer.info();
+        let version = format!("{VERSION}+{}-{}", info.name, info.version);
+        SentimentProcessor {
+            scorer,
+            output_topic: output_topic.into(),
+            version,
+            prepared: HashMap::new(),
+        }
+    }
+
+    /// Opens the configured model (the lexicon stands in if it cannot load).
+    pub fn open(config: &SentimentConfig) -> Self {
+        let scorer = Scorer::open(&config.model, &config.pool);
+        if let Some(reason) = scorer.fallback_reason() {
+            eprintln!("insights: sentiment falls back to the lexicon: {reason}");
+        }
+        SentimentProcessor::new(Arc::new(scorer), config.output_topic.clone())
+    }
+}
+
+fn scrubbed_text(input: &Envelope) -> Option<&str> {
+    match &input.event {
+        Event::InteractionScrubbed(s) => Some(&s.text),
+        _ => None,
+    }
+}
+
+fn retryable(e: SentimentError) -> ProcessError {
+    match e {
+        SentimentError::PoolStopped => ProcessError::Fatal(e.to_string()),
+        other => ProcessError::Retryable(other.to_string()),
+    }
+}
+
+impl Processor for SentimentProcessor {
+    type Input = Envelope;
+
+    fn name(&self) -> &str {
+        "sentiment"
+    }
+
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    fn prepare(&mut self, inputs: &[&Envelope]) {
+        self.prepared.clear();
+        let texts: Vec<&str> = inputs.iter().filter_map(|i| scrubbed_text(i)).collect();
+        // A failure here is met again, and reported, by `process`.
+        if let Ok(scored) = self.scorer.score(&texts) {
+            for (text, s) in texts.into_iter().zip(scored) {
+                self.prepared.insert(text.to_owned(), s);
+            }
+        }
+    }
+
+    fn process(
+        &mut self,
+        input: &Envelope,
+        _ctx: &Context<'_>,
+    ) -> Result<Vec<Output>, ProcessError> {
+        let Event::InteractionScrubbed(scrubbed) = &input.event else {
+            return Err(ProcessError::Poison(format!(
+                "sentiment consumes InteractionScrubbed, not {}",
+                input.event.event_type()
+            )));
+        };
+        let scored = match self.prepared.get(&scrubbed.text) {
+            Some(s) => *s,
+            None => self
+                .scorer
+                .score(&[scrubbed.text.as_str()])
+                .map_err(retryable)?[0],
+        };
+        let label = scored.prediction.label();
+        let info = self.scorer.info();
+        let context = scrubbed.context.clone();
+        Ok(vec![Output {
+            topic: self.output_topic.clone(),
+            stream_id: format!("conversation-{}", context.conversation_id),
+            key: context.conversation_id.clone(),
+            event: Event::SentimentScored(SentimentScored {
+                text: scrubbed.text.clone(),
+                label: label.0,
+                scores: scored.prediction.scores(),
+                confidence: scored.prediction.confidence(),
+                model_name: info.name.clone(),
+                model_version: info.version.clone(),
+                backend: info.backend.as_str().to_owned(),
+                fallback: self.scorer.fallback_reason().is_some(),
+                latency_micros: i64::try_from(scored.latency.as_micros()).unwrap_or(i64::MAX),
+                context,
+            }),
+        }])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use insights_runtime::Source;
+    use insights_schemas::{InteractionContext, InteractionScrubbed, Timestamp};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::{BackendKind, label_name};
+
+    fn envelope(event: Event) -> Envelope {
+        Envelope {
+            event_id: Uuid::nil(),
+            schema_version: 1,
+            stream_id: "conversation-c1".into(),
+            causation_id: None,
+            correlation_id: "corr".into(),
+            occurred_at: Timestamp(0),
+            producer: "privacy".into(),
+            producer_version: "test".into(),
+            event,
+        }
+    }
+
+    fn scrubbed(text: &str) -> Envelope {
+        envelope(Event::InteractionScrubbed(InteractionScrubbed {
+            context: InteractionContext {
+                interaction_id: "i1".into(),
+                conversation_id: "c1".into(),
+                tenant_id: "t".into(),
+                customer_pseudonym: "cust_x".into(),
+                channel: "chat".into(),
+                product: None,
+                language: Some("en".into()),
+                demographics: Default::default(),
+                sent_at: Timestamp(0),
+            },
+            text: text.into(),
+            pii: vec![],
+            pii_counts: Default::default(),
+        }))
+    }
+
+    fn lexicon_processor() -> SentimentProcessor {
+        SentimentProcessor::open(&SentimentConfig {
+            model: ModelChoice {
+                backend: BackendKind::Lexicon,
+                ..ModelChoice::default()
+            },
+            ..SentimentConfig::default()
+        })
+    }
+
+    fn ctx(source: &Source) -> Context<'_> {
+        Context {
+            input_id: "in",
+            correlation_id: "corr",
+            input_time: Timestamp(0),
+            now: Timestamp(1),
+            source,
+        }
+    }
+
+    #[test]
+    fn scores_scrubbed_interactions() {
+        let mut p = lexicon_processor();
+        let source = Source {
+            topic: "interactions.scrubbed".into(),
+            partition: 0,
+            offset: 0,
+        };
+        let inputs = [
+            scrubbed("This is terrible, I want my money back!"),
+            scrubbed("Thanks, that was really helpful :)"),
+        ];
+        p.prepare(&inputs.iter().collect::<Vec<_>>());
+        let mut labels = Vec::new();
+        for input in &inputs {
+            let out = p.process(input, &ctx(&source)).unwrap();
+            assert_eq!(out.len(), 1);
+            assert_eq!(out[0].topic, "interactions.scored");
+            assert_eq!(out[0].key, "c1");
+            let Event::SentimentScored(s) = &out[0].event else {
+                panic!("not SentimentScored")
+            };
+            assert_eq!(s.backend, "lexicon");
+            assert!(!s.fallback, "the lexicon was asked for");
+            assert!((s.scores.values().sum::<f64>() - 1.0).abs() < 1e-9);
+            assert_eq!(s.confidence, s.scores[label_name(s.label)]);
+            labels.push(label_name(s.label));
+        }
+        assert_eq!(labels, ["negative", "positive"]);
+        assert!(p.version().contains("vader-lexicon"));
+    }
+
+    #[test]
+    fn other_events_are_rejected() {
+        let mut p = lexicon_processor();
+        let source = Source {
+            topic: "interactions.scrubbed".into(),
+            partition: 0,
+            offset: 1,
+        };
+        let Event::InteractionScrubbed(s) = scrubbed("x").event else {
+            unreachable!()
+        };
+        let wrong = envelope(Event::SentimentScored(SentimentScored {
+            context: s.context,
+            text: "x".into(),
+            label: crate::SentimentLabel::Neutral,
+            scores: Default::default(),
+            confidence: 1.0,
+            model_name: "m".into(),
+            model_version: "1".into(),
+            backend: "lexicon".into(),
+            fallback: false,
+            latency_micros: 0,
+        }));
+        let err = p.process(&wrong, &ctx(&source)).unwrap_err();
+        assert!(matches!(err, ProcessError::Poison(m) if m.contains("SentimentScored")));
+    }
+}

@@ -1,0 +1,299 @@
+//! The transformer backend: all-MiniLM-L6-v2 (rust-bert's BERT on libtorch), mean pooling,
+//! L2 normalisation, then the project's trained head and temperature.
+//!
+//! A model directory (`models/sentiment-minilm`) holds `model.json` ([`ModelCard`]) and
+//! `head.safetensors`; the encoder's weights live elsewhere (installed by
+//! `scripts/setup.sh`) and are checked against the sha256 the card names.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use rust_bert::bert::{BertConfig, BertEmbeddings, BertModel};
+use rust_tokenizers::tokenizer::{BertTokenizer, Tokenizer, TruncationStrategy};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tch::{Device, Kind, Tensor, nn, nn::ModuleT};
+
+use crate::{Backend, BackendKind, ModelInfo, Prediction, SentimentError};
+
+/// The encoder's output width.
+pub const EMBEDDING_DIM: i64 = 384;
+
+/// Where setup.sh installs the encoder, relative to the project root.
+pub const DEFAULT_ENCODER_DIR: &str = ".tools/models/all-MiniLM-L6-v2";
+
+/// Where the shipped model lives, relative to the project root.
+pub const DEFAULT_MODEL_DIR: &str = "models/sentiment-minilm";
+
+/// `model.json`: what a trained model is and how it was made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCard {
+    /// The model's name (on every event).
+    pub name: String,
+    /// Its version (on every event): bump it whenever the head or the data change.
+    pub version: String,
+    /// The encoder it was trained on.
+    pub encoder: EncoderRef,
+    /// Tokens per text (longer texts are truncated).
+    pub max_tokens: usize,
+    /// Hidden units of the head; 0 for a linear head.
+    pub hidden: i64,
+    /// Logits are divided by this before the softmax (calibration on the validation split).
+    pub temperature: f64,
+    /// β of the lexicon backend's softmax, fitted on the same split.
+    pub lexicon_beta: f64,
+    /// How the training run was set up and what it measured.
+    pub training: serde_json::Value,
+}
+
+/// The encoder a head belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderRef {
+    /// E.g. `sentence-transformers/all-MiniLM-L6-v2`.
+    pub name: String,
+    /// The registry package it comes from.
+    pub package: String,
+    /// sha256 of `model.safetensors`.
+    pub sha256: String,
+}
+
+impl ModelCard {
+    /// Reads `DIR/model.json`.
+    pub fn read(dir: &Path) -> Result<ModelCard, SentimentError> {
+        let path = dir.join("model.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| SentimentError::Load(format!("{}: {e}", path.display())))?;
+        serde_json::from_str(&text)
+            .map_err(|e| SentimentError::Load(format!("{}: {e}", path.display())))
+    }
+}
+
+fn load_err(what: impl std::fmt::Display) -> SentimentError {
+    SentimentError::Load(what.to_string())
+}
+
+fn infer_err(what: impl std::fmt::Display) -> SentimentError {
+    SentimentError::Inference(what.to_string())
+}
+
+/// sha256 of a file, hex.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The sentence encoder: tokenizer + BERT, frozen.
+pub struct Encoder {
+    tokenizer: BertTokenizer,
+    bert: BertModel<BertEmbeddings>,
+    _vs: nn::VarStore,
+    max_tokens: usize,
+    /// sha256 of the weights it loaded.
+    pub sha256: String,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("max_tokens", &self.max_tokens)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Encoder {
+    /// Loads `config.json`, `vocab.txt` and `model.safetensors` from `dir`.
+    pub fn load(dir: &Path, max_tokens: usize) -> Result<Encoder, SentimentError> {
+        let file = |name: &str| -> Result<PathBuf, SentimentError> {
+            let p = dir.join(name);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(load_err(format!(
+                    "{} is missing (scripts/setup.sh installs the encoder)",
+                    p.display()
+                )))
+            }
+        };
+        let config: BertConfig =
+            serde_json::from_str(&std::fs::read_to_string(file("config.json")?).map_err(load_err)?)
+                .map_err(|e| load_err(format!("config.json: {e}")))?;
+        // all-MiniLM-L6-v2 is uncased: lower-case and strip accents, like BERT's
+        // BasicTokenizer with do_lower_case.
+        let tokenizer = BertTokenizer::from_file(file("vocab.txt")?, true, true)
+            .map_err(|e| load_err(format!("vocab.txt: {e}")))?;
+        let weights = file("model.safetensors")?;
+        let sha256 = sha256_file(&weights).map_err(load_err)?;
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let bert = BertModel::<BertEmbeddings>::new_with_optional_pooler(vs.root(), &config, false);
+        vs.load(&weights)
+            .map_err(|e| load_err(format!("{}: {e}", weights.display())))?;
+        vs.freeze();
+        Ok(Encoder {
+            tokenizer,
+            bert,
+            _vs: vs,
+            max_tokens,
+            sha256,
+        })
+    }
+
+    /// Sentence embeddings `[n, 384]`: mean of the last hidden states over real tokens,
+    /// L2-normalised (what sentence-transformers computes for this model).
+    pub fn embed(&self, texts: &[&str]) -> Result<Tensor, SentimentError> {
+        let encoded = self.tokenizer.encode_list(
+            texts,
+            self.max_tokens,
+            &TruncationStrategy::LongestFirst,
+            0,
+        );
+        let longest = encoded.iter().map(|e| e.token_ids.len()).max().unwrap_or(0);
+        let n = encoded.len();
+        let mut ids = vec![0i64; n * longest];
+        let mut mask = vec![0i64; n * longest];
+        for (row, e) in encoded.iter().enumerate() {
+            let start = row * longest;
+            ids[start..start + e.token_ids.len()].copy_from_slice(&e.token_ids);
+            mask[start..start + e.token_ids.len()].fill(1);
+        }
+        let shape = [n as i64, longest as i64];
+        let ids = Tensor::from_slice(&ids).view(shape);
+        let mask = Tensor::from_slice(&mask).view(shape);
+        tch::no_grad(|| {
+            let out = self
+                .bert
+                .forward_t(Some(&ids), Some(&mask), None, None, None, None, None, false)
+                .map_err(infer_err)?;
+            let weights = mask.to_kind(Kind::Float).unsqueeze(-1);
+            let summed = (out.hidden_state * &weights).sum_dim_intlist(1, false, Kind::Float);
+            let counts = weights
+                .sum_dim_intlist(1, false, Kind::Float)
+                .clamp_min(1e-9);
+            let mean = summed / counts;
+            let norm = mean.norm_scalaropt_dim(2, 1, true).clamp_min(1e-12);
+            Ok(mean / norm)
+        })
+    }
+}
+
+/// The classification head: linear, or one hidden ReLU layer with dropout in training.
+#[derive(Debug)]
+pub struct Head {
+    layers: nn::SequentialT,
+}
+
+impl Head {
+    /// Builds the head's variables under `path`.
+    pub fn new(path: &nn::Path<'_>, hidden: i64, dropout: f64) -> Head {
+        let mut layers = nn::seq_t();
+        if hidden > 0 {
+            layers = layers
+                .add(nn::linear(
+                    path / "hidden",
+                    EMBEDDING_DIM,
+                    hidden,
+                    Default::default(),
+                ))
+                .add_fn(|x| x.relu())
+                .add_fn_t(move |x, train| x.dropout(dropout, train))
+                .add(nn::linear(path / "out", hidden, 3, Default::default()));
+        } else {
+            layers = layers.add(nn::linear(
+                path / "out",
+                EMBEDDING_DIM,
+                3,
+                Default::default(),
+            ));
+        }
+        Head { layers }
+    }
+
+    /// Logits `[n, 3]` for embeddings `[n, 384]`.
+    pub fn logits_t(&self, embeddings: &Tensor, train: bool) -> Tensor {
+        self.layers.forward_t(embeddings, train)
+    }
+}
+
+/// Calibrated probabilities from logits and a temperature.
+pub fn probabilities(logits: &Tensor, temperature: f64) -> Result<Vec<Prediction>, SentimentError> {
+    let probs = (logits / temperature).softmax(-1, Kind::Double);
+    let flat = Vec::<f64>::try_from(probs.flatten(0, -1)).map_err(infer_err)?;
+    Ok(flat
+        .chunks_exact(3)
+        .map(|c| Prediction {
+            probs: [c[0], c[1], c[2]],
+        })
+        .collect())
+}
+
+/// The transformer backend.
+#[derive(Debug)]
+pub struct TransformerBackend {
+    encoder: Encoder,
+    head: Head,
+    _head_vs: nn::VarStore,
+    temperature: f64,
+    info: ModelInfo,
+}
+
+impl TransformerBackend {
+    /// Loads a trained model and its encoder, checking that the encoder is the one the
+    /// head was trained on.
+    pub fn load(model_dir: &Path, encoder_dir: &Path) -> Result<Self, SentimentError> {
+        let card = ModelCard::read(model_dir)?;
+        let encoder = Encoder::load(encoder_dir, card.max_tokens)?;
+        if encoder.sha256 != card.encoder.sha256 {
+            return Err(load_err(format!(
+                "{} is not the encoder {} was trained on (sha256 {}, expected {})",
+                encoder_dir.display(),
+                model_dir.display(),
+                encoder.sha256,
+                card.encoder.sha256
+            )));
+        }
+        let mut head_vs = nn::VarStore::new(Device::Cpu);
+        let head = Head::new(&head_vs.root(), card.hidden, 0.0);
+        let head_file = model_dir.join("head.safetensors");
+        head_vs
+            .load(&head_file)
+            .map_err(|e| load_err(format!("{}: {e}", head_file.display())))?;
+        head_vs.freeze();
+        Ok(TransformerBackend {
+            encoder,
+            head,
+            _head_vs: head_vs,
+            temperature: card.temperature,
+            info: ModelInfo {
+                name: card.name,
+                version: card.version,
+                backend: BackendKind::Transformer,
+            },
+        })
+    }
+}
+
+impl Backend for TransformerBackend {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn predict(&mut self, texts: &[&str]) -> Result<Vec<Prediction>, SentimentError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let embeddings = self.encoder.embed(texts)?;
+        let logits = tch::no_grad(|| self.head.logits_t(&embeddings, false));
+        probabilities(&logits, self.temperature)
+    }
+}
