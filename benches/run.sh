@@ -44,5 +44,19 @@ if [ $# -eq 0 ]; then
   fi
   mkdir -p .tools/tldextract-cache
   cargo build --release --locked --bin insights
-  .tools/eval-venv/bin/python benches/privacy_eval.py --count 1000 --insights target/release/insights
+  .tools/eval-venv/bin/python benches/privacy_eval.py --count 1000 --insights "${CARGO_TARGET_DIR:-target}/release/insights"
+fi
+
+# Sentiment: the Rust backends (criterion), then accuracy and Python throughput with the
+# same encoder + head (transformers 4.44.2, torch 2.4.0) and VADER itself, in a venv of
+# their own (pinned; ~5 GB, as PyPI's torch brings the CUDA wheels). Skipped with a filter.
+if [ $# -eq 0 ]; then
+  export OMP_WAIT_POLICY=PASSIVE
+  cargo bench -p insights-benches --bench sentiment
+  if ! .tools/sentiment-venv/bin/python -c 'import torch, transformers, vaderSentiment, safetensors' 2>/dev/null; then
+    python3 -m venv .tools/sentiment-venv
+    .tools/sentiment-venv/bin/pip install --quiet torch==2.4.0 transformers==4.44.2 'numpy<2' \
+      safetensors vaderSentiment==3.3.2
+  fi
+  .tools/sentiment-venv/bin/python benches/sentiment_eval.py --insights "${CARGO_TARGET_DIR:-target}/release/insights"
 fi

@@ -7,4 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
 cargo build --release --locked --bin insights
-exec target/release/insights run --input samples/interactions.jsonl "$@"
+# libgomp (libtorch's OpenMP) spins while idle unless told not to; the pipeline's other
+# threads need those cores.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+exec "${CARGO_TARGET_DIR:-target}/release/insights" run --input samples/interactions.jsonl "$@"

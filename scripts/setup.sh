@@ -3,6 +3,7 @@
 # checks first and skips what is already there, so a rerun takes seconds.
 #
 #   scripts/setup.sh          what the pipeline and the tests need
+#   scripts/setup.sh models   only libtorch, the MiniLM encoder and the VADER sets
 #
 # Environment:
 #   INSIGHTS_TEST_DATABASE_URL   PostgreSQL for the tests (default postgres://postgres@127.0.0.1:5432/test)
@@ -135,6 +136,13 @@ install_models() {
   fi
 }
 
+if [ "${1:-}" = "models" ]; then
+  # Only what building and running the sentiment model needs (the Docker image uses this).
+  install_libtorch
+  install_models
+  say "ready (models)"
+  exit 0
+fi
 need_cargo
 ensure_postgres
 install_tansu
