@@ -5,13 +5,21 @@
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use insights_sentiment::Backend;
 use insights_sentiment::data::{Split, load_gold};
 use insights_sentiment::lexicon::LexiconBackend;
+use insights_sentiment::pool::ModelChoice;
 use insights_sentiment::transformer::{DEFAULT_ENCODER_DIR, DEFAULT_MODEL_DIR, TransformerBackend};
+use insights_sentiment::{Backend, BackendKind, PoolConfig, Scorer};
 
 fn root(p: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn sentences(n: usize) -> Vec<String> {
@@ -40,6 +48,39 @@ fn bench(c: &mut Criterion, name: &str, backend: &mut dyn Backend, texts: &[&str
     group.finish();
 }
 
+/// The processor's path: the pool (length-sorted dynamic batches), cache off so every
+/// iteration runs the model.
+fn bench_pool(c: &mut Criterion, texts: &[&str]) {
+    let mut group = c.benchmark_group("sentiment/pool");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(texts.len() as u64));
+    for batch in [1usize, 32] {
+        let scorer = Scorer::open(
+            &ModelChoice {
+                backend: BackendKind::Transformer,
+                model_dir: root(DEFAULT_MODEL_DIR),
+                encoder_dir: root(DEFAULT_ENCODER_DIR),
+            },
+            &PoolConfig {
+                max_batch: batch,
+                cache_entries: 0,
+                // BENCH_WORKERS / BENCH_THREADS compare pool layouts.
+                workers: env_or("BENCH_WORKERS", PoolConfig::default().workers),
+                torch_threads: Some(env_or("BENCH_THREADS", 1)),
+                ..PoolConfig::default()
+            },
+        );
+        if scorer.fallback_reason().is_some() {
+            eprintln!("skipping the pool: the transformer does not load");
+            return;
+        }
+        group.bench_function(format!("batch{batch}"), |b| {
+            b.iter(|| scorer.score(texts).expect("scores"))
+        });
+    }
+    group.finish();
+}
+
 fn sentiment(c: &mut Criterion) {
     let owned = sentences(256);
     let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
@@ -47,6 +88,7 @@ fn sentiment(c: &mut Criterion) {
         Ok(mut model) => bench(c, "transformer", &mut model, &texts),
         Err(e) => eprintln!("skipping the transformer: {e}"),
     }
+    bench_pool(c, &texts);
     bench(c, "lexicon", &mut LexiconBackend::default(), &texts);
 }
 

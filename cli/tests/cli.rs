@@ -142,23 +142,13 @@ fn an_undeclared_processor_is_one_readable_line() {
 
 #[test]
 fn scrub_reports_spans_on_the_original_text_in_chars() {
-    use std::io::Write;
     let input = "{\"text\":\"Grüße! My name is Maria Schmidt, IBAN DE89 3704 0044 0532 0130 00\"}\nnot json\n";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_insights"))
-        .arg("scrub")
-        .env("INSIGHTS_PRIVACY_KEY", "11".repeat(32))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("runs insights scrub");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("writes");
-    let o = child.wait_with_output().expect("finishes");
+    let o = piped_with(
+        &["scrub"],
+        repo_root(),
+        input,
+        &[("INSIGHTS_PRIVACY_KEY", &"11".repeat(32))],
+    );
     assert_eq!(o.status.code(), Some(1), "one bad line");
     assert!(stderr(&o).contains("line 2"), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -219,10 +209,16 @@ fn produce_sends_every_line_even_one_that_is_not_utf8() {
 }
 
 fn piped(args: &[&str], dir: &Path, input: &str) -> Output {
+    piped_with(args, dir, input, &[])
+}
+
+/// Runs insights in `dir` with `input` on stdin and extra environment variables.
+fn piped_with(args: &[&str], dir: &Path, input: &str, env: &[(&str, &str)]) -> Output {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_insights"))
         .args(args)
         .current_dir(dir)
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

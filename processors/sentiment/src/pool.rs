@@ -21,7 +21,7 @@ use crate::{Backend, BackendKind, ModelInfo, Prediction, SentimentError};
 /// How the pool runs.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
-    /// Inference threads, each with its own model.
+    /// Inference threads, each with its own model (about 90 MB each).
     pub workers: usize,
     /// The most texts one model call scores.
     pub max_batch: usize,
@@ -32,19 +32,23 @@ pub struct PoolConfig {
     /// Cached predictions (0 disables the cache).
     pub cache_entries: usize,
     /// libtorch's intra-op threads for the whole process (`None`: libtorch's default, one
-    /// per core).
+    /// per core). The default is 1, with one worker per core (up to 4).
     pub torch_threads: Option<i32>,
 }
 
 impl Default for PoolConfig {
     fn default() -> Self {
+        // One single-threaded model per core beats one model using every core: MiniLM's
+        // matrices are too small for intra-op threads to pay (measured on 2 cores: 179
+        // vs 134 sentences/s at batch 32, 131 vs 73 at batch 1; benches/RESULTS.md).
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         PoolConfig {
-            workers: 1,
+            workers: cores.min(4),
             max_batch: 32,
             max_wait: Duration::from_millis(5),
             queue: 1024,
             cache_entries: 10_000,
-            torch_threads: None,
+            torch_threads: Some(1),
         }
     }
 }
