@@ -58,5 +58,5 @@ if [ $# -eq 0 ]; then
     .tools/sentiment-venv/bin/pip install --quiet torch==2.4.0 transformers==4.44.2 'numpy<2' \
       safetensors vaderSentiment==3.3.2
   fi
-  .tools/sentiment-venv/bin/python benches/sentiment_eval.py --insights "${CARGO_TARGET_DIR:-target}/release/insights"
+  .tools/sentiment-venv/bin/python benches/sentiment_eval.py --sentences 256 --insights "${CARGO_TARGET_DIR:-target}/release/insights"
 fi
