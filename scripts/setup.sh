@@ -136,6 +136,17 @@ install_models() {
   fi
 }
 
+# Fairlearn and AIF360, the references the fairness metrics are tested against
+# (processors/fairness/tests/golden.rs): a venv in .tools/fairness-venv.
+FAIRNESS_PACKAGES="fairlearn==0.13.0 aif360==0.6.1 pandas==2.3.3 numpy==2.4.6 scikit-learn==1.9.1 scipy==1.15.3"
+install_fairness_references() {
+  local py=.tools/fairness-venv/bin/python
+  if [ -x "$py" ] && "$py" -c 'import fairlearn, aif360, pandas' 2>/dev/null; then return; fi
+  say "installing Fairlearn and AIF360 into .tools/fairness-venv"
+  [ -x "$py" ] || python3 -m venv .tools/fairness-venv
+  .tools/fairness-venv/bin/pip install --quiet $FAIRNESS_PACKAGES
+}
+
 if [ "${1:-}" = "models" ]; then
   # Only what building and running the sentiment model needs (the Docker image uses this).
   install_libtorch
@@ -147,6 +158,7 @@ need_cargo
 ensure_postgres
 install_tansu
 install_python_clients
+install_fairness_references
 install_libtorch
 install_models
 say "ready"

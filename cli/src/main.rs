@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod fairness;
 mod pipeline;
 mod scrub;
 mod sentiment;
@@ -53,6 +54,8 @@ enum Command {
     Scrub(scrub::ScrubArgs),
     /// Score the sentiment of JSON lines ({"text": ...}) with the processor's model.
     Sentiment(sentiment::SentimentArgs),
+    /// Fairness metrics (Fairlearn/AIF360 definitions) over a CSV of outcomes, as JSON.
+    Fairness(fairness::FairnessArgs),
     /// Train a model and write it with its model card.
     #[command(subcommand)]
     Train(TrainCommand),
@@ -175,6 +178,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Produce(args) => pipeline::produce(&cli.global, args).await,
         Command::Scrub(args) => scrub::run(args),
         Command::Sentiment(args) => sentiment::run(args),
+        Command::Fairness(args) => fairness::run(args),
         Command::Train(TrainCommand::Sentiment(args)) => sentiment::train(args),
         Command::Topics(TopicsCommand::Create(args)) => {
             pipeline::topics_create(&cli.global, args).await

@@ -278,3 +278,47 @@ fn sentiment_without_its_model_falls_back_to_the_lexicon_and_says_so() {
     );
     assert!(String::from_utf8_lossy(&o.stdout).contains("positive"));
 }
+
+#[test]
+fn fairness_reports_a_csv_as_json_and_names_a_bad_value() {
+    let csv = "gender,y_pred,y_true\nf,1,1\nf,0,1\nm,1,0\nm,1,1\n";
+    let o = piped(
+        &[
+            "fairness",
+            "--input",
+            "-",
+            "--sensitive",
+            "gender",
+            "--outcome",
+            "y_pred",
+            "--label",
+            "y_true",
+            "--privileged",
+            "gender=m",
+        ],
+        repo_root(),
+        csv,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(report["demographic_parity_difference"], 0.5);
+    assert_eq!(report["disparate_impact"], 0.5);
+    assert_eq!(report["groups"].as_array().expect("groups").len(), 2);
+
+    let bad = piped(
+        &[
+            "fairness",
+            "--input",
+            "-",
+            "--sensitive",
+            "gender",
+            "--outcome",
+            "y_pred",
+        ],
+        repo_root(),
+        "gender,y_pred\nf,maybe\n",
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(stderr(&bad).lines().count(), 1, "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("line 2"), "{}", stderr(&bad));
+}

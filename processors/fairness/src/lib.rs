@@ -1,0 +1,12 @@
+//! Fairness: whether demographic groups are treated differently by the pipeline.
+//!
+//! [`metrics`] holds the definitions (Fairlearn's and AIF360's, verified against both
+//! libraries by `tests/golden.rs`) over counts that update in O(1) per outcome; [`table`]
+//! computes them over a CSV, which is what `insights fairness` runs. The streaming
+//! processor (windows over the outcome events) builds on the same counts.
+
+pub mod metrics;
+pub mod table;
+
+pub use metrics::{Counts, GroupStats, Privileged, Report, Tally};
+pub use table::{TableError, TableSpec, report_csv};
