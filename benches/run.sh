@@ -60,3 +60,10 @@ if [ $# -eq 0 ]; then
   fi
   .tools/sentiment-venv/bin/python benches/sentiment_eval.py --sentences 256 --insights "${CARGO_TARGET_DIR:-target}/release/insights"
 fi
+
+# Fairness: `insights fairness` vs Fairlearn's MetricFrame on 1M seeded rows (the venv is
+# the golden tests' references, installed by scripts/setup.sh). Skipped with a filter.
+if [ $# -eq 0 ]; then
+  cargo build --release --locked --bin insights
+  .tools/fairness-venv/bin/python benches/fairness_eval.py --insights "${CARGO_TARGET_DIR:-target}/release/insights"
+fi
