@@ -2,11 +2,14 @@
 //!
 //! [`metrics`] holds the definitions (Fairlearn's and AIF360's, verified against both
 //! libraries by `tests/golden.rs`) over counts that update in O(1) per outcome; [`table`]
-//! computes them over a CSV, which is what `insights fairness` runs. The streaming
-//! processor (windows over the outcome events) builds on the same counts.
+//! computes them over a CSV, which is what `insights fairness` runs; [`window`] groups
+//! outcomes into tumbling or sliding event-time windows with allowed lateness. The
+//! streaming processor (windows over the outcome events) is still to come.
 
 pub mod metrics;
 pub mod table;
+pub mod window;
 
 pub use metrics::{Counts, GroupStats, Privileged, Report, Tally};
 pub use table::{TableError, TableSpec, report_csv};
+pub use window::{ClosedWindow, WindowSpec, Windows};
