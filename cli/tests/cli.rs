@@ -304,6 +304,48 @@ fn fairness_reports_a_csv_as_json_and_names_a_bad_value() {
     assert_eq!(report["demographic_parity_difference"], 0.5);
     assert_eq!(report["disparate_impact"], 0.5);
     assert_eq!(report["groups"].as_array().expect("groups").len(), 2);
+    assert!(
+        report.get("intervals").is_none(),
+        "no bootstrap unless asked"
+    );
+
+    let rows: String = (0..400)
+        .map(|i| {
+            format!(
+                "{},{},{}\n",
+                ["f", "m"][i % 2],
+                u8::from(i % 5 < 2 + i % 2),
+                i % 3 % 2
+            )
+        })
+        .collect();
+    let o = piped(
+        &[
+            "fairness",
+            "--input",
+            "-",
+            "--sensitive",
+            "gender",
+            "--outcome",
+            "y_pred",
+            "--bootstrap",
+            "200",
+        ],
+        repo_root(),
+        &format!("gender,y_pred,y_true\n{rows}"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let dpd = report["demographic_parity_difference"]
+        .as_f64()
+        .expect("dpd");
+    let interval = &report["intervals"]["demographic_parity_difference"];
+    assert!(interval["low"].as_f64().expect("low") <= dpd, "{interval}");
+    assert!(
+        interval["high"].as_f64().expect("high") >= dpd,
+        "{interval}"
+    );
+    assert!(report["intervals"].get("disparate_impact").is_none());
 
     let bad = piped(
         &[

@@ -10,6 +10,6 @@ pub mod metrics;
 pub mod table;
 pub mod window;
 
-pub use metrics::{Counts, GroupStats, Privileged, Report, Tally};
-pub use table::{TableError, TableSpec, report_csv};
+pub use metrics::{Counts, GroupStats, Interval, Privileged, Report, Tally};
+pub use table::{TableError, TableSpec, read_csv, report_csv};
 pub use window::{ClosedWindow, WindowSpec, Windows};

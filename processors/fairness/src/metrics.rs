@@ -352,3 +352,150 @@ mod tests {
         assert_eq!(r.overall.counts.n, 11);
     }
 }
+
+/// A percentile confidence interval from a stratified bootstrap.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Interval {
+    /// Lower bound.
+    pub low: f64,
+    /// Upper bound.
+    pub high: f64,
+    /// Coverage, e.g. 0.95.
+    pub level: f64,
+    /// Resamples drawn.
+    pub resamples: u32,
+}
+
+/// xorshift64*: deterministic, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+impl Counts {
+    /// Draws `n` outcomes with replacement from this group's own outcomes.
+    fn resample(&self, rng: &mut Rng) -> Counts {
+        // The group's outcomes as cells: labelled (tp, fp, fn, tn), then unlabelled
+        // selected / not selected.
+        let unlabelled_selected = self.selected - self.tp - self.fp;
+        let unlabelled_other = self.n - self.labelled - unlabelled_selected;
+        let cells = [
+            self.tp,
+            self.fp,
+            self.fn_,
+            self.tn,
+            unlabelled_selected,
+            unlabelled_other,
+        ];
+        let mut out = Counts::default();
+        for _ in 0..self.n {
+            let mut pick = rng.below(self.n);
+            let cell = cells
+                .iter()
+                .position(|&c| {
+                    if pick < c {
+                        true
+                    } else {
+                        pick -= c;
+                        false
+                    }
+                })
+                .unwrap_or(5);
+            match cell {
+                0 => out.add(true, Some(true)),
+                1 => out.add(true, Some(false)),
+                2 => out.add(false, Some(true)),
+                3 => out.add(false, Some(false)),
+                4 => out.add(true, None),
+                _ => out.add(false, None),
+            }
+        }
+        out
+    }
+}
+
+impl Tally {
+    /// A percentile interval for `metric` by a bootstrap stratified by group (each
+    /// group's size fixed, its outcomes resampled), seeded so it is reproducible.
+    /// Resamples where the metric is NaN are skipped.
+    pub fn bootstrap(
+        &self,
+        resamples: u32,
+        level: f64,
+        seed: u64,
+        metric: impl Fn(&Tally) -> f64,
+    ) -> Interval {
+        let mut rng = Rng(seed | 1);
+        let mut values: Vec<f64> = (0..resamples)
+            .map(|_| {
+                let resampled = Tally {
+                    groups: self
+                        .groups
+                        .iter()
+                        .map(|(k, c)| (k.clone(), c.resample(&mut rng)))
+                        .collect(),
+                };
+                metric(&resampled)
+            })
+            .filter(|v| !v.is_nan())
+            .collect();
+        values.sort_by(f64::total_cmp);
+        let at = |q: f64| -> f64 {
+            if values.is_empty() {
+                return f64::NAN;
+            }
+            let i = (q * (values.len() - 1) as f64).round() as usize;
+            values[i.min(values.len() - 1)]
+        };
+        let tail = (1.0 - level) / 2.0;
+        Interval {
+            low: at(tail),
+            high: at(1.0 - tail),
+            level,
+            resamples,
+        }
+    }
+}
+
+#[cfg(test)]
+mod bootstrap_tests {
+    use super::*;
+
+    fn tally(n: usize) -> Tally {
+        let mut t = Tally::default();
+        for i in 0..n {
+            t.add(vec!["a".into()], i % 10 < 6, Some(i % 2 == 0));
+            t.add(vec!["b".into()], i % 10 < 3, Some(i % 3 == 0));
+        }
+        t
+    }
+
+    fn dpd(t: &Tally) -> f64 {
+        t.report(&["g".into()], true, 0, None)
+            .demographic_parity_difference
+    }
+
+    #[test]
+    fn intervals_cover_the_estimate_shrink_with_data_and_repeat_by_seed() {
+        let small = tally(50);
+        let large = tally(2_000);
+        let i_small = small.bootstrap(300, 0.95, 7, dpd);
+        let i_large = large.bootstrap(300, 0.95, 7, dpd);
+        for (i, t) in [(i_small, &small), (i_large, &large)] {
+            let point = dpd(t);
+            assert!(i.low <= point && point <= i.high, "{i:?} vs {point}");
+        }
+        assert!(i_large.high - i_large.low < i_small.high - i_small.low);
+        assert_eq!(small.bootstrap(300, 0.95, 7, dpd), i_small);
+        // Resampling keeps group sizes and draws only outcomes the group has.
+        let c = small.groups[&vec!["a".to_owned()]];
+        let r = c.resample(&mut Rng(3));
+        assert_eq!((r.n, r.labelled), (c.n, c.labelled));
+    }
+}

@@ -55,6 +55,23 @@ fn binary(value: &str) -> Option<bool> {
 
 /// Reads the CSV and reports every metric.
 pub fn report_csv(input: impl Read, spec: &TableSpec) -> Result<Report, TableError> {
+    Ok(spec.report(&read_csv(input, spec)?))
+}
+
+impl TableSpec {
+    /// The report of a tally read with this spec.
+    pub fn report(&self, tally: &Tally) -> Report {
+        tally.report(
+            &self.sensitive,
+            self.label.is_some(),
+            self.min_group_size,
+            self.privileged.as_ref(),
+        )
+    }
+}
+
+/// Reads the CSV into counts per group.
+pub fn read_csv(input: impl Read, spec: &TableSpec) -> Result<Tally, TableError> {
     if let Some(p) = &spec.privileged
         && !spec.sensitive.contains(&p.attribute)
     {
@@ -98,10 +115,5 @@ pub fn report_csv(input: impl Read, spec: &TableSpec) -> Result<Report, TableErr
             .collect();
         tally.add(key, predicted, actual);
     }
-    Ok(tally.report(
-        &spec.sensitive,
-        spec.label.is_some(),
-        spec.min_group_size,
-        spec.privileged.as_ref(),
-    ))
+    Ok(tally)
 }
