@@ -202,10 +202,7 @@ impl Scorer {
                 });
                 match Scorer::start(factory, config) {
                     Ok(scorer) => scorer,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "sentiment model unavailable; scoring with the lexicon");
-                        lexicon(Some(e.to_string()))
-                    }
+                    Err(e) => lexicon(Some(e.to_string())),
                 }
             }
         }
@@ -419,7 +416,10 @@ mod tests {
 
     #[test]
     fn batches_answers_in_order_and_caches() {
+        // One worker: batch sizes and call counts are then exact (the default is one
+        // worker per core, which splits batches between them).
         let config = PoolConfig {
+            workers: 1,
             max_batch: 8,
             max_wait: Duration::from_millis(50),
             ..PoolConfig::default()
@@ -443,6 +443,8 @@ mod tests {
     #[test]
     fn repeats_within_a_call_are_scored_once() {
         let (scorer, calls, largest) = counting(&PoolConfig {
+            workers: 1,
+            max_wait: Duration::from_millis(50),
             cache_entries: 0,
             ..PoolConfig::default()
         });
