@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod fairness;
+mod jsonl;
 mod pipeline;
 mod scrub;
 mod sentiment;

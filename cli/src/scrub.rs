@@ -10,7 +10,7 @@ use clap::Args;
 use insights_privacy::{PrivacyConfig, scrub};
 use serde_json::{Value, json};
 
-use crate::sentiment::{json_lines, text_field};
+use crate::jsonl::{json_lines, text_field};
 
 /// `insights scrub`.
 #[derive(Debug, Args)]

@@ -1,8 +1,8 @@
 //! `insights sentiment` (score JSON lines with the processor's model) and
 //! `insights train sentiment` (reproduce the shipped model).
 
-use std::io::{BufRead, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,7 +11,9 @@ use clap::Args;
 use insights_sentiment::pool::ModelChoice;
 use insights_sentiment::train::TrainConfig;
 use insights_sentiment::{BackendKind, PoolConfig, Scorer};
-use serde_json::{Value, json};
+use serde_json::json;
+
+use crate::jsonl::{json_lines, text_field};
 
 /// Which sentiment model to use: shared by `run` and `sentiment`.
 #[derive(Debug, Clone, Args)]
@@ -60,34 +62,6 @@ pub struct SentimentArgs {
     /// Texts per model call.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-}
-
-/// Lines read from a file or stdin, numbered from 1, blank ones skipped.
-pub(crate) fn json_lines(file: &Path) -> Result<impl Iterator<Item = Result<(usize, String)>>> {
-    let input: Box<dyn BufRead> = if file == Path::new("-") {
-        Box::new(std::io::stdin().lock())
-    } else {
-        Box::new(std::io::BufReader::new(
-            std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?,
-        ))
-    };
-    Ok(input
-        .lines()
-        .enumerate()
-        .map(|(n, line)| {
-            line.with_context(|| format!("reading line {}", n + 1))
-                .map(|l| (n + 1, l))
-        })
-        .filter(|l| !matches!(l, Ok((_, text)) if text.trim().is_empty())))
-}
-
-/// The "text" of a JSON-lines line, or the error to report.
-pub(crate) fn text_field(line: &str) -> Result<(Value, String), &'static str> {
-    const BAD: &str = "not a JSON object with a \"text\" string";
-    let value: Value = serde_json::from_str(line).map_err(|_| BAD)?;
-    let text = value.get("text").and_then(Value::as_str).ok_or(BAD)?;
-    let text = text.to_owned();
-    Ok((value, text))
 }
 
 pub fn run(args: SentimentArgs) -> Result<ExitCode> {

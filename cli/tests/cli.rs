@@ -279,26 +279,25 @@ fn sentiment_without_its_model_falls_back_to_the_lexicon_and_says_so() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("positive"));
 }
 
+/// `insights fairness` on stdin, grouped by `gender`, outcome `y_pred`, plus `extra`.
+fn fairness(extra: &[&str], csv: &str) -> Output {
+    let mut args = vec![
+        "fairness",
+        "--input",
+        "-",
+        "--sensitive",
+        "gender",
+        "--outcome",
+        "y_pred",
+    ];
+    args.extend_from_slice(extra);
+    piped(&args, repo_root(), csv)
+}
+
 #[test]
 fn fairness_reports_a_csv_as_json_and_names_a_bad_value() {
     let csv = "gender,y_pred,y_true\nf,1,1\nf,0,1\nm,1,0\nm,1,1\n";
-    let o = piped(
-        &[
-            "fairness",
-            "--input",
-            "-",
-            "--sensitive",
-            "gender",
-            "--outcome",
-            "y_pred",
-            "--label",
-            "y_true",
-            "--privileged",
-            "gender=m",
-        ],
-        repo_root(),
-        csv,
-    );
+    let o = fairness(&["--label", "y_true", "--privileged", "gender=m"], csv);
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
     assert_eq!(report["demographic_parity_difference"], 0.5);
@@ -319,19 +318,8 @@ fn fairness_reports_a_csv_as_json_and_names_a_bad_value() {
             )
         })
         .collect();
-    let o = piped(
-        &[
-            "fairness",
-            "--input",
-            "-",
-            "--sensitive",
-            "gender",
-            "--outcome",
-            "y_pred",
-            "--bootstrap",
-            "200",
-        ],
-        repo_root(),
+    let o = fairness(
+        &["--bootstrap", "200"],
         &format!("gender,y_pred,y_true\n{rows}"),
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -347,19 +335,7 @@ fn fairness_reports_a_csv_as_json_and_names_a_bad_value() {
     );
     assert!(report["intervals"].get("disparate_impact").is_none());
 
-    let bad = piped(
-        &[
-            "fairness",
-            "--input",
-            "-",
-            "--sensitive",
-            "gender",
-            "--outcome",
-            "y_pred",
-        ],
-        repo_root(),
-        "gender,y_pred\nf,maybe\n",
-    );
+    let bad = fairness(&[], "gender,y_pred\nf,maybe\n");
     assert_eq!(bad.status.code(), Some(1));
     assert_eq!(stderr(&bad).lines().count(), 1, "{}", stderr(&bad));
     assert!(stderr(&bad).contains("line 2"), "{}", stderr(&bad));

@@ -263,13 +263,8 @@ mod tests {
     /// sliding windows each lands in exactly size / slide windows.
     #[test]
     fn jittered_streams_lose_and_duplicate_nothing() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut rand = move |n: i64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as i64
-        };
+        let mut rng = crate::metrics::Rng(0x9E37_79B9_7F4A_7C15);
+        let mut rand = move |n: i64| rng.below(n as u64) as i64;
         for (size, slide) in [(100, 100), (100, 25), (60, 20)] {
             let mut w = Windows::new(WindowSpec::sliding(size, slide, 50).unwrap());
             let mut closed = Vec::new();
