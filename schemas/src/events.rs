@@ -180,6 +180,10 @@ pub struct ResponseApproved {
     pub automatic: bool,
     #[serde(default)]
     pub reasons: Vec<String>,
+    #[serde(default)]
+    pub inquiry_text: String,
+    #[serde(default)]
+    pub intent: String,
 }
 
 /// A draft that needs a person.
@@ -191,6 +195,16 @@ pub struct ReviewRequested {
     pub reasons: Vec<String>,
     pub priority: String,
     pub sla_deadline: Timestamp,
+    #[serde(default)]
+    pub draft_text: String,
+    #[serde(default)]
+    pub inquiry_text: String,
+    #[serde(default)]
+    pub intent: String,
+    #[serde(default)]
+    pub sentiment_label: String,
+    #[serde(default)]
+    pub backend: String,
 }
 
 /// A reviewer took a review item.

@@ -1,5 +1,6 @@
 //! Test kit shared by the workspace's integration tests: a real Tansu broker process on a
-//! free loopback port (stopped on drop), and small Kafka helpers.
+//! free loopback port (stopped on drop), small Kafka helpers, a real LLM server
+//! (llama.cpp with SmolLM2) and a server that never answers.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -38,10 +39,7 @@ pub struct Tansu {
 impl Tansu {
     /// Starts a broker with in-memory storage on a free port and waits until it listens.
     pub fn start() -> Tansu {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu_binary())
             .args([
@@ -160,4 +158,142 @@ pub fn header(m: &OwnedMessage, key: &str) -> Option<String> {
         .iter()
         .find(|h| h.key == key)
         .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A real OpenAI-compatible LLM server: llama.cpp's server with SmolLM2-135M, as
+/// `scripts/setup.sh` installs it in `.tools/llm-venv` (`scripts/llm_server.py`).
+#[derive(Debug)]
+pub struct LlmServer {
+    child: Option<Child>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl LlmServer {
+    /// Starts a server on a free port and waits until it answers `/health`.
+    pub fn start() -> LlmServer {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let python = root.join(".tools/llm-venv/bin/python");
+        assert!(
+            python.exists(),
+            "the LLM server is not installed at {}: run scripts/setup.sh",
+            python.display()
+        );
+        let port = free_port();
+        let child = Command::new(python)
+            .arg(root.join("scripts/llm_server.py"))
+            .args([
+                "--port",
+                &port.to_string(),
+                "--parallel",
+                "2",
+                "--threads",
+                "2",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starts the LLM server");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+        let mut server = LlmServer {
+            child: Some(child),
+            addr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !server.healthy() {
+            if let Some(status) = server
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("the LLM server exited early: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the LLM server did not become healthy on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    /// The OpenAI base URL (`http://ADDR/v1`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    fn healthy(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let request = format!(
+            "GET /health HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        if s.write_all(request.as_bytes()).is_err() {
+            return false;
+        }
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.1 200")
+    }
+
+    /// Kills the server (a crash, as far as clients can tell).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for LlmServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP server that accepts connections and never answers: what a hung upstream looks
+/// like to a client. Stops when dropped.
+#[derive(Debug)]
+pub struct SilentServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SilentServer {
+    /// Starts listening on a free loopback port.
+    pub fn start() -> SilentServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+        let addr = listener.local_addr().expect("address");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => held.push(conn),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        SilentServer { addr, stop }
+    }
+}
+
+impl Drop for SilentServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }

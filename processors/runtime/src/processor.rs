@@ -38,6 +38,15 @@ pub struct Context<'a> {
     pub source: &'a Source,
 }
 
+impl Context<'_> {
+    /// The event id the runtime will give `processor`'s `index`-th output for this input:
+    /// lets a processor refer to one of its outputs from another (a review request names
+    /// its draft).
+    pub fn output_event_id(&self, processor: &str, index: u32) -> uuid::Uuid {
+        Envelope::derived_id(processor, self.input_id, self.input_time, index)
+    }
+}
+
 /// One event a processor wants published and stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {

@@ -20,7 +20,7 @@ pub fn envelope_for(
     output: &Output,
 ) -> Envelope {
     Envelope {
-        event_id: Envelope::derived_id(processor, ctx.input_id, ctx.input_time, index),
+        event_id: ctx.output_event_id(processor, index),
         schema_version: current_version(output.event.event_type()).unwrap_or(1),
         stream_id: output.stream_id.clone(),
         causation_id: Some(ctx.input_id.to_owned()),
