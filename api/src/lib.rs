@@ -1,0 +1,318 @@
+//! The HTTP API: what reviewers and analysts call.
+//!
+//! Every answer is JSON; every failure is an [`ApiError`] with a status, a stable code and
+//! a message. Every endpoint needs a bearer token ([`auth`]); the role each needs is in
+//! its doc. Answers that come from a projection carry the store position they reflect in
+//! an `X-Store-Position` header and a `position` field.
+//!
+//! # Layout
+//! - `error` — [`ApiError`] and its JSON body.
+//! - `auth` — roles, the [`Authenticator`] seam and HS256 JWTs.
+//! - `reviews` — the review workflow: items folded from their streams, claims and
+//!   decisions appended with expected versions, the in-memory queue projection.
+//! - this file — the router, the shared state, the extractors that turn bad input into
+//!   JSON errors, and the handlers.
+//!
+//! # Endpoints
+//! | method and path | role | what |
+//! |---|---|---|
+//! | `GET /v1/reviews?status=&limit=&offset=&min_position=` | reviewer, analyst | the queue |
+//! | `GET /v1/reviews/{id}` | reviewer, analyst | one item |
+//! | `POST /v1/reviews/{id}/claim` | reviewer | take an item |
+//! | `POST /v1/reviews/{id}/decision` | reviewer | approve, edit or reject it |
+
+pub mod auth;
+pub mod error;
+pub mod reviews;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use insights_event_store::EventStore;
+use insights_schemas::{Envelope, Timestamp};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use auth::{Authenticator, JwtAuth, Principal, Role};
+pub use error::ApiError;
+pub use reviews::{ReviewItem, ReviewQueue, Status};
+
+use crate::reviews::{DecisionRequest, Written};
+
+/// Sends the events a request wrote to Kafka (`review.decisions`), so that the processors
+/// downstream see them. Implemented by the binary over the runtime's producer.
+#[async_trait]
+pub trait Publisher: Send + Sync + std::fmt::Debug {
+    /// Publishes, waiting for delivery.
+    async fn publish(&self, events: &[Envelope]) -> Result<(), String>;
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The event store.
+    pub store: Arc<dyn EventStore>,
+    /// Who is calling.
+    pub auth: Arc<dyn Authenticator>,
+    /// The review queue projection (follow it with [`ReviewQueue::follow`]).
+    pub reviews: ReviewQueue,
+    /// Where reviewers' events are published; `None` stores them only.
+    pub publisher: Option<Arc<dyn Publisher>>,
+}
+
+/// How long a `min_position` request waits for the projection, at most.
+const MAX_CATCH_UP_WAIT: Duration = Duration::from_secs(5);
+
+/// The API's routes. `/healthz`, `/readyz` and `/metrics` are the runtime's ops routes,
+/// which the binary merges in front of these.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/reviews", get(list_reviews))
+        .route("/v1/reviews/{id}", get(get_review))
+        .route("/v1/reviews/{id}/claim", post(claim_review))
+        .route("/v1/reviews/{id}/decision", post(decide_review))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
+        })
+        .with_state(state)
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state.auth.authenticate(&parts.headers).map(Caller)
+    }
+}
+
+/// Query parameters, with a JSON 400 when they do not parse.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
+fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
+}
+
+fn review_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found(format!("no review item {raw:?}")))
+}
+
+fn now() -> Timestamp {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    Timestamp(micros)
+}
+
+/// A JSON answer carrying the store position it reflects.
+fn at_position(position: u64, body: impl Serialize) -> Response {
+    let mut response = Json(body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&position.to_string()) {
+        response.headers_mut().insert("x-store-position", v);
+    }
+    response
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// open, claimed, decided, pending (open + claimed, the default) or all.
+    status: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+    min_position: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct ItemView<'a> {
+    #[serde(flatten)]
+    item: &'a ReviewItem,
+    /// Seconds since review was requested.
+    age_seconds: i64,
+    /// Undecided past its SLA deadline.
+    overdue: bool,
+}
+
+fn view(item: &ReviewItem, now: Timestamp) -> ItemView<'_> {
+    ItemView {
+        item,
+        age_seconds: (now.micros() - item.requested_at.micros()).max(0) / 1_000_000,
+        overdue: item.status != Status::Decided && now > item.sla_deadline,
+    }
+}
+
+async fn caught_up(state: &AppState, min_position: Option<u64>) -> Result<(), ApiError> {
+    if let Some(p) = min_position
+        && !state.reviews.wait_for(p, MAX_CATCH_UP_WAIT).await
+    {
+        return Err(ApiError::unavailable(format!(
+            "the review view is at position {}, behind the requested {p}; retry shortly",
+            state.reviews.position()
+        )));
+    }
+    Ok(())
+}
+
+/// `GET /v1/reviews` (reviewer, analyst).
+async fn list_reviews(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Response, ApiError> {
+    caller
+        .require(Role::Reviewer)
+        .or_else(|_| caller.require(Role::Analyst))?;
+    let (statuses, name): (&[Status], &str) = match q.status.as_deref().unwrap_or("pending") {
+        "open" => (&[Status::Open], "open"),
+        "claimed" => (&[Status::Claimed], "claimed"),
+        "decided" => (&[Status::Decided], "decided"),
+        "pending" => (&[Status::Open, Status::Claimed], "pending"),
+        "all" => (&[Status::Open, Status::Claimed, Status::Decided], "all"),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "status must be open, claimed, decided, pending or all, not {other:?}"
+            )));
+        }
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be within 1..=500"));
+    }
+    caught_up(&state, q.min_position).await?;
+    let position = state.reviews.position();
+    let items: Vec<ReviewItem> = state
+        .reviews
+        .list(None)
+        .into_iter()
+        .filter(|i| statuses.contains(&i.status))
+        .collect();
+    let now = now();
+    let page: Vec<ItemView<'_>> = items
+        .iter()
+        .skip(q.offset.unwrap_or(0))
+        .take(limit)
+        .map(|i| view(i, now))
+        .collect();
+    Ok(at_position(
+        position,
+        serde_json::json!({
+            "position": position,
+            "status": name,
+            "total": items.len(),
+            "items": page,
+        }),
+    ))
+}
+
+/// `GET /v1/reviews/{id}` (reviewer, analyst).
+async fn get_review(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<PositionQuery>,
+) -> Result<Response, ApiError> {
+    caller
+        .require(Role::Reviewer)
+        .or_else(|_| caller.require(Role::Analyst))?;
+    let id = review_id(&id)?;
+    caught_up(&state, q.min_position).await?;
+    let position = state.reviews.position();
+    let item = state
+        .reviews
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("no review item {id}")))?;
+    Ok(at_position(
+        position,
+        serde_json::json!({"position": position, "item": view(&item, now())}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PositionQuery {
+    min_position: Option<u64>,
+}
+
+/// Publishes what a request wrote and lets the queue catch up with it.
+async fn written(state: &AppState, w: Written) -> Result<Response, ApiError> {
+    if let Some(publisher) = &state.publisher
+        && !w.events.is_empty()
+    {
+        publisher.publish(&w.events).await.map_err(|e| {
+            ApiError::unavailable(format!(
+                "stored at position {} but not yet published ({e}); retry the same request",
+                w.position
+            ))
+        })?;
+    }
+    // Read-your-writes for the caller's next GET; a lagging view does not fail the write.
+    state
+        .reviews
+        .wait_for(w.position, Duration::from_secs(2))
+        .await;
+    let ids: Vec<String> = w.events.iter().map(|e| e.event_id.to_string()).collect();
+    Ok(at_position(
+        w.position,
+        serde_json::json!({
+            "position": w.position,
+            "event_ids": ids,
+            "item": view(&w.item, now()),
+        }),
+    ))
+}
+
+/// `POST /v1/reviews/{id}/claim` (reviewer).
+async fn claim_review(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Reviewer)?;
+    let id = review_id(&id)?;
+    let w = reviews::claim(&*state.store, id, &caller.subject, now()).await?;
+    written(&state, w).await
+}
+
+/// `POST /v1/reviews/{id}/decision` (reviewer), body
+/// `{"decision": "approve"|"edit"|"reject", "text"?, "reason"?, "corrected_sentiment"?}`.
+async fn decide_review(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Reviewer)?;
+    let id = review_id(&id)?;
+    let request: DecisionRequest = json_body(&body)?;
+    let w = reviews::decide(&*state.store, id, &caller.subject, &request, now()).await?;
+    written(&state, w).await
+}

@@ -1,0 +1,575 @@
+//! The human-review workflow.
+//!
+//! A review item is the store stream `review-<id>` (the id is the `ReviewRequested`
+//! event's): the request, then at most one claim per reviewer hand-over, then one decision.
+//! Claims and decisions are appended with the stream's expected version, so two reviewers
+//! can never both decide an item: the second gets `409`. The decision appends
+//! `ReviewDecided` and, for approve and edit, `ResponseApproved` (the reply that goes out,
+//! and what the retrieval backend learns from) in one atomic batch, then publishes them to
+//! `review.decisions`.
+//!
+//! Event ids are derived from the item, the reviewer and the request, so a client retrying
+//! a request that timed out gets the same events back (the store's idempotency), while a
+//! different reviewer's attempt conflicts.
+//!
+//! The queue view ([`ReviewQueue`]) is a projection kept in memory: folded from the store
+//! on start and then live from a subscription; every answer carries the store position it
+//! reflects.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use insights_event_store::{
+    AppendBatch, EventFilter, EventStore, ExpectedVersion, RecordedEvent, StoreError,
+};
+use insights_runtime::records::{from_recorded, to_event_data};
+use insights_schemas::{
+    Envelope, Event, InteractionContext, ResponseApproved, ReviewClaimed, ReviewDecided,
+    ReviewDecision, Timestamp, current_version,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// The event types the review workflow folds.
+pub const REVIEW_EVENTS: [&str; 3] = ["ReviewRequested", "ReviewClaimed", "ReviewDecided"];
+
+/// The producer name on events the API writes.
+pub const PRODUCER: &str = "review-api";
+
+/// Where an item is in the workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Waiting for a reviewer.
+    Open,
+    /// A reviewer took it.
+    Claimed,
+    /// Decided.
+    Decided,
+}
+
+/// One review item, as reviewers see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReviewItem {
+    /// The item's id (the `ReviewRequested` event id).
+    pub review_id: Uuid,
+    /// Where it is.
+    pub status: Status,
+    /// low, normal, high, urgent.
+    pub priority: String,
+    /// The policy rules that fired.
+    pub reasons: Vec<String>,
+    /// When review was requested (µs since the epoch).
+    pub requested_at: Timestamp,
+    /// The SLA deadline (µs since the epoch).
+    pub sla_deadline: Timestamp,
+    /// Who claimed it last.
+    pub claimed_by: Option<String>,
+    /// Who decided.
+    pub decided_by: Option<String>,
+    /// The decision.
+    pub decision: Option<ReviewDecision>,
+    /// When it was decided.
+    pub decided_at: Option<Timestamp>,
+    /// The draft's event id.
+    pub draft_event_id: Uuid,
+    /// The draft.
+    pub draft_text: String,
+    /// The customer's scrubbed message.
+    pub inquiry_text: String,
+    /// The message's intent.
+    pub intent: String,
+    /// The message's sentiment.
+    pub sentiment_label: String,
+    /// The backend that drafted.
+    pub backend: String,
+    /// The conversation.
+    pub conversation_id: String,
+    /// chat, email, …
+    pub channel: String,
+    /// The product.
+    pub product: Option<String>,
+    /// The customer's language.
+    pub language: Option<String>,
+    /// The item stream's version (for clients that want to show staleness).
+    pub version: u64,
+    #[serde(skip)]
+    context: InteractionContext,
+    #[serde(skip)]
+    correlation_id: String,
+}
+
+impl ReviewItem {
+    /// Folds one event of the item's stream into it; the first must be the request.
+    fn apply(item: Option<Self>, e: &Envelope, stream_version: u64) -> Option<Self> {
+        match (&e.event, item) {
+            (Event::ReviewRequested(r), _) => Some(ReviewItem {
+                review_id: e.event_id,
+                status: Status::Open,
+                priority: r.priority.clone(),
+                reasons: r.reasons.clone(),
+                requested_at: e.occurred_at,
+                sla_deadline: r.sla_deadline,
+                claimed_by: None,
+                decided_by: None,
+                decision: None,
+                decided_at: None,
+                draft_event_id: r.draft_event_id,
+                draft_text: r.draft_text.clone(),
+                inquiry_text: r.inquiry_text.clone(),
+                intent: r.intent.clone(),
+                sentiment_label: r.sentiment_label.clone(),
+                backend: r.backend.clone(),
+                conversation_id: r.context.conversation_id.clone(),
+                channel: r.context.channel.clone(),
+                product: r.context.product.clone(),
+                language: r.context.language.clone(),
+                version: stream_version,
+                context: r.context.clone(),
+                correlation_id: e.correlation_id.clone(),
+            }),
+            (Event::ReviewClaimed(c), Some(mut item)) => {
+                if item.status != Status::Decided {
+                    item.status = Status::Claimed;
+                    item.claimed_by = Some(c.reviewer.clone());
+                }
+                item.version = stream_version;
+                Some(item)
+            }
+            (Event::ReviewDecided(d), Some(mut item)) => {
+                item.status = Status::Decided;
+                item.decided_by = Some(d.reviewer.clone());
+                item.decision = Some(d.decision);
+                item.decided_at = Some(e.occurred_at);
+                item.version = stream_version;
+                Some(item)
+            }
+            (_, item) => item,
+        }
+    }
+
+    /// The review id of a review-workflow event.
+    fn id_of(e: &Envelope) -> Option<Uuid> {
+        match &e.event {
+            Event::ReviewRequested(_) => Some(e.event_id),
+            Event::ReviewClaimed(c) => Some(c.review_id),
+            Event::ReviewDecided(d) => Some(d.review_id),
+            _ => None,
+        }
+    }
+}
+
+/// The store stream of a review item.
+pub fn review_stream(review_id: Uuid) -> String {
+    format!("review-{review_id}")
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    items: BTreeMap<Uuid, ReviewItem>,
+    position: u64,
+}
+
+/// The review queue projection: every item, by id, and the store position it reflects.
+#[derive(Debug, Clone)]
+pub struct ReviewQueue {
+    state: Arc<RwLock<QueueState>>,
+    position: watch::Sender<u64>,
+}
+
+impl Default for ReviewQueue {
+    fn default() -> Self {
+        ReviewQueue {
+            state: Arc::default(),
+            position: watch::channel(0).0,
+        }
+    }
+}
+
+impl ReviewQueue {
+    /// Folds one stored event (any type; others only advance the position).
+    pub fn apply(&self, recorded: &RecordedEvent) {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if REVIEW_EVENTS.contains(&recorded.data.event_type.as_str()) {
+            match from_recorded(recorded) {
+                Ok(e) => {
+                    if let Some(id) = ReviewItem::id_of(&e) {
+                        let item = state.items.remove(&id);
+                        if let Some(item) = ReviewItem::apply(item, &e, recorded.stream_version) {
+                            state.items.insert(id, item);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "review queue skipped an event"),
+            }
+        }
+        state.position = state.position.max(recorded.position);
+        let position = state.position;
+        drop(state);
+        self.position.send_replace(position);
+    }
+
+    /// The store position the queue reflects.
+    pub fn position(&self) -> u64 {
+        *self.position.borrow()
+    }
+
+    /// Waits until the queue reflects `position`, at most `timeout`; returns whether it does.
+    pub async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
+        let mut rx = self.position.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|p| *p >= position))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// One item.
+    pub fn get(&self, id: Uuid) -> Option<ReviewItem> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        state.items.get(&id).cloned()
+    }
+
+    /// Items with `status` (all if `None`): open and claimed ones by priority, then
+    /// deadline; decided ones most recent first.
+    pub fn list(&self, status: Option<Status>) -> Vec<ReviewItem> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let mut items: Vec<ReviewItem> = state
+            .items
+            .values()
+            .filter(|i| status.is_none_or(|s| i.status == s))
+            .cloned()
+            .collect();
+        items.sort_by(|a, b| {
+            let rank = |i: &ReviewItem| match i.priority.as_str() {
+                "urgent" => 0,
+                "high" => 1,
+                "normal" => 2,
+                _ => 3,
+            };
+            (a.status == Status::Decided)
+                .cmp(&(b.status == Status::Decided))
+                .then_with(|| {
+                    if a.status == Status::Decided {
+                        b.decided_at.cmp(&a.decided_at)
+                    } else {
+                        rank(a)
+                            .cmp(&rank(b))
+                            .then(a.sla_deadline.cmp(&b.sla_deadline))
+                    }
+                })
+                .then(a.review_id.cmp(&b.review_id))
+        });
+        items
+    }
+
+    /// Keeps the queue up to date with the store until the store fails: catch up from
+    /// position 0, then live. Run it as a task.
+    pub async fn follow(self, store: Arc<dyn EventStore>) -> Result<(), StoreError> {
+        // Every event advances the position (read-your-writes needs it), but only the
+        // review events are decoded.
+        let mut sub = insights_event_store::subscribe(store, 0, EventFilter::All);
+        loop {
+            let e = sub.next().await?;
+            self.apply(&e);
+        }
+    }
+}
+
+/// Reads one item from its own stream (the source of truth, never behind).
+pub async fn load(store: &dyn EventStore, review_id: Uuid) -> Result<ReviewItem, ApiError> {
+    let events = store
+        .read_stream(&review_stream(review_id), 0, 10_000)
+        .await?;
+    let mut item = None;
+    for r in &events {
+        let e = from_recorded(r).map_err(ApiError::internal)?;
+        item = ReviewItem::apply(item, &e, r.stream_version);
+    }
+    item.ok_or_else(|| ApiError::not_found(format!("no review item {review_id}")))
+}
+
+/// A reviewer's decision as sent to the API.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    /// approve, edit or reject.
+    pub decision: ReviewDecision,
+    /// The reply to send instead of the draft (edit only).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Why (required to reject).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The sentiment the reviewer reads in the message, if the model got it wrong.
+    #[serde(default)]
+    pub corrected_sentiment: Option<String>,
+}
+
+impl DecisionRequest {
+    /// Checks the request against its decision.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let blank = |s: &Option<String>| s.as_deref().is_none_or(|t| t.trim().is_empty());
+        match self.decision {
+            ReviewDecision::Edit if blank(&self.text) => {
+                return Err(ApiError::invalid("an edit needs the new reply in `text`"));
+            }
+            ReviewDecision::Approve | ReviewDecision::Reject if self.text.is_some() => {
+                return Err(ApiError::invalid(
+                    "`text` is only for edits; approve sends the draft as it is",
+                ));
+            }
+            ReviewDecision::Reject if blank(&self.reason) => {
+                return Err(ApiError::invalid("a rejection needs a `reason`"));
+            }
+            _ => {}
+        }
+        if let Some(s) = &self.corrected_sentiment
+            && !["negative", "neutral", "positive"].contains(&s.as_str())
+        {
+            return Err(ApiError::invalid(format!(
+                "corrected_sentiment must be negative, neutral or positive, not {s:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            Some(format!("{:?}", self.decision)),
+            self.text.clone(),
+            self.reason.clone(),
+            self.corrected_sentiment.clone(),
+        ] {
+            h.update(part.unwrap_or_default().as_bytes());
+            h.update([0x1f]);
+        }
+        hex::encode(&h.finalize()[..8])
+    }
+}
+
+/// What a claim or decision wrote.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Written {
+    /// The item after the change.
+    pub item: ReviewItem,
+    /// The events written (or found written by an earlier identical request).
+    pub events: Vec<Envelope>,
+    /// The store position of the last of them.
+    pub position: u64,
+}
+
+fn envelope(
+    item: &ReviewItem,
+    stream_id: String,
+    key: &str,
+    index: u32,
+    now: Timestamp,
+    event: Event,
+) -> Envelope {
+    Envelope {
+        event_id: Envelope::derived_id(PRODUCER, key, item.requested_at, index),
+        schema_version: current_version(event.event_type()).unwrap_or(1),
+        stream_id,
+        causation_id: Some(item.review_id.to_string()),
+        correlation_id: item.correlation_id.clone(),
+        occurred_at: now,
+        producer: PRODUCER.into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        event,
+    }
+}
+
+async fn append(
+    store: &dyn EventStore,
+    item: &ReviewItem,
+    events: Vec<Envelope>,
+) -> Result<u64, ApiError> {
+    let batch = AppendBatch::new(events.iter().map(to_event_data).collect()).expect(
+        review_stream(item.review_id),
+        ExpectedVersion::Exact(item.version),
+    );
+    let appended = store.append(batch).await?;
+    Ok(appended.last().map_or(0, |a| a.position))
+}
+
+/// `reviewer` claims an item. Claiming one's own claim again changes nothing.
+pub async fn claim(
+    store: &dyn EventStore,
+    review_id: Uuid,
+    reviewer: &str,
+    now: Timestamp,
+) -> Result<Written, ApiError> {
+    let item = load(store, review_id).await?;
+    match (&item.status, item.claimed_by.as_deref()) {
+        (Status::Decided, _) => {
+            return Err(ApiError::conflict(
+                "already_decided",
+                format!("review {review_id} is already decided"),
+            ));
+        }
+        (Status::Claimed, Some(by)) if by == reviewer => {
+            let position = store.head().await?.position;
+            return Ok(Written {
+                item,
+                events: Vec::new(),
+                position,
+            });
+        }
+        (Status::Claimed, Some(by)) => {
+            return Err(ApiError::conflict(
+                "claimed_by_another",
+                format!("review {review_id} is claimed by {by}"),
+            ));
+        }
+        _ => {}
+    }
+    let key = format!("{review_id}/claim/{}/{reviewer}", item.version);
+    let e = envelope(
+        &item,
+        review_stream(review_id),
+        &key,
+        0,
+        now,
+        Event::ReviewClaimed(ReviewClaimed {
+            review_id,
+            reviewer: reviewer.to_owned(),
+        }),
+    );
+    let position = append(store, &item, vec![e.clone()]).await?;
+    let version = item.version + 1;
+    let item =
+        ReviewItem::apply(Some(item), &e, version).ok_or_else(|| ApiError::internal("fold"))?;
+    Ok(Written {
+        item,
+        events: vec![e],
+        position,
+    })
+}
+
+/// `reviewer` decides an item that nobody else holds.
+pub async fn decide(
+    store: &dyn EventStore,
+    review_id: Uuid,
+    reviewer: &str,
+    request: &DecisionRequest,
+    now: Timestamp,
+) -> Result<Written, ApiError> {
+    request.validate()?;
+    let item = load(store, review_id).await?;
+    let key = format!("{review_id}/decide/{reviewer}/{}", request.fingerprint());
+    let decided = envelope(
+        &item,
+        review_stream(review_id),
+        &key,
+        0,
+        now,
+        Event::ReviewDecided(ReviewDecided {
+            context: item.context.clone(),
+            review_id,
+            reviewer: reviewer.to_owned(),
+            decision: request.decision,
+            edited_text: request.text.clone(),
+            reason: request.reason.clone(),
+            corrected_sentiment: request.corrected_sentiment.clone(),
+        }),
+    );
+    if item.status == Status::Decided {
+        // The same request again (a retry) gets its events back; anything else conflicts.
+        // Appending the same ids with the expectation the original append had (the version
+        // before the decision, its stream's last event) is a no-op returning their
+        // positions if they are stored, and fails on the expectation if they are not.
+        if item.decided_by.as_deref() == Some(reviewer) && item.decision == Some(request.decision) {
+            let mut events = vec![decided.clone()];
+            events.extend(approval(&item, &key, reviewer, request, now));
+            let batch = AppendBatch::new(events.iter().map(to_event_data).collect()).expect(
+                review_stream(review_id),
+                ExpectedVersion::Exact(item.version.saturating_sub(1)),
+            );
+            let appended = match store.append(batch).await {
+                Ok(a) => a,
+                Err(StoreError::WrongExpectedVersion { .. }) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            if !appended.is_empty() && appended.iter().all(|a| a.duplicate) {
+                let position = appended.last().map_or(0, |a| a.position);
+                return Ok(Written {
+                    item,
+                    events,
+                    position,
+                });
+            }
+        }
+        return Err(ApiError::conflict(
+            "already_decided",
+            format!(
+                "review {review_id} was already decided by {}",
+                item.decided_by.as_deref().unwrap_or("someone")
+            ),
+        ));
+    }
+    if let Some(by) = item.claimed_by.as_deref()
+        && by != reviewer
+    {
+        return Err(ApiError::conflict(
+            "claimed_by_another",
+            format!("review {review_id} is claimed by {by}"),
+        ));
+    }
+    let mut events = vec![decided.clone()];
+    events.extend(approval(&item, &key, reviewer, request, now));
+    let position = append(store, &item, events.clone()).await?;
+    let version = item.version + 1;
+    let item = ReviewItem::apply(Some(item), &decided, version)
+        .ok_or_else(|| ApiError::internal("fold"))?;
+    Ok(Written {
+        item,
+        events,
+        position,
+    })
+}
+
+/// The `ResponseApproved` an approve or edit sends out, on the conversation's stream.
+fn approval(
+    item: &ReviewItem,
+    key: &str,
+    reviewer: &str,
+    request: &DecisionRequest,
+    now: Timestamp,
+) -> Option<Envelope> {
+    let final_text = match request.decision {
+        ReviewDecision::Approve => item.draft_text.clone(),
+        ReviewDecision::Edit => request.text.clone()?.trim().to_owned(),
+        ReviewDecision::Reject => return None,
+    };
+    Some(envelope(
+        item,
+        format!("conversation-{}", item.conversation_id),
+        key,
+        1,
+        now,
+        Event::ResponseApproved(ResponseApproved {
+            context: item.context.clone(),
+            draft_event_id: item.draft_event_id,
+            final_text,
+            approved_by: reviewer.to_owned(),
+            automatic: false,
+            reasons: vec![format!("review:{}", decision_name(request.decision))],
+            inquiry_text: item.inquiry_text.clone(),
+            intent: item.intent.clone(),
+        }),
+    ))
+}
+
+/// The decision's name.
+pub fn decision_name(d: ReviewDecision) -> &'static str {
+    match d {
+        ReviewDecision::Approve => "approve",
+        ReviewDecision::Edit => "edit",
+        ReviewDecision::Reject => "reject",
+    }
+}

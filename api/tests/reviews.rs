@@ -1,0 +1,564 @@
+//! The review workflow over HTTP, against a real SQLite event store holding review items
+//! that the real response processor requested: auth, claims, decisions, conflicts between
+//! reviewers, retries, validation and the queue view.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use insights_api::{AppState, JwtAuth, ReviewQueue, Role};
+use insights_event_store::{AppendBatch, EventFilter, EventStore};
+use insights_response::{ResponseConfig, ResponseProcessor};
+use insights_runtime::records::{envelope_for, from_recorded, to_event_data};
+use insights_runtime::{Context, Processor, Source};
+use insights_schemas::{
+    Envelope, Event, InteractionContext, SentimentLabel, SentimentScored, Timestamp,
+};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const SECRET: &[u8] = b"test secret, 32 bytes or more....";
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn EventStore>,
+    app: axum::Router,
+    auth: JwtAuth,
+}
+
+impl Harness {
+    async fn new() -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("events.db").display());
+        let store = insights_event_store::open(&url, 4).await.expect("store");
+        let reviews = ReviewQueue::default();
+        tokio::spawn(reviews.clone().follow(Arc::clone(&store)));
+        let state = AppState {
+            store: Arc::clone(&store),
+            auth: Arc::new(JwtAuth::hs256(SECRET)),
+            reviews,
+            publisher: None,
+        };
+        Harness {
+            _dir: dir,
+            store,
+            app: insights_api::router(state),
+            auth: JwtAuth::hs256(SECRET),
+        }
+    }
+
+    fn token(&self, subject: &str, roles: &[Role]) -> String {
+        self.auth
+            .issue(subject, roles, Duration::from_secs(600))
+            .expect("token")
+    }
+
+    /// Has the real response processor draft replies to these messages and stores its
+    /// outputs; returns the review ids it requested.
+    async fn requested(&self, messages: &[(&str, SentimentLabel, f64)]) -> Vec<String> {
+        let mut p =
+            ResponseProcessor::build(&ResponseConfig::default(), None, Vec::new()).expect("builds");
+        let mut reviews = Vec::new();
+        for (n, (text, label, confidence)) in messages.iter().enumerate() {
+            let input = scored(n as u128 + 1, text, *label, *confidence);
+            let id = input.event_id.to_string();
+            let source = Source {
+                topic: "interactions.scored".into(),
+                partition: 0,
+                offset: n as i64,
+            };
+            let ctx = Context {
+                input_id: &id,
+                correlation_id: &input.correlation_id,
+                input_time: input.occurred_at,
+                now: Timestamp(1_790_000_010_000_000),
+                source: &source,
+            };
+            let outputs = tokio::task::block_in_place(|| {
+                p.prepare(&[&input]);
+                p.process(&input, &ctx).expect("processed")
+            });
+            let envelopes: Vec<Envelope> = outputs
+                .iter()
+                .enumerate()
+                .map(|(i, o)| envelope_for("response", "test", &ctx, i as u32, o))
+                .collect();
+            for e in &envelopes {
+                if let Event::ReviewRequested(_) = e.event {
+                    reviews.push(e.event_id.to_string());
+                }
+            }
+            self.store
+                .append(AppendBatch::new(
+                    envelopes.iter().map(to_event_data).collect(),
+                ))
+                .await
+                .expect("stored");
+        }
+        reviews
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, Option<String>) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .expect("request");
+        let res = self.app.clone().oneshot(req).await.expect("answer");
+        let status = res.status();
+        let position = res
+            .headers()
+            .get("x-store-position")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = res.into_body().collect().await.expect("body").to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "{method} {uri}: not JSON: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        (status, json, position)
+    }
+
+    async fn events_of(&self, event_type: &str) -> Vec<Envelope> {
+        self.store
+            .read_all(0, 10_000, &EventFilter::Types(vec![event_type.into()]))
+            .await
+            .expect("read")
+            .iter()
+            .map(|r| from_recorded(r).expect("decodes"))
+            .collect()
+    }
+}
+
+fn scored(n: u128, text: &str, label: SentimentLabel, confidence: f64) -> Envelope {
+    Envelope {
+        event_id: uuid::Uuid::from_u128(n),
+        schema_version: 1,
+        stream_id: format!("conversation-c{n}"),
+        causation_id: None,
+        correlation_id: format!("corr-{n}"),
+        occurred_at: Timestamp(1_790_000_000_000_000),
+        producer: "sentiment".into(),
+        producer_version: "test".into(),
+        event: Event::SentimentScored(SentimentScored {
+            context: InteractionContext {
+                interaction_id: format!("i-{n}"),
+                conversation_id: format!("c{n}"),
+                tenant_id: "acme".into(),
+                customer_pseudonym: "p".into(),
+                channel: "email".into(),
+                product: Some("router".into()),
+                language: Some("en".into()),
+                demographics: BTreeMap::new(),
+                sent_at: Timestamp(1_789_999_000_000_000),
+            },
+            text: text.into(),
+            label,
+            scores: BTreeMap::new(),
+            confidence,
+            model_name: "m".into(),
+            model_version: "1".into(),
+            backend: "transformer".into(),
+            fallback: false,
+            latency_micros: 1,
+        }),
+    }
+}
+
+const LEGAL: (&str, SentimentLabel, f64) = (
+    "Your router is garbage and I'm talking to my lawyer.",
+    SentimentLabel::Negative,
+    0.97,
+);
+const HUMAN: (&str, SentimentLabel, f64) = (
+    "I don't want a bot. Please let me talk to a real person.",
+    SentimentLabel::Negative,
+    0.6,
+);
+const CALM: (&str, SentimentLabel, f64) = (
+    "How do I change the wifi password on my router?",
+    SentimentLabel::Neutral,
+    0.95,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_matrix() {
+    let h = Harness::new().await;
+    let ids = h.requested(&[LEGAL]).await;
+    let claim = format!("/v1/reviews/{}/claim", ids[0]);
+
+    let (status, body, _) = h.call("GET", "/v1/reviews", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "missing_token");
+
+    let expired = h
+        .auth
+        .issue_at("old", &[Role::Reviewer], 1_000, Duration::from_secs(60))
+        .expect("token");
+    let (status, body, _) = h.call("GET", "/v1/reviews", Some(&expired), None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("token_expired"))
+    );
+
+    let analyst = h.token("ann", &[Role::Analyst]);
+    let (status, _, _) = h
+        .call("GET", "/v1/reviews?min_position=1", Some(&analyst), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "analysts read the queue");
+    let (status, body, _) = h.call("POST", &claim, Some(&analyst), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "but do not review: {body}");
+    assert_eq!(body["error"]["code"], "forbidden");
+
+    let auditor = h.token("aud", &[Role::Auditor]);
+    let (status, _, _) = h.call("GET", "/v1/reviews", Some(&auditor), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let admin = h.token("root", &[Role::Admin]);
+    let (status, _, _) = h.call("POST", &claim, Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK, "admin holds every role");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_edit_and_conflicts_between_reviewers() {
+    let h = Harness::new().await;
+    let ids = h.requested(&[LEGAL, CALM]).await;
+    assert_eq!(ids.len(), 1, "the calm question was approved automatically");
+    let id = &ids[0];
+    let alice = h.token("alice", &[Role::Reviewer]);
+    let bob = h.token("bob", &[Role::Reviewer]);
+
+    // The queue shows the item, urgent, with its reasons, texts and the view's position.
+    let (status, body, position) = h
+        .call("GET", "/v1/reviews?min_position=4", Some(&alice), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(position.as_deref(), Some("4"));
+    assert_eq!(body["position"], 4);
+    assert_eq!(body["total"], 1);
+    let item = &body["items"][0];
+    assert_eq!(item["review_id"], id.as_str());
+    assert_eq!(item["status"], "open");
+    assert_eq!(item["priority"], "urgent");
+    assert_eq!(
+        item["reasons"],
+        json!(["negative_sentiment", "intent:legal"])
+    );
+    assert!(
+        item["inquiry_text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("lawyer")
+    );
+    assert!(!item["draft_text"].as_str().unwrap_or_default().is_empty());
+    assert_eq!(
+        item["overdue"], true,
+        "requested in 2026-09, deadline long past"
+    );
+    assert!(item["age_seconds"].as_i64().unwrap_or(0) > 0);
+
+    let (status, body, _) = h
+        .call(
+            "POST",
+            &format!("/v1/reviews/{id}/claim"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["item"]["claimed_by"], "alice");
+    // Claiming one's own item again changes nothing; another reviewer cannot take it.
+    let (status, body, _) = h
+        .call(
+            "POST",
+            &format!("/v1/reviews/{id}/claim"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["event_ids"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(0))
+    );
+    let (status, body, _) = h
+        .call("POST", &format!("/v1/reviews/{id}/claim"), Some(&bob), None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("claimed_by_another"))
+    );
+    let decision = json!({"decision": "reject", "reason": "bob disagrees"});
+    let (status, _, _) = h
+        .call(
+            "POST",
+            &format!("/v1/reviews/{id}/decision"),
+            Some(&bob),
+            Some(decision),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    let edit = json!({
+        "decision": "edit",
+        "text": "We are sorry. A senior colleague will call you today about your router.",
+        "corrected_sentiment": "negative"
+    });
+    let (status, body, _) = h
+        .call(
+            "POST",
+            &format!("/v1/reviews/{id}/decision"),
+            Some(&alice),
+            Some(edit.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["item"]["status"], "decided");
+    let first_ids = body["event_ids"].clone();
+    assert_eq!(first_ids.as_array().map(Vec::len), Some(2));
+
+    // A retried request (the answer was lost) gets the same events; nothing is added.
+    let (status, body, _) = h
+        .call(
+            "POST",
+            &format!("/v1/reviews/{id}/decision"),
+            Some(&alice),
+            Some(edit),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["event_ids"], first_ids);
+    // A different decision on a decided item conflicts, from anyone.
+    let approve = json!({"decision": "approve"});
+    let (status, body, _) = h
+        .call(
+            "POST",
+            &format!("/v1/reviews/{id}/decision"),
+            Some(&alice),
+            Some(approve),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("already_decided"))
+    );
+
+    let decided = h.events_of("ReviewDecided").await;
+    assert_eq!(decided.len(), 1);
+    let Event::ReviewDecided(d) = &decided[0].event else {
+        unreachable!()
+    };
+    assert_eq!(
+        (d.reviewer.as_str(), d.corrected_sentiment.as_deref()),
+        ("alice", Some("negative"))
+    );
+    assert_eq!(decided[0].stream_id, format!("review-{id}"));
+    let approved: Vec<_> = h
+        .events_of("ResponseApproved")
+        .await
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::ResponseApproved(a) if !a.automatic => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(approved.len(), 1);
+    assert_eq!(approved[0].approved_by, "alice");
+    assert!(
+        approved[0]
+            .final_text
+            .starts_with("We are sorry. A senior colleague")
+    );
+    assert!(approved[0].inquiry_text.contains("lawyer"));
+
+    // The decided item leaves the pending queue and shows under `decided`.
+    let (_, body, _) = h.call("GET", "/v1/reviews", Some(&alice), None).await;
+    assert_eq!(body["total"], 0);
+    let (_, body, _) = h
+        .call("GET", "/v1/reviews?status=decided", Some(&alice), None)
+        .await;
+    assert_eq!(body["items"][0]["decision"], "edit");
+    assert_eq!(body["items"][0]["decided_by"], "alice");
+    assert!(h.store.verify().await.expect("verify").broken.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_reviewers_deciding_at_once_cannot_both_win() {
+    let h = Harness::new().await;
+    let ids = h.requested(&[LEGAL, HUMAN, LEGAL]).await;
+    assert_eq!(ids.len(), 3);
+    let alice = h.token("alice", &[Role::Reviewer]);
+    let bob = h.token("bob", &[Role::Reviewer]);
+    for id in &ids {
+        let uri = format!("/v1/reviews/{id}/decision");
+        let (a, b) = tokio::join!(
+            h.call(
+                "POST",
+                &uri,
+                Some(&alice),
+                Some(json!({"decision": "approve"}))
+            ),
+            h.call(
+                "POST",
+                &uri,
+                Some(&bob),
+                Some(json!({"decision": "reject", "reason": "no"}))
+            ),
+        );
+        let mut statuses = [a.0, b.0];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::CONFLICT],
+            "{a:?} {b:?}"
+        );
+    }
+    assert_eq!(h.events_of("ReviewDecided").await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_json_errors() {
+    let h = Harness::new().await;
+    let ids = h.requested(&[LEGAL]).await;
+    let t = h.token("alice", &[Role::Reviewer]);
+    let uri = format!("/v1/reviews/{}/decision", ids[0]);
+    let cases: Vec<(&str, String, Option<Value>, StatusCode, &str)> = vec![
+        (
+            "POST",
+            uri.clone(),
+            Some(json!({"decision": "edit"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            "POST",
+            uri.clone(),
+            Some(json!({"decision": "reject"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            "POST",
+            uri.clone(),
+            Some(json!({"decision": "approve", "text": "x"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            "POST",
+            uri.clone(),
+            Some(json!({"decision": "approve", "corrected_sentiment": "angry"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            "POST",
+            uri.clone(),
+            Some(json!({"decision": "maybe"})),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "POST",
+            uri.clone(),
+            Some(json!({"decision": "approve", "colour": 1})),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/reviews/not-a-uuid/claim".into(),
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "POST",
+            format!("/v1/reviews/{}/claim", uuid::Uuid::nil()),
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "GET",
+            "/v1/reviews?status=sleeping".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/v1/reviews?limit=0".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/v1/reviews?limit=ten".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/v1/nothing-here".into(),
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "DELETE",
+            "/v1/reviews".into(),
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+    ];
+    for (method, uri, body, status, code) in cases {
+        let (got, json, _) = h.call(method, &uri, Some(&t), body).await;
+        assert_eq!(
+            (got, json["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{method} {uri}: {json}"
+        );
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    // A malformed body is a 400 with a JSON error too.
+    let req = Request::builder()
+        .method("POST")
+        .uri(&uri)
+        .header("authorization", format!("Bearer {t}"))
+        .body(Body::from("{not json"))
+        .expect("request");
+    let res = h.app.clone().oneshot(req).await.expect("answer");
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // min_position beyond the log: bounded wait, then 503 (not a hang).
+    let (status, json, _) = h
+        .call("GET", "/v1/reviews?min_position=999", Some(&t), None)
+        .await;
+    assert_eq!(
+        (status, json["error"]["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable"))
+    );
+}
