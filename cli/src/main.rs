@@ -6,9 +6,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod api;
 mod fairness;
 mod jsonl;
 mod pipeline;
+mod response;
 mod scrub;
 mod sentiment;
 
@@ -72,6 +74,15 @@ enum Command {
     /// Inspect the event store.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Issue API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a bearer token for the HTTP API, signed with the JWT secret.
+    Issue(api::IssueArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +187,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Run(args) => pipeline::run(&cli.global, args).await,
+        Command::Token(TokenCommand::Issue(args)) => {
+            api::issue(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Produce(args) => pipeline::produce(&cli.global, args).await,
         Command::Scrub(args) => scrub::run(args),
         Command::Sentiment(args) => sentiment::run(args),

@@ -77,15 +77,24 @@ pub struct RunArgs {
     /// Produce this JSON-lines file of interactions first.
     #[arg(long)]
     input: Option<PathBuf>,
-    /// Address of /metrics, /healthz and /readyz; `off` to disable.
-    #[arg(long, default_value = "127.0.0.1:9898")]
-    ops_listen: String,
+    /// Address of the HTTP server: the API (/v1/...) and /metrics, /healthz, /readyz;
+    /// `off` to disable.
+    #[arg(
+        long = "listen",
+        visible_alias = "ops-listen",
+        default_value = "127.0.0.1:9898"
+    )]
+    listen: String,
     /// The pseudonym key file (64 hex digits), read when INSIGHTS_PRIVACY_KEY is unset;
     /// the embedded default creates it.
     #[arg(long, default_value = "data/privacy.key")]
     privacy_key_file: PathBuf,
     #[command(flatten)]
     sentiment: crate::sentiment::ModelArgs,
+    #[command(flatten)]
+    llm: crate::response::LlmArgs,
+    #[command(flatten)]
+    secret: crate::api::SecretArgs,
 }
 
 /// The processors this build can run, by their topology.toml name. Each processor crate
@@ -94,6 +103,7 @@ pub struct RunArgs {
 fn registry(
     privacy_key: [u8; 32],
     sentiment_model: insights_sentiment::pool::ModelChoice,
+    response: Option<insights_response::ResponseProcessor>,
     topology: &Topology,
 ) -> BTreeMap<&'static str, Launch> {
     let output = |name: &str| {
@@ -116,7 +126,7 @@ fn registry(
         // The runtime's batch is what the model sees at once.
         sentiment.pool.max_batch = p.batch_size.max(1);
     }
-    BTreeMap::from([
+    let mut registry = BTreeMap::from([
         (
             "privacy",
             launcher(move || insights_privacy::PrivacyProcessor::new(privacy)),
@@ -125,40 +135,47 @@ fn registry(
             "sentiment",
             launcher(move || insights_sentiment::SentimentProcessor::open(&sentiment)),
         ),
-    ])
+    ]);
+    if let Some(p) = response {
+        registry.insert("response", launcher(move || p));
+    }
+    registry
 }
 
 /// The secret behind pseudonyms: `INSIGHTS_PRIVACY_KEY` (64 hex digits), else the key
 /// file. Only the embedded default creates a missing key file: replicas of a real
 /// deployment must share one key, or the same person gets different pseudonyms.
 pub(crate) fn privacy_key(file: &Path, may_create: bool) -> Result<[u8; 32]> {
+    secret("INSIGHTS_PRIVACY_KEY", file, may_create, "pseudonym key")
+}
+
+/// A 32-byte secret: the environment variable `var` (64 hex digits), else `file`, which
+/// is created with a random secret (mode 0600) if missing and `may_create`.
+pub(crate) fn secret(var: &str, file: &Path, may_create: bool, what: &str) -> Result<[u8; 32]> {
     let parse = |hex_text: &str, from: &str| -> Result<[u8; 32]> {
         let bytes = hex::decode(hex_text.trim()).with_context(|| format!("{from} is not hex"))?;
         bytes
             .try_into()
             .map_err(|_| anyhow::anyhow!("{from} must be 32 bytes (64 hex digits)"))
     };
-    if let Ok(k) = std::env::var("INSIGHTS_PRIVACY_KEY") {
-        return parse(&k, "INSIGHTS_PRIVACY_KEY");
+    if let Ok(k) = std::env::var(var) {
+        return parse(&k, var);
     }
     match std::fs::read_to_string(file) {
         Ok(text) => parse(&text, &file.display().to_string()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && may_create => {
             let mut key = [0u8; 32];
             getrandom::fill(&mut key)
-                .map_err(|e| anyhow::anyhow!("no randomness for a new key: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("no randomness for a new {what}: {e}"))?;
             if let Some(dir) = file.parent() {
                 std::fs::create_dir_all(dir)?;
             }
             write_private(file, &hex::encode(key))?;
-            eprintln!(
-                "insights: created a new pseudonym key at {}",
-                file.display()
-            );
+            eprintln!("insights: created a new {what} at {}", file.display());
             Ok(key)
         }
         Err(e) => Err(anyhow::anyhow!(
-            "no pseudonym key: set INSIGHTS_PRIVACY_KEY or provide {} ({e})",
+            "no {what}: set {var} or provide {} ({e})",
             file.display()
         )),
     }
@@ -211,12 +228,34 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
     }
 
     let key = privacy_key(&args.privacy_key_file, embedded.is_some())?;
-    let registry = registry(key, args.sentiment.choice(), &topology);
     let wanted: Vec<&String> = topology
         .processors
         .keys()
         .filter(|n| args.processor.as_ref().is_none_or(|p| p == *n))
         .collect();
+    let metrics = Metrics::new();
+    let response_config = crate::response::config(&topology, &args.llm)?;
+    let response = if wanted.iter().any(|n| *n == "response") {
+        let seed =
+            crate::response::approved_replies(&*store, response_config.retrieval.capacity).await?;
+        let p = insights_response::ResponseProcessor::build(
+            &response_config,
+            Some(metrics.registry()),
+            seed,
+        )?;
+        for note in p.notes() {
+            eprintln!("insights: response: {note}");
+        }
+        eprintln!(
+            "insights: response drafts with {} ({} approved replies remembered)",
+            p.backends().join(" → "),
+            p.memory().read().map_or(0, |m| m.len())
+        );
+        Some(p)
+    } else {
+        None
+    };
+    let registry = registry(key, args.sentiment.choice(), response, &topology);
     let missing: Vec<&str> = wanted
         .iter()
         .filter(|n| !registry.contains_key(n.as_str()))
@@ -244,26 +283,29 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
         eprintln!("insights: shutting down: draining in-flight batches");
         let _ = stop_tx.send(true);
     });
-    let metrics = Metrics::new();
     let health = Health::default();
-    if args.ops_listen != "off" {
+    if args.listen != "off" {
         let addr: SocketAddr = args
-            .ops_listen
+            .listen
             .parse()
-            .with_context(|| format!("--ops-listen {:?} is not an address", args.ops_listen))?;
+            .with_context(|| format!("--listen {:?} is not an address", args.listen))?;
+        let api = api_router(&args, &topology, &kafka, &store, embedded.is_some())?;
         let mut rx = stop_rx.clone();
         let bound = serve_ops(
             addr,
             metrics.clone(),
             health.clone(),
             Arc::clone(&store),
+            api,
             async move {
                 let _ = rx.wait_for(|stop| *stop).await;
             },
         )
         .await
-        .with_context(|| format!("serving ops endpoints on {addr}"))?;
-        eprintln!("insights: metrics and health on http://{bound}");
+        .with_context(|| format!("serving HTTP on {addr}"))?;
+        eprintln!(
+            "insights: API, metrics and health on http://{bound} (a reviewer token: insights token issue --subject NAME --role reviewer)"
+        );
     }
     let shared = Shared {
         store: Arc::clone(&store),
@@ -298,6 +340,52 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// The API's routes, with the review queue following the store and reviewers' events
+/// published to the topic the response processor reads them from.
+fn api_router(
+    args: &RunArgs,
+    topology: &Topology,
+    kafka: &KafkaSettings,
+    store: &Arc<dyn EventStore>,
+    embedded: bool,
+) -> Result<axum::Router> {
+    let auth = args.secret.auth(embedded)?;
+    let reviews = insights_api::ReviewQueue::default();
+    {
+        let reviews = reviews.clone();
+        let store = Arc::clone(store);
+        tokio::spawn(async move {
+            if let Err(e) = reviews.follow(store).await {
+                eprintln!("insights: the review queue stopped following the store: {e}");
+            }
+        });
+    }
+    let publisher: Option<Arc<dyn insights_api::Publisher>> = match topology
+        .topics
+        .contains_key(REVIEW_DECISIONS)
+    {
+        true => Some(crate::api::KafkaPublisher::new(
+            kafka,
+            REVIEW_DECISIONS.to_owned(),
+        )?),
+        false => {
+            eprintln!(
+                "insights: no `{REVIEW_DECISIONS}` topic in the topology: reviewers' decisions are stored, not published"
+            );
+            None
+        }
+    };
+    Ok(insights_api::router(insights_api::AppState {
+        store: Arc::clone(store),
+        auth: Arc::new(auth),
+        reviews,
+        publisher,
+    }))
+}
+
+/// The topic reviewers' events are published to.
+const REVIEW_DECISIONS: &str = "review.decisions";
 
 async fn print_counts(store: &dyn EventStore) -> Result<()> {
     let report = store.verify().await?;

@@ -111,7 +111,7 @@ fn running_a_processor_this_build_lacks_says_so_plainly() {
     )
     .expect("copies");
     let o = insights(
-        &["run", "--processor", "response", "--ops-listen", "off"],
+        &["run", "--processor", "fairness", "--ops-listen", "off"],
         dir.path(),
     );
     assert_eq!(o.status.code(), Some(2));
@@ -120,7 +120,7 @@ fn running_a_processor_this_build_lacks_says_so_plainly() {
         "{}",
         stderr(&o)
     );
-    assert!(stderr(&o).contains("(response)"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("(fairness)"), "{}", stderr(&o));
     // The embedded default store was created and migrated on the way.
     assert!(dir.path().join("data/insights.db").exists());
 }

@@ -111,6 +111,47 @@ async fn sample_interactions_flow_into_the_store_without_personal_data() {
     }
     assert_eq!(labels.len(), 3, "all three labels occur: {labels:?}");
 
+    // Every scored interaction gets a draft, then exactly one of an automatic approval or
+    // a review request; with no LLM configured, retrieval and templates draft.
+    assert_eq!(
+        count("ResponseDrafted"),
+        count("SentimentScored"),
+        "{stdout}"
+    );
+    let auto = events
+        .iter()
+        .filter(|e| e.data.event_type == "ResponseApproved")
+        .count();
+    assert_eq!(auto + count("ReviewRequested"), count("ResponseDrafted"));
+    assert!(auto > 0 && count("ReviewRequested") > 0, "{stdout}");
+    let mut reasons = std::collections::BTreeMap::<String, usize>::new();
+    for e in events
+        .iter()
+        .filter(|e| e.data.event_type == "ReviewRequested")
+    {
+        let v: serde_json::Value = serde_json::from_slice(&e.data.payload).expect("JSON payload");
+        assert!(
+            e.data.stream_id.starts_with("review-"),
+            "{}",
+            e.data.stream_id
+        );
+        assert!(
+            !v["draft_text"].as_str().unwrap_or_default().is_empty(),
+            "{v}"
+        );
+        for r in v["reasons"].as_array().into_iter().flatten() {
+            *reasons
+                .entry(r.as_str().unwrap_or_default().to_owned())
+                .or_default() += 1;
+        }
+    }
+    for expected in ["negative_sentiment", "human_requested", "intent:legal"] {
+        assert!(
+            reasons.contains_key(expected),
+            "{expected} never fired: {reasons:?}"
+        );
+    }
+
     let stored: String = events
         .iter()
         .map(|e| String::from_utf8_lossy(&e.data.payload).into_owned())

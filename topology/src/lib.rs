@@ -164,6 +164,10 @@ pub struct ProcessorSpec {
     pub linger_ms: Option<u64>,
     /// Batches in flight; defaults to `defaults.concurrency`.
     pub concurrency: Option<usize>,
+    /// The processor's own settings (`[processors.NAME.config]`), parsed and checked by
+    /// the processor's configuration type, which refuses unknown keys.
+    #[serde(default)]
+    pub config: toml::Table,
 }
 
 /// A processor's settings with the defaults filled in.

@@ -332,12 +332,14 @@ struct OpsState {
 }
 
 /// Serves `/metrics`, `/healthz` (the process is up) and `/readyz` (workers started and
-/// the store answers) until `shutdown` resolves. Returns the bound address.
+/// the store answers), plus the routes of `api` (the HTTP API; `Router::new()` for none),
+/// until `shutdown` resolves. Returns the bound address.
 pub async fn serve_ops(
     addr: SocketAddr,
     metrics: Metrics,
     health: Health,
     store: Arc<dyn EventStore>,
+    api: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<SocketAddr, std::io::Error> {
     let state = OpsState {
@@ -369,7 +371,8 @@ pub async fn serve_ops(
                 }
             }),
         )
-        .with_state(state);
+        .with_state(state)
+        .merge(api);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
@@ -397,13 +400,48 @@ pub async fn run_processors(
 ) -> Result<BTreeMap<String, Summary>, RuntimeError> {
     let (stop_all, _) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    for name in topology.processors.keys() {
-        if only.is_some_and(|o| o != name) {
-            continue;
-        }
+    let running: Vec<String> = topology
+        .processors
+        .keys()
+        .filter(|n| only.is_none_or(|o| o == *n) && registry.contains_key(n.as_str()))
+        .cloned()
+        .collect();
+    // Each worker says when it has stopped; with `Idle`, a worker stops only after the
+    // running processors that write its inputs have.
+    let done: BTreeMap<String, watch::Sender<bool>> = running
+        .iter()
+        .map(|n| (n.clone(), watch::channel(false).0))
+        .collect();
+    for name in &running {
         let Some(launch) = registry.remove(name.as_str()) else {
             continue;
         };
+        let stop = match &stop {
+            StopWhen::Idle(quiet) => {
+                let inputs = &topology.processors[name].inputs;
+                let upstream: Vec<watch::Receiver<bool>> = running
+                    .iter()
+                    .filter(|u| *u != name)
+                    .filter(|u| {
+                        topology.processors[u.as_str()]
+                            .outputs
+                            .iter()
+                            .any(|o| inputs.contains(o))
+                    })
+                    .map(|u| done[u].subscribe())
+                    .collect();
+                let (gate_tx, gate_rx) = watch::channel(upstream.is_empty());
+                tokio::spawn(async move {
+                    for mut rx in upstream {
+                        let _ = rx.wait_for(|d| *d).await;
+                    }
+                    let _ = gate_tx.send(true);
+                });
+                StopWhen::IdleAfterUpstream(*quiet, gate_rx)
+            }
+            other => other.clone(),
+        };
+        let finished = done[name].clone();
         let settings = topology
             .processor(name)
             .ok_or_else(|| RuntimeError::Fatal {
@@ -416,7 +454,11 @@ pub async fn run_processors(
         });
         let name = name.clone();
         let run = launch(settings, shared.clone(), stop, signal);
-        tasks.spawn(async move { (name, run.await) });
+        tasks.spawn(async move {
+            let result = run.await;
+            finished.send_replace(true);
+            (name, result)
+        });
     }
     // The caller's shutdown stops every worker; so does the first worker that fails, so
     // that a supervisor sees the process end with the error instead of a half pipeline.

@@ -61,13 +61,17 @@ pub struct Shared {
 }
 
 /// When a worker stops on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum StopWhen {
     /// Only on shutdown.
     Shutdown,
     /// When its input topics are drained: no message for this long and every assigned
     /// partition read up to its high watermark (or on shutdown).
     Idle(Duration),
+    /// As `Idle`, but only once `upstream` reads true: the processors writing its inputs
+    /// have stopped (a model still loading upstream leaves the inputs empty for a while,
+    /// which is not the end of them).
+    IdleAfterUpstream(Duration, tokio::sync::watch::Receiver<bool>),
 }
 
 /// What a worker did.
@@ -117,9 +121,13 @@ pub async fn run<P: Processor>(
         },
     };
     tokio::pin!(shutdown);
-    let idle_after = match stop {
-        StopWhen::Idle(d) => Some(d),
+    let idle_after = match &stop {
+        StopWhen::Idle(d) | StopWhen::IdleAfterUpstream(d, _) => Some(*d),
         StopWhen::Shutdown => None,
+    };
+    let upstream_done = || match &stop {
+        StopWhen::IdleAfterUpstream(_, upstream) => *upstream.borrow(),
+        _ => true,
     };
     let result = loop {
         let batch = tokio::select! {
@@ -136,7 +144,7 @@ pub async fn run<P: Processor>(
                 }
             }
             Ok(Batch::Idle) => {
-                if worker.caught_up().await {
+                if upstream_done() && worker.caught_up().await {
                     break Ok(());
                 }
             }

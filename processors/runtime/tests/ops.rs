@@ -47,6 +47,7 @@ async fn health_readiness_and_metrics() {
         metrics,
         health.clone(),
         store,
+        axum::Router::new(),
         async {
             let _ = rx.await;
         },

@@ -1,0 +1,158 @@
+//! The HTTP API as the binary runs it: the JWT secret, the Kafka publisher for reviewers'
+//! events, and `insights token issue`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use async_trait::async_trait;
+use clap::Args;
+use insights_api::{JwtAuth, Publisher, Role};
+use insights_runtime::KafkaSettings;
+use insights_schemas::{Codec, Envelope, Format};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+/// Where the JWT secret comes from.
+#[derive(Debug, Args)]
+pub struct SecretArgs {
+    /// The JWT signing secret file (64 hex digits), read when INSIGHTS_JWT_SECRET is unset;
+    /// the embedded default creates it.
+    #[arg(long, default_value = "data/jwt.secret")]
+    jwt_secret_file: PathBuf,
+}
+
+impl SecretArgs {
+    /// The token signer and checker.
+    pub fn auth(&self, may_create: bool) -> Result<JwtAuth> {
+        let key = crate::pipeline::secret(
+            "INSIGHTS_JWT_SECRET",
+            &self.jwt_secret_file,
+            may_create,
+            "JWT secret",
+        )?;
+        Ok(JwtAuth::hs256(&key))
+    }
+}
+
+/// `insights token issue`.
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    /// Who the token is for (recorded as the reviewer on review events).
+    #[arg(long)]
+    subject: String,
+    /// A role: analyst, reviewer, auditor or admin; repeatable.
+    #[arg(long = "role", required = true, value_parser = parse_role)]
+    roles: Vec<Role>,
+    /// How long it is valid: e.g. 30m, 8h, 7d.
+    #[arg(long, default_value = "8h", value_parser = parse_ttl)]
+    ttl: Duration,
+    #[command(flatten)]
+    secret: SecretArgs,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("{s:?} is not a role (analyst, reviewer, auditor, admin)"))
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30m, 8h or 7d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{s:?} is not a duration like 30m, 8h or 7d")),
+    };
+    if secs == 0 {
+        return Err("the duration must be positive".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// Prints a token. The secret must exist already (the running API must know it).
+pub fn issue(args: &IssueArgs) -> Result<()> {
+    if args.subject.trim().is_empty() {
+        bail!("--subject is empty");
+    }
+    let auth = args.secret.auth(false)?;
+    println!("{}", auth.issue(&args.subject, &args.roles, args.ttl)?);
+    Ok(())
+}
+
+/// Publishes reviewers' events to `review.decisions`, encoded like the processors' outputs.
+pub struct KafkaPublisher {
+    producer: FutureProducer,
+    topic: String,
+    codec: Codec,
+}
+
+impl std::fmt::Debug for KafkaPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaPublisher")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaPublisher {
+    /// A publisher to `topic`.
+    pub fn new(kafka: &KafkaSettings, topic: String) -> Result<Arc<Self>> {
+        Ok(Arc::new(KafkaPublisher {
+            producer: insights_runtime::producer(kafka)?,
+            topic,
+            codec: Codec::new(),
+        }))
+    }
+}
+
+#[async_trait]
+impl Publisher for KafkaPublisher {
+    async fn publish(&self, events: &[Envelope]) -> Result<(), String> {
+        let mut sends = Vec::new();
+        for e in events {
+            let bytes = self
+                .codec
+                .encode(e, Format::SingleObject)
+                .map_err(|err| format!("encoding {}: {err}", e.event_type()))?;
+            let key = match &e.event {
+                insights_schemas::Event::ReviewDecided(d) => d.context.conversation_id.clone(),
+                insights_schemas::Event::ResponseApproved(a) => a.context.conversation_id.clone(),
+                _ => e.stream_id.clone(),
+            };
+            sends.push((key, bytes));
+        }
+        let results = futures::future::join_all(sends.iter().map(|(key, bytes)| {
+            self.producer.send(
+                FutureRecord::to(&self.topic)
+                    .key(key.as_str())
+                    .payload(bytes.as_slice()),
+                Duration::from_secs(10),
+            )
+        }))
+        .await;
+        for r in results {
+            r.map_err(|(e, _)| format!("publishing to {}: {e}", self.topic))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_roles_parse_or_say_why_not() {
+        assert_eq!(parse_ttl("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_ttl("8").is_err());
+        assert!(parse_ttl("0h").is_err());
+        assert!(parse_ttl("h").is_err());
+        assert_eq!(parse_role("reviewer"), Ok(Role::Reviewer));
+        assert!(parse_role("king").is_err());
+    }
+}
