@@ -61,6 +61,13 @@ if [ $# -eq 0 ]; then
   .tools/sentiment-venv/bin/python benches/sentiment_eval.py --sentences 256 --insights "${CARGO_TARGET_DIR:-target}/release/insights"
 fi
 
+# Response: drafting throughput per backend (templates, retrieval, and a real llama.cpp
+# server with SmolLM2 from .tools/llm-venv, installed by scripts/setup.sh). Skipped with a
+# filter.
+if [ $# -eq 0 ]; then
+  cargo bench -p insights-benches --bench response
+fi
+
 # Fairness: `insights fairness` vs Fairlearn's MetricFrame on 1M seeded rows (the venv is
 # the golden tests' references, installed by scripts/setup.sh). Skipped with a filter.
 if [ $# -eq 0 ]; then

@@ -23,6 +23,11 @@ pub struct SecretArgs {
 }
 
 impl SecretArgs {
+    /// Whether a secret is configured (the variable is set or the file exists).
+    pub fn configured(&self) -> bool {
+        std::env::var_os("INSIGHTS_JWT_SECRET").is_some() || self.jwt_secret_file.exists()
+    }
+
     /// The token signer and checker.
     pub fn auth(&self, may_create: bool) -> Result<JwtAuth> {
         let key = crate::pipeline::secret(

@@ -350,6 +350,14 @@ fn api_router(
     store: &Arc<dyn EventStore>,
     embedded: bool,
 ) -> Result<axum::Router> {
+    if !embedded && !args.secret.configured() {
+        // A processor replica against a real cluster need not serve the API; one without
+        // a secret serves only the ops endpoints.
+        eprintln!(
+            "insights: API disabled: no JWT secret (set INSIGHTS_JWT_SECRET or --jwt-secret-file)"
+        );
+        return Ok(axum::Router::new());
+    }
     let auth = args.secret.auth(embedded)?;
     let reviews = insights_api::ReviewQueue::default();
     {
