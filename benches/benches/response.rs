@@ -58,7 +58,7 @@ fn scored(n: usize, text: &str, language: &str) -> Envelope {
                 sent_at: Timestamp(1_790_000_000_000_000),
             },
             text: text.into(),
-            label: if n % 3 == 0 {
+            label: if n.is_multiple_of(3) {
                 SentimentLabel::Negative
             } else {
                 SentimentLabel::Neutral
