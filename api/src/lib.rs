@@ -52,8 +52,9 @@ use crate::reviews::{DecisionRequest, Written};
 /// downstream see them. Implemented by the binary over the runtime's producer.
 #[async_trait]
 pub trait Publisher: Send + Sync + std::fmt::Debug {
-    /// Publishes, waiting for delivery.
-    async fn publish(&self, events: &[Envelope]) -> Result<(), String>;
+    /// Publishes `events` with the partition key `key` (the conversation id, so that a
+    /// conversation's events stay in order on one partition), waiting for delivery.
+    async fn publish(&self, key: &str, events: &[Envelope]) -> Result<(), String>;
 }
 
 /// What every handler shares.
@@ -267,12 +268,15 @@ async fn written(state: &AppState, w: Written) -> Result<Response, ApiError> {
     if let Some(publisher) = &state.publisher
         && !w.events.is_empty()
     {
-        publisher.publish(&w.events).await.map_err(|e| {
-            ApiError::unavailable(format!(
-                "stored at position {} but not yet published ({e}); retry the same request",
-                w.position
-            ))
-        })?;
+        publisher
+            .publish(&w.item.conversation_id, &w.events)
+            .await
+            .map_err(|e| {
+                ApiError::unavailable(format!(
+                    "stored at position {} but not yet published ({e}); retry the same request",
+                    w.position
+                ))
+            })?;
     }
     // Read-your-writes for the caller's next GET; a lagging view does not fail the write.
     state

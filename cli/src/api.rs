@@ -116,31 +116,22 @@ impl KafkaPublisher {
 
 #[async_trait]
 impl Publisher for KafkaPublisher {
-    async fn publish(&self, events: &[Envelope]) -> Result<(), String> {
-        let mut sends = Vec::new();
+    async fn publish(&self, key: &str, events: &[Envelope]) -> Result<(), String> {
+        // One after another: the idempotent producer keeps them in order on the partition.
         for e in events {
             let bytes = self
                 .codec
                 .encode(e, Format::SingleObject)
                 .map_err(|err| format!("encoding {}: {err}", e.event_type()))?;
-            let key = match &e.event {
-                insights_schemas::Event::ReviewDecided(d) => d.context.conversation_id.clone(),
-                insights_schemas::Event::ResponseApproved(a) => a.context.conversation_id.clone(),
-                _ => e.stream_id.clone(),
-            };
-            sends.push((key, bytes));
-        }
-        let results = futures::future::join_all(sends.iter().map(|(key, bytes)| {
-            self.producer.send(
-                FutureRecord::to(&self.topic)
-                    .key(key.as_str())
-                    .payload(bytes.as_slice()),
-                Duration::from_secs(10),
-            )
-        }))
-        .await;
-        for r in results {
-            r.map_err(|(e, _)| format!("publishing to {}: {e}", self.topic))?;
+            self.producer
+                .send(
+                    FutureRecord::to(&self.topic)
+                        .key(key)
+                        .payload(bytes.as_slice()),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(err, _)| format!("publishing to {}: {err}", self.topic))?;
         }
         Ok(())
     }
