@@ -8,6 +8,7 @@ city lists are small hand-made lists, the card numbers are the networks' public 
 numbers, the IBANs are the registries' published example numbers, the phone numbers use
 ranges reserved for fiction (555-01xx, +44 20 7946 0xxx, +49 30 xx...). Mix:
 
+- in the order they were sent (event time), as producers emit them;
 - channels, products, tenants, languages (en, de, fr, es, nl) and declared demographics;
 - sentiment from furious to delighted, questions, refund and legal threats, requests for a
   human, and messages that carry personal data (names, emails, phones, cards, IBANs,
@@ -201,10 +202,13 @@ def main():
             elif roll < 0.004:
                 record["sent_at"] = "yesterday afternoon"
             elif roll < 0.005:
-                lines.append("{\"conversation_id\": \"conv-broken\", \"text\": \"cut off mid-")
+                lines.append((t, "{\"conversation_id\": \"conv-broken\", \"text\": \"cut off mid-"))
                 continue
-            lines.append(json.dumps(record, ensure_ascii=False))
-    print("\n".join(lines))
+            lines.append((t, json.dumps(record, ensure_ascii=False)))
+    # In the order the messages were sent, as a help-desk would produce them (stable, so
+    # the generation order breaks ties).
+    lines.sort(key=lambda line: line[0])
+    print("\n".join(line for _, line in lines))
 
 
 if __name__ == "__main__":

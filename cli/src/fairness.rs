@@ -94,3 +94,56 @@ pub fn run(args: FairnessArgs) -> Result<ExitCode> {
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
 }
+
+/// The streaming processor as `insights run` launches it: configured from topology.toml's
+/// `[processors.fairness.config]`, its windows rebuilt from the outcome events in the
+/// store (the processor counts each event id once, so Kafka redelivering some of them
+/// afterwards double-counts nothing).
+pub async fn streaming(
+    topology: &insights_topology::Topology,
+    store: &dyn insights_event_store::EventStore,
+) -> Result<insights_fairness::FairnessProcessor> {
+    let spec = topology.processors.get("fairness");
+    let table = spec.map(|p| p.config.clone()).unwrap_or_default();
+    let mut config: insights_fairness::FairnessConfig = toml::Value::Table(table)
+        .try_into()
+        .context("[processors.fairness.config] in topology.toml")?;
+    if let Some(t) = spec.and_then(|p| p.outputs.first()) {
+        config.reports_topic = t.clone();
+    }
+    // The first input is the one every interaction passes through: it drives the watermark.
+    if let Some(t) = spec.and_then(|p| p.inputs.first()) {
+        config.watermark_topic = t.clone();
+        config.watermark_partitions = topology.topic(t).map_or(0, |s| s.partitions);
+    }
+    let mut processor = insights_fairness::FairnessProcessor::new(config)
+        .map_err(|p| anyhow::anyhow!("[processors.fairness.config]: {}", p.join("; ")))?;
+    let filter = insights_event_store::EventFilter::Types(
+        [
+            "SentimentScored",
+            "ResponseDrafted",
+            "ResponseApproved",
+            "ReviewRequested",
+            "ReviewDecided",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    let mut after = 0;
+    let mut replayed = 0usize;
+    loop {
+        let page = store.read_all(after, 5_000, &filter).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        let envelopes: Vec<_> = page
+            .iter()
+            .filter_map(|r| insights_runtime::records::from_recorded(r).ok())
+            .collect();
+        replayed += envelopes.len();
+        processor.replay(&envelopes);
+    }
+    if replayed > 0 {
+        eprintln!("insights: fairness rebuilt its windows from {replayed} stored outcome events");
+    }
+    Ok(processor)
+}

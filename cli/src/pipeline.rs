@@ -104,6 +104,7 @@ fn registry(
     privacy_key: [u8; 32],
     sentiment_model: insights_sentiment::pool::ModelChoice,
     response: Option<insights_response::ResponseProcessor>,
+    fairness: Option<insights_fairness::FairnessProcessor>,
     topology: &Topology,
 ) -> BTreeMap<&'static str, Launch> {
     let output = |name: &str| {
@@ -138,6 +139,9 @@ fn registry(
     ]);
     if let Some(p) = response {
         registry.insert("response", launcher(move || p));
+    }
+    if let Some(p) = fairness {
+        registry.insert("fairness", launcher(move || p));
     }
     registry
 }
@@ -255,7 +259,12 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    let registry = registry(key, args.sentiment.choice(), response, &topology);
+    let fairness = if wanted.iter().any(|n| *n == "fairness") {
+        Some(crate::fairness::streaming(&topology, &*store).await?)
+    } else {
+        None
+    };
+    let registry = registry(key, args.sentiment.choice(), response, fairness, &topology);
     let missing: Vec<&str> = wanted
         .iter()
         .filter(|n| !registry.contains_key(n.as_str()))

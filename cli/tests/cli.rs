@@ -105,13 +105,13 @@ async fn store_verify_names_the_tampered_position() {
 #[test]
 fn running_a_processor_this_build_lacks_says_so_plainly() {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::copy(
-        repo_root().join("topology.toml"),
-        dir.path().join("topology.toml"),
-    )
-    .expect("copies");
+    // A topology naming a processor no crate of this build provides.
+    let topology = std::fs::read_to_string(repo_root().join("topology.toml")).expect("reads")
+        + "\n[topics.\"translations\"]\nvalue_schema = \"Envelope\"\nrole = \"sink\"\n\n\
+           [processors.translation]\ninputs = [\"interactions.scored\"]\noutputs = [\"translations\"]\n";
+    std::fs::write(dir.path().join("topology.toml"), topology).expect("writes");
     let o = insights(
-        &["run", "--processor", "fairness", "--ops-listen", "off"],
+        &["run", "--processor", "translation", "--ops-listen", "off"],
         dir.path(),
     );
     assert_eq!(o.status.code(), Some(2));
@@ -120,7 +120,7 @@ fn running_a_processor_this_build_lacks_says_so_plainly() {
         "{}",
         stderr(&o)
     );
-    assert!(stderr(&o).contains("(fairness)"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("(translation)"), "{}", stderr(&o));
     // The embedded default store was created and migrated on the way.
     assert!(dir.path().join("data/insights.db").exists());
 }

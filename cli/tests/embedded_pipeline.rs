@@ -152,6 +152,65 @@ async fn sample_interactions_flow_into_the_store_without_personal_data() {
         );
     }
 
+    // Fairness reported the closed windows; a report's counts agree with the stored
+    // outcomes it covers (negative sentiment by gender, recounted from the store).
+    let payloads = |t: &str| -> Vec<serde_json::Value> {
+        events
+            .iter()
+            .filter(|e| e.data.event_type == t)
+            .map(|e| serde_json::from_slice(&e.data.payload).expect("JSON payload"))
+            .collect()
+    };
+    let reports = payloads("FairnessReported");
+    assert!(!reports.is_empty(), "{stdout}");
+    let by_gender: Vec<&serde_json::Value> = reports
+        .iter()
+        .filter(|r| {
+            r["outcome"] == "negative_sentiment" && r["attributes"] == serde_json::json!(["gender"])
+        })
+        .collect();
+    assert!(
+        by_gender.len() >= 10,
+        "a report per closed day: {}",
+        by_gender.len()
+    );
+    let sentiments = payloads("SentimentScored");
+    let mut compared = 0;
+    for report in by_gender {
+        let (start, end) = (
+            report["window_start"].as_i64().expect("start"),
+            report["window_end"].as_i64().expect("end"),
+        );
+        let mut recount = std::collections::BTreeMap::<String, (i64, i64)>::new();
+        for s in &sentiments {
+            let t = s["context"]["sent_at"].as_i64().expect("sent_at");
+            if t >= start && t < end {
+                let gender = s["context"]["demographics"]["gender"]
+                    .as_str()
+                    .unwrap_or("unknown")
+                    .to_owned();
+                let entry = recount.entry(format!("gender={gender}")).or_default();
+                entry.0 += 1;
+                entry.1 += i64::from(s["label"] == "negative");
+            }
+        }
+        // Samples are in time order and the watermark follows the slowest partition, so no
+        // outcome is late: every group's counts are exact.
+        for g in report["groups"].as_array().expect("groups") {
+            let name = g["group"].as_str().expect("group name");
+            assert_eq!(
+                (g["count"].as_i64(), g["positives"].as_i64()),
+                recount
+                    .get(name)
+                    .map(|(n, p)| (Some(*n), Some(*p)))
+                    .unwrap_or_default(),
+                "{name} in {report}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 20, "{compared} groups compared");
+
     let stored: String = events
         .iter()
         .map(|e| String::from_utf8_lossy(&e.data.payload).into_owned())

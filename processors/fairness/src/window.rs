@@ -90,8 +90,8 @@ impl Windows {
         t.div_euclid(self.spec.slide) * self.spec.slide
     }
 
-    /// Adds one outcome at event time `t`; returns the windows that closed because the
-    /// watermark moved. A late outcome (its every window already closed) is dropped.
+    /// Adds one outcome at event time `t` and moves the watermark to `t`; returns the
+    /// windows that closed. A late outcome (its every window already closed) is dropped.
     pub fn add(
         &mut self,
         t: i64,
@@ -99,12 +99,26 @@ impl Windows {
         predicted: bool,
         actual: Option<bool>,
     ) -> Vec<ClosedWindow> {
+        self.insert(t, key, predicted, actual);
+        self.advance(t)
+    }
+
+    /// Adds one outcome at event time `t` without moving the watermark (for callers that
+    /// keep their own, e.g. the minimum over input partitions). Returns false if it was
+    /// late and dropped.
+    pub fn insert(
+        &mut self,
+        t: i64,
+        key: Vec<String>,
+        predicted: bool,
+        actual: Option<bool>,
+    ) -> bool {
         let pane = self.pane_of(t);
         let (size, lateness) = (self.spec.size, self.spec.allowed_lateness);
         if self.watermark.is_some_and(|w| pane + size + lateness <= w) {
             // Every window containing it has closed.
             self.late += 1;
-            return Vec::new();
+            return false;
         }
         // The earliest window containing the pane that is still open.
         let mut first = pane - (size - self.spec.slide);
@@ -120,7 +134,7 @@ impl Windows {
             .entry(pane)
             .or_default()
             .add(key, predicted, actual);
-        self.advance(t)
+        true
     }
 
     /// Moves the watermark to `t` (if later) and closes what it passes.

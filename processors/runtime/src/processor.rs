@@ -104,6 +104,15 @@ pub trait Processor: Send + 'static {
         input: &Self::Input,
         ctx: &Context<'_>,
     ) -> Result<Vec<Output>, ProcessError>;
+
+    /// The event id of an output that belongs to no single input: a window report closes
+    /// on whichever input moves the watermark, which can differ between deliveries, so its
+    /// id must come from the output itself (the window) to stay deterministic. The
+    /// default, `None`, keeps the runtime's id from (processor, input id, index).
+    fn output_event_id(&self, output: &Output) -> Option<uuid::Uuid> {
+        let _ = output;
+        None
+    }
 }
 
 /// A record a processor can consume: decodable, and with an identity.

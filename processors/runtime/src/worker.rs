@@ -687,7 +687,10 @@ fn process_one<P: Processor>(
                 ),
             });
         }
-        let envelope = envelope_for(&name, &version, &ctx, index as u32, &output);
+        let mut envelope = envelope_for(&name, &version, &ctx, index as u32, &output);
+        if let Some(id) = processor.output_event_id(&output) {
+            envelope.event_id = id;
+        }
         envelopes.push((envelope, output.topic, output.key));
     }
     Ok(Outcome::Outputs(envelopes))
