@@ -71,6 +71,7 @@ fi
 # Fairness: `insights fairness` vs Fairlearn's MetricFrame on 1M seeded rows (the venv is
 # the golden tests' references, installed by scripts/setup.sh). Skipped with a filter.
 if [ $# -eq 0 ]; then
+  cargo bench -p insights-benches --bench fairness_stream
   cargo build --release --locked --bin insights
   .tools/fairness-venv/bin/python benches/fairness_eval.py --insights "${CARGO_TARGET_DIR:-target}/release/insights"
 fi
