@@ -20,6 +20,7 @@
 //! | `GET /v1/reviews/{id}` | reviewer, analyst | one item |
 //! | `POST /v1/reviews/{id}/claim` | reviewer | take an item |
 //! | `POST /v1/reviews/{id}/decision` | reviewer | approve, edit or reject it |
+//! | `GET /v1/audit/verify` | auditor | walk the log and check the hash chain |
 
 pub mod auth;
 pub mod error;
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/reviews/{id}", get(get_review))
         .route("/v1/reviews/{id}/claim", post(claim_review))
         .route("/v1/reviews/{id}/decision", post(decide_review))
+        .route("/v1/audit/verify", get(audit_verify))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -319,4 +321,29 @@ async fn decide_review(
     let request: DecisionRequest = json_body(&body)?;
     let w = reviews::decide(&*state.store, id, &caller.subject, &request, now()).await?;
     written(&state, w).await
+}
+
+/// `GET /v1/audit/verify` (auditor): walks the log up to the head as of the call, checks
+/// positions and the hash chain; `intact: false` names the first bad position.
+async fn audit_verify(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Auditor)?;
+    let report = state.store.verify().await?;
+    let broken = report
+        .broken
+        .map(|b| serde_json::json!({"position": b.position, "what": b.to_string()}));
+    Ok(at_position(
+        report.last_position,
+        serde_json::json!({
+            "intact": broken.is_none(),
+            "events": report.events,
+            "first_position": report.first_position,
+            "last_position": report.last_position,
+            "head_hash": hex::encode(report.head_hash),
+            "by_type": report.by_type,
+            "broken": broken,
+        }),
+    ))
 }

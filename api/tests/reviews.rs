@@ -230,6 +230,18 @@ async fn auth_matrix() {
     let auditor = h.token("aud", &[Role::Auditor]);
     let (status, _, _) = h.call("GET", "/v1/reviews", Some(&auditor), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body, position) = h
+        .call("GET", "/v1/audit/verify", Some(&auditor), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["intact"], true);
+    assert_eq!(body["events"], 2);
+    assert_eq!(body["by_type"]["ReviewRequested"], 1);
+    assert_eq!(position.as_deref(), Some("2"));
+    let (status, _, _) = h
+        .call("GET", "/v1/audit/verify", Some(&analyst), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "auditors only");
 
     let admin = h.token("root", &[Role::Admin]);
     let (status, _, _) = h.call("POST", &claim, Some(&admin), None).await;

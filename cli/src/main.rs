@@ -10,6 +10,7 @@ mod api;
 mod fairness;
 mod jsonl;
 mod pipeline;
+mod replay;
 mod response;
 mod scrub;
 mod sentiment;
@@ -77,6 +78,8 @@ enum Command {
     /// Issue API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The event log for audit: verify it (or an exported bundle), export a bundle.
+    Replay(replay::ReplayArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,6 +190,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Run(args) => pipeline::run(&cli.global, args).await,
+        Command::Replay(args) => match args.needs_store() {
+            true => {
+                let store = open_store(&cli.global).await?;
+                replay::run(Some(&*store), &args).await
+            }
+            false => replay::run(None, &args).await,
+        },
         Command::Token(TokenCommand::Issue(args)) => {
             api::issue(&args)?;
             Ok(ExitCode::SUCCESS)

@@ -99,20 +99,37 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// bound of the head position.
     fn appended(&self) -> tokio::sync::watch::Receiver<u64>;
 
-    /// Walks the whole log from position 1 and checks positions, hashes and the head.
+    /// Walks the log from position 1 up to the head as it was when the walk began (a
+    /// consistent cut of a log that may grow meanwhile) and checks positions, hashes and
+    /// the head.
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        let head = self.head().await?;
         let mut verifier = ChainVerifier::new();
         let mut after = 0;
-        loop {
+        while after < head.position {
             let page = self.read_all(after, PAGE_SIZE, &EventFilter::All).await?;
             let Some(last) = page.last() else { break };
-            after = last.position;
-            for e in &page {
+            for e in page.iter().take_while(|e| e.position <= head.position) {
                 verifier.push(e);
             }
+            after = last.position;
         }
-        let head = self.head().await?;
-        Ok(verifier.finish(&head))
+        let mut report = verifier.finish(&head);
+        // An event beyond the cut is growth if the head has moved past it since, and a row
+        // the head never covered (written around the store) if it has not.
+        if report.broken.is_none()
+            && let Some(beyond) = self
+                .read_all(head.position, 1, &EventFilter::All)
+                .await?
+                .first()
+            && self.head().await?.position < beyond.position
+        {
+            report.broken = Some(ChainBreak {
+                position: beyond.position,
+                kind: ChainBreakKind::HeadMismatch,
+            });
+        }
+        Ok(report)
     }
 }
 

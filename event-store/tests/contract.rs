@@ -561,7 +561,7 @@ async fn verify_reports_an_intact_log(fx: &Fixture) {
 
 /// Each way of tampering, on a fresh log of 10 events, is found at its position.
 async fn tampering_is_found_at_its_position(fx: &Fixture) {
-    let cases: [(&str, &[&str], ChainBreak); 5] = [
+    let cases: [(&str, &[&str], ChainBreak); 6] = [
         (
             "edited payload",
             &["UPDATE events SET correlation_id = 'forged' WHERE position = 4"],
@@ -596,6 +596,17 @@ async fn tampering_is_found_at_its_position(fx: &Fixture) {
             ChainBreak {
                 position: 9,
                 kind: ChainBreakKind::Missing,
+            },
+        ),
+        (
+            // Rows the head never covered: written around the store, or the head moved back.
+            "rows beyond the head",
+            &[
+                "UPDATE store_head SET position = 8, hash = (SELECT hash FROM events WHERE position = 8)",
+            ],
+            ChainBreak {
+                position: 9,
+                kind: ChainBreakKind::HeadMismatch,
             },
         ),
         (
