@@ -21,9 +21,15 @@
 //! | `POST /v1/reviews/{id}/claim` | reviewer | take an item |
 //! | `POST /v1/reviews/{id}/decision` | reviewer | approve, edit or reject it |
 //! | `GET /v1/audit/verify` | auditor | walk the log and check the hash chain |
+//! | `GET /v1/events?from=&limit=&types=&stream=` | auditor, analyst | stored events, paged by position |
+//! | `GET /v1/events/stream?from=&types=&stream=` | auditor, analyst | the same, then live, as Server-Sent Events |
+//!
+//! Every client (bearer token) is rate limited ([`RateLimit`]): over the limit, `429` with
+//! `Retry-After`.
 
 pub mod auth;
 pub mod error;
+mod events;
 pub mod reviews;
 
 use std::sync::Arc;
@@ -74,15 +80,80 @@ pub struct AppState {
 /// How long a `min_position` request waits for the projection, at most.
 const MAX_CATCH_UP_WAIT: Duration = Duration::from_secs(5);
 
-/// The API's routes. `/healthz`, `/readyz` and `/metrics` are the runtime's ops routes,
-/// which the binary merges in front of these.
+/// Requests per client (per bearer token; requests without one share a bucket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub per_second: u32,
+    /// Requests allowed at once above that.
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            per_second: 50,
+            burst: 100,
+        }
+    }
+}
+
+type Limiter = governor::DefaultKeyedRateLimiter<String>;
+
+async fn rate_limited(
+    State(limiter): State<Arc<Limiter>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use governor::clock::{Clock, DefaultClock};
+    use sha2::Digest;
+    let client = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| hex::encode(&sha2::Sha256::digest(v.as_bytes())[..12]))
+        .unwrap_or_else(|| "anonymous".to_owned());
+    match limiter.check_key(&client) {
+        Ok(()) => next.run(request).await,
+        Err(not_until) => {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let mut response = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests; retry in {seconds} s"),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&seconds.max(1).to_string()) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
+            }
+            response
+        }
+    }
+}
+
+/// The API's routes with the default [`RateLimit`]. `/healthz`, `/readyz` and `/metrics`
+/// are the runtime's ops routes, which the binary merges in front of these.
 pub fn router(state: AppState) -> Router {
+    router_with(state, RateLimit::default())
+}
+
+/// The API's routes with a rate limit per client.
+pub fn router_with(state: AppState, limit: RateLimit) -> Router {
+    let quota = governor::Quota::per_second(
+        std::num::NonZeroU32::new(limit.per_second).unwrap_or(std::num::NonZeroU32::MIN),
+    )
+    .allow_burst(std::num::NonZeroU32::new(limit.burst).unwrap_or(std::num::NonZeroU32::MIN));
+    let limiter = Arc::new(governor::RateLimiter::keyed(quota));
     Router::new()
         .route("/v1/reviews", get(list_reviews))
         .route("/v1/reviews/{id}", get(get_review))
         .route("/v1/reviews/{id}/claim", post(claim_review))
         .route("/v1/reviews/{id}/decision", post(decide_review))
         .route("/v1/audit/verify", get(audit_verify))
+        .route("/v1/events", get(events::list_events))
+        .route("/v1/events/stream", get(events::stream_events))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -92,6 +163,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(limiter, rate_limited))
 }
 
 /// The authenticated caller.

@@ -574,3 +574,145 @@ async fn bad_requests_get_json_errors() {
         (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_paged_by_position_and_streamed_live() {
+    let h = Harness::new().await;
+    h.requested(&[LEGAL, CALM, HUMAN]).await; // 6 events
+    let auditor = h.token("aud", &[Role::Auditor]);
+
+    let (status, body, position) = h
+        .call("GET", "/v1/events?limit=4", Some(&auditor), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["count"], 4);
+    assert_eq!(body["next"], 4);
+    assert_eq!(position.as_deref(), Some("4"));
+    assert_eq!(body["events"][0]["position"], 1);
+    assert_eq!(body["events"][0]["event_type"], "ResponseDrafted");
+    assert!(body["events"][0]["payload"]["draft_text"].is_string());
+    let (_, rest, _) = h
+        .call("GET", "/v1/events?from=4", Some(&auditor), None)
+        .await;
+    assert_eq!(rest["count"], 2);
+    let (_, reviews, _) = h
+        .call(
+            "GET",
+            "/v1/events?types=ReviewRequested",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    assert_eq!(reviews["count"], 2);
+    let stream = reviews["events"][0]["stream_id"]
+        .as_str()
+        .expect("stream")
+        .to_owned();
+    let (_, one, _) = h
+        .call(
+            "GET",
+            &format!("/v1/events?stream={stream}"),
+            Some(&auditor),
+            None,
+        )
+        .await;
+    assert_eq!(one["count"], 1);
+    let reviewer = h.token("rev", &[Role::Reviewer]);
+    let (status, _, _) = h.call("GET", "/v1/events", Some(&reviewer), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The live feed: the stored events after `from`, then a new one as it is stored.
+    let req = Request::builder()
+        .uri("/v1/events/stream?from=4&types=ReviewRequested,ReviewClaimed")
+        .header("authorization", format!("Bearer {auditor}"))
+        .body(Body::empty())
+        .expect("request");
+    let res = h.app.clone().oneshot(req).await.expect("answer");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()["content-type"].to_str().unwrap_or_default(),
+        "text/event-stream"
+    );
+    let mut body = res.into_body().into_data_stream();
+    let admin = h.token("root", &[Role::Admin]);
+    let id = reviews["events"][1]["event_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (status, _, _) = h
+        .call(
+            "POST",
+            &format!("/v1/reviews/{id}/claim"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut text = String::new();
+    while !text.contains("event: ReviewClaimed") {
+        let chunk =
+            tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut body))
+                .await
+                .expect("the feed delivers")
+                .expect("open")
+                .expect("chunk");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("event: ReviewRequested"), "{text}");
+    assert!(text.contains("id: 6"), "{text}");
+    assert!(
+        !text.contains("event: ResponseDrafted"),
+        "types are filtered: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_client_is_rate_limited_with_retry_after() {
+    let h = Harness::new().await;
+    let state = AppState {
+        store: Arc::clone(&h.store),
+        auth: Arc::new(JwtAuth::hs256(SECRET)),
+        reviews: ReviewQueue::default(),
+        publisher: None,
+    };
+    let app = insights_api::router_with(
+        state,
+        insights_api::RateLimit {
+            per_second: 1,
+            burst: 2,
+        },
+    );
+    let get = |token: String| {
+        let app = app.clone();
+        async move {
+            let req = Request::builder()
+                .uri("/v1/reviews")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .expect("request");
+            app.oneshot(req).await.expect("answer")
+        }
+    };
+    let alice = h.token("alice", &[Role::Reviewer]);
+    assert_eq!(get(alice.clone()).await.status(), StatusCode::OK);
+    assert_eq!(get(alice.clone()).await.status(), StatusCode::OK);
+    let limited = get(alice.clone()).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=2).contains(&retry), "{retry}");
+    let body = limited
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let json: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(json["error"]["code"], "rate_limited");
+    // Another client has its own budget.
+    let bob = h.token("bob", &[Role::Reviewer]);
+    assert_eq!(get(bob).await.status(), StatusCode::OK);
+}
