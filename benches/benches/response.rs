@@ -13,7 +13,7 @@ use insights_response::openai::OpenAiConfig;
 use insights_response::resilience::ResilienceConfig;
 use insights_response::retrieval::{Approved, primary_language};
 use insights_response::{ResponseConfig, ResponseProcessor};
-use insights_runtime::{Context, Processor, Source};
+use insights_runtime::drive;
 use insights_schemas::{
     Envelope, Event, InteractionContext, SentimentLabel, SentimentScored, Timestamp,
 };
@@ -75,26 +75,15 @@ fn scored(n: usize, text: &str, language: &str) -> Envelope {
 }
 
 fn run_batch(p: &mut ResponseProcessor, inputs: &[Envelope]) -> usize {
-    let refs: Vec<&Envelope> = inputs.iter().collect();
-    p.prepare(&refs);
-    let source = Source {
-        topic: "interactions.scored".into(),
-        partition: 0,
-        offset: 0,
-    };
-    let mut outputs = 0;
-    for input in inputs {
-        let id = input.event_id.to_string();
-        let ctx = Context {
-            input_id: &id,
-            correlation_id: &input.correlation_id,
-            input_time: input.occurred_at,
-            now: Timestamp(1_790_000_001_000_000),
-            source: &source,
-        };
-        outputs += p.process(input, &ctx).map_or(0, |o| o.len());
-    }
-    outputs
+    drive(
+        p,
+        "interactions.scored",
+        inputs,
+        Timestamp(1_790_000_001_000_000),
+    )
+    .into_iter()
+    .map(|r| r.map_or(0, |o| o.len()))
+    .sum()
 }
 
 fn bench(c: &mut Criterion) {

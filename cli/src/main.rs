@@ -239,30 +239,7 @@ pub(crate) async fn open_store(global: &Global) -> Result<std::sync::Arc<dyn Eve
 }
 
 async fn verify(store: &dyn EventStore) -> Result<ExitCode> {
-    let report = store.verify().await?;
-    let types: Vec<String> = report
-        .by_type
-        .iter()
-        .map(|(t, n)| format!("{t}={n}"))
-        .collect();
-    println!(
-        "events {} positions {}..{} head {} types [{}]",
-        report.events,
-        report.first_position,
-        report.last_position,
-        hex(&report.head_hash),
-        types.join(", ")
-    );
-    match report.broken {
-        None => {
-            println!("chain intact");
-            Ok(ExitCode::SUCCESS)
-        }
-        Some(b) => {
-            eprintln!("insights: chain broken at {b}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
+    Ok(replay::summarize(&store.verify().await?))
 }
 
 fn hex(bytes: &[u8]) -> String {

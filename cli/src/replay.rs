@@ -104,7 +104,8 @@ async fn verify_store(store: &dyn EventStore) -> Result<VerifyReport> {
     Ok(verifier.finish(&head))
 }
 
-fn summarize(report: &VerifyReport) -> ExitCode {
+/// Prints a verification summary; the exit code says whether the chain holds.
+pub fn summarize(report: &VerifyReport) -> ExitCode {
     let types: Vec<String> = report
         .by_type
         .iter()

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use insights_response::openai::OpenAiConfig;
 use insights_response::resilience::ResilienceConfig;
 use insights_response::{ResponseConfig, ResponseProcessor};
-use insights_runtime::{Context, Output, Processor, Source};
+use insights_runtime::{Output, drive};
 use insights_schemas::{
     Envelope, Event, InteractionContext, SentimentLabel, SentimentScored, Timestamp,
 };
@@ -53,27 +53,15 @@ fn scored(n: u128, text: &str) -> Envelope {
 
 /// Runs a batch the way the runtime does: `prepare` on all, then `process` on each.
 fn run_batch(p: &mut ResponseProcessor, inputs: &[Envelope]) -> Vec<Vec<Output>> {
-    let refs: Vec<&Envelope> = inputs.iter().collect();
-    p.prepare(&refs);
-    let source = Source {
-        topic: "interactions.scored".into(),
-        partition: 0,
-        offset: 0,
-    };
-    inputs
-        .iter()
-        .map(|input| {
-            let id = input.event_id.to_string();
-            let ctx = Context {
-                input_id: &id,
-                correlation_id: &input.correlation_id,
-                input_time: input.occurred_at,
-                now: Timestamp(1_790_000_001_000_000),
-                source: &source,
-            };
-            p.process(input, &ctx).expect("processed")
-        })
-        .collect()
+    drive(
+        p,
+        "interactions.scored",
+        inputs,
+        Timestamp(1_790_000_001_000_000),
+    )
+    .into_iter()
+    .map(|r| r.expect("processed"))
+    .collect()
 }
 
 fn config(base_url: String, resilience: ResilienceConfig) -> ResponseConfig {

@@ -157,3 +157,38 @@ impl Input for Interaction {
         self.sent_at
     }
 }
+
+/// Drives a processor outside the runtime the way a worker does — `prepare` on the whole
+/// batch, then `process` on each input with its context (ids from the input, offsets by
+/// index on `topic` partition 0, `now` as the processing time) — for tests, benches and
+/// offline tools. Returns each input's outcome, in order.
+pub fn drive<P: Processor>(
+    processor: &mut P,
+    topic: &str,
+    inputs: &[P::Input],
+    now: Timestamp,
+) -> Vec<Result<Vec<Output>, ProcessError>> {
+    let refs: Vec<&P::Input> = inputs.iter().collect();
+    processor.prepare(&refs);
+    inputs
+        .iter()
+        .enumerate()
+        .map(|(i, input)| {
+            let source = Source {
+                topic: topic.to_owned(),
+                partition: 0,
+                offset: i64::try_from(i).unwrap_or(i64::MAX),
+            };
+            let id = input.input_id(&source);
+            let correlation = input.correlation_id(&source);
+            let ctx = Context {
+                input_id: &id,
+                correlation_id: &correlation,
+                input_time: input.input_time(),
+                now,
+                source: &source,
+            };
+            processor.process(input, &ctx)
+        })
+        .collect()
+}
