@@ -26,7 +26,7 @@ use insights_event_store::{
 use insights_runtime::records::{from_recorded, to_event_data};
 use insights_schemas::{
     Envelope, Event, InteractionContext, ResponseApproved, ReviewClaimed, ReviewDecided,
-    ReviewDecision, Timestamp, current_version,
+    ReviewDecision, Timestamp, current_version, review_stream,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -164,11 +164,6 @@ impl ReviewItem {
     }
 }
 
-/// The store stream of a review item.
-pub fn review_stream(review_id: Uuid) -> String {
-    format!("review-{review_id}")
-}
-
 #[derive(Debug, Default)]
 struct QueueState {
     items: BTreeMap<Uuid, ReviewItem>,
@@ -282,7 +277,7 @@ impl ReviewQueue {
 /// Reads one item from its own stream (the source of truth, never behind).
 pub async fn load(store: &dyn EventStore, review_id: Uuid) -> Result<ReviewItem, ApiError> {
     let events = store
-        .read_stream(&review_stream(review_id), 0, 10_000)
+        .read_stream(&review_stream(&review_id), 0, 10_000)
         .await?;
     let mut item = None;
     for r in &events {
@@ -390,7 +385,7 @@ async fn append(
     events: Vec<Envelope>,
 ) -> Result<u64, ApiError> {
     let batch = AppendBatch::new(events.iter().map(to_event_data).collect()).expect(
-        review_stream(item.review_id),
+        review_stream(&item.review_id),
         ExpectedVersion::Exact(item.version),
     );
     let appended = store.append(batch).await?;
@@ -431,7 +426,7 @@ pub async fn claim(
     let key = format!("{review_id}/claim/{}/{reviewer}", item.version);
     let e = envelope(
         &item,
-        review_stream(review_id),
+        review_stream(&review_id),
         &key,
         0,
         now,
@@ -464,7 +459,7 @@ pub async fn decide(
     let key = format!("{review_id}/decide/{reviewer}/{}", request.fingerprint());
     let decided = envelope(
         &item,
-        review_stream(review_id),
+        review_stream(&review_id),
         &key,
         0,
         now,
@@ -487,7 +482,7 @@ pub async fn decide(
             let mut events = vec![decided.clone()];
             events.extend(approval(&item, &key, reviewer, request, now));
             let batch = AppendBatch::new(events.iter().map(to_event_data).collect()).expect(
-                review_stream(review_id),
+                review_stream(&review_id),
                 ExpectedVersion::Exact(item.version.saturating_sub(1)),
             );
             let appended = match store.append(batch).await {

@@ -61,21 +61,11 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {
-    let (n, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30m, 8h or 7d"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(format!("{s:?} is not a duration like 30m, 8h or 7d")),
-    };
-    if secs == 0 {
+    let d = insights_topology::parse_duration(s)?;
+    if d.is_zero() {
         return Err("the duration must be positive".into());
     }
-    Ok(Duration::from_secs(secs))
+    Ok(d)
 }
 
 /// Prints a token. The secret must exist already (the running API must know it).

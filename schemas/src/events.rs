@@ -390,6 +390,14 @@ pub struct Envelope {
     pub event: Event,
 }
 
+/// The store stream of a review item (`review-<id>`, the id being the `ReviewRequested`
+/// event's): its own stream, so that claims and decisions on it are checked against its
+/// version without contending with the conversation's other events. The response
+/// processor writes the request there and the review API the rest.
+pub fn review_stream(review_id: &Uuid) -> String {
+    format!("review-{review_id}")
+}
+
 /// Domain separation for derived event ids.
 const EVENT_ID_DOMAIN: &[u8] = b"insights-event-id/1\x1f";
 

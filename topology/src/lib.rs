@@ -234,34 +234,43 @@ impl Retention {
 impl FromStr for Retention {
     type Err = String;
 
-    /// `"forever"`, or a whole number with a unit: `ms`, `s`, `m`, `h`, `d`, `w`.
+    /// `"forever"`, or a duration ([`parse_duration`]).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s == "forever" {
+        if s.trim() == "forever" {
             return Ok(Retention::Forever);
         }
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (digits, unit) = s.split_at(split);
-        let n: u64 = digits.parse().map_err(|_| {
-            format!("retention {s:?}: expected a number and a unit (e.g. 7d) or \"forever\"")
-        })?;
-        let factor = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            _ => {
-                return Err(format!(
-                    "retention {s:?}: unknown unit {unit:?} (use ms, s, m, h, d, w)"
-                ));
-            }
-        };
-        n.checked_mul(factor)
+        let d = parse_duration(s).map_err(|e| format!("retention {e} or \"forever\""))?;
+        u64::try_from(d.as_millis())
             .map(Retention::Millis)
-            .ok_or_else(|| format!("retention {s:?} is too large"))
+            .map_err(|_| format!("retention {s:?} is too large"))
     }
+}
+
+/// A duration as topology.toml writes them: a whole number and a unit — `ms`, `s`, `m`,
+/// `h`, `d` or `w` (`500ms`, `90s`, `30m`, `12h`, `7d`, `2w`).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit (e.g. 7d)"))?;
+    let millis: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use ms, s, m, h, d, w)"
+            ));
+        }
+    };
+    n.checked_mul(millis)
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 impl<'de> Deserialize<'de> for Retention {

@@ -142,21 +142,10 @@ impl Default for AlertThresholds {
     }
 }
 
-/// Parses `90s`, `30m`, `12h`, `7d` into microseconds.
+/// Parses a topology.toml duration (`90s`, `30m`, `12h`, `7d`, …) into microseconds.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    let (n, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: i64 = n
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 90s, 30m, 12h or 7d"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3_600,
-        "d" => n * 86_400,
-        _ => return Err(format!("{s:?} is not a duration like 90s, 30m, 12h or 7d")),
-    };
-    Ok(secs * 1_000_000)
+    let d = insights_topology::parse_duration(s)?;
+    i64::try_from(d.as_micros()).map_err(|_| format!("{s:?} is too large"))
 }
 
 impl FairnessConfig {

@@ -32,4 +32,4 @@ pub mod retrieval;
 pub mod template;
 
 pub use draft::{Backend, BackendError, Draft, DraftRequest};
-pub use processor::{ResponseConfig, ResponseError, ResponseProcessor, review_stream};
+pub use processor::{ResponseConfig, ResponseError, ResponseProcessor};

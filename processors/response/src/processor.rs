@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use insights_runtime::{Context, Output, ProcessError, Processor};
 use insights_schemas::{
-    Envelope, Event, ResponseApproved, ResponseDrafted, ReviewRequested, SentimentScored, Timestamp,
+    Envelope, Event, ResponseApproved, ResponseDrafted, ReviewRequested, SentimentScored,
+    Timestamp, review_stream,
 };
 use serde::Deserialize;
 
@@ -305,12 +306,6 @@ impl ResponseProcessor {
         }
         out
     }
-}
-
-/// The store stream of a review item: its own, so that claims and decisions on it are
-/// checked against its version without contending with the conversation's other events.
-pub fn review_stream(review_id: &uuid::Uuid) -> String {
-    format!("review-{review_id}")
 }
 
 impl Processor for ResponseProcessor {
