@@ -2,6 +2,8 @@
 //! free loopback port (stopped on drop), small Kafka helpers, a real LLM server
 //! (llama.cpp with SmolLM2) and a server that never answers.
 
+pub mod events;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

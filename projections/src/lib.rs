@@ -1,0 +1,136 @@
+//! Projections: the event log folded into SQL views that the HTTP API and the dashboard
+//! read.
+//!
+//! A [`Projection`] says which tables it owns and how one stored event changes them. The
+//! [`Runner`] feeds it the log from its checkpoint, a page at a time, and commits the
+//! page's view changes **and** the new checkpoint in one transaction: a crash (kill -9
+//! included) loses the whole page or nothing, and a restart goes on from the checkpoint,
+//! so each event is applied exactly once. A rebuild folds the log from position 0 into a
+//! fresh set of tables (`<table>__next`) while the live ones keep serving, then swaps them
+//! in one transaction; a rebuild that dies leaves the live view as it was. A view whose
+//! code version changed is rebuilt when its runner starts. Each runner reports its
+//! position and lag (Prometheus gauges).
+//!
+//! The views live in the store's database (PostgreSQL or SQLite, one SQL for both through
+//! sqlx's `Any` driver; see [`db`]), or in any other database given by URL — an
+//! in-memory SQLite one for a view as of a past position.
+//!
+//! A view may decide to append events (the anomaly view's `AnomalyDetected`): it writes
+//! them to an outbox table in its transaction, and the runner appends them to the store
+//! after the commit with deterministic ids, so a crash in between appends them once on the
+//! next start.
+//!
+//! # Layout
+//! - `db` — the database, the checkpoint and outbox tables.
+//! - `runner` — catch-up, live following, rebuild and swap, lag.
+//! - `views/` — one module per view: its tables, its fold, and the queries the API serves.
+
+pub mod db;
+mod runner;
+pub mod views;
+
+use async_trait::async_trait;
+use insights_schemas::Envelope;
+use sqlx::AnyConnection;
+
+pub use db::{Backend, Db};
+pub use runner::{Runner, RunnerMetrics, ViewStatus, views_status};
+
+/// Why a projection could not go on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProjectionError {
+    /// The database failed.
+    #[error("view database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The event store failed.
+    #[error("event store: {0}")]
+    Store(#[from] insights_event_store::StoreError),
+    /// Bad configuration or arguments.
+    #[error("{0}")]
+    Config(String),
+    /// Bad query parameters (the API answers 400).
+    #[error("{0}")]
+    BadQuery(String),
+}
+
+/// A table a view owns: its name, the body of its `CREATE TABLE` (columns and primary
+/// key) and its secondary indexes (index name suffix, columns).
+#[derive(Debug, Clone, Copy)]
+pub struct Table {
+    /// The table's name.
+    pub name: &'static str,
+    /// What goes between the parentheses of `CREATE TABLE name (…)`.
+    pub columns: &'static str,
+    /// Secondary indexes: `(suffix, "col, col")`, created as `<table>_<suffix>`.
+    pub indexes: &'static [(&'static str, &'static str)],
+}
+
+/// A stored event as a view sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded<'a> {
+    /// Its position in the log.
+    pub position: u64,
+    /// When the store took it, microseconds since the epoch.
+    pub recorded_at: i64,
+    /// The event.
+    pub envelope: &'a Envelope,
+}
+
+/// The transaction a view writes in: its tables' current names (live or being rebuilt),
+/// and the events it decides to append.
+#[derive(Debug)]
+pub struct ViewTx<'c> {
+    conn: &'c mut AnyConnection,
+    suffix: &'static str,
+    emitted: Vec<Envelope>,
+}
+
+impl<'c> ViewTx<'c> {
+    pub(crate) fn new(conn: &'c mut AnyConnection, suffix: &'static str) -> Self {
+        ViewTx {
+            conn,
+            suffix,
+            emitted: Vec::new(),
+        }
+    }
+
+    /// The name to use for one of the view's tables in this transaction.
+    pub fn table(&self, name: &str) -> String {
+        format!("{name}{}", self.suffix)
+    }
+
+    /// The connection, inside the transaction.
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        self.conn
+    }
+
+    /// Appends `event` to the store once this transaction has committed.
+    pub fn emit(&mut self, event: Envelope) {
+        self.emitted.push(event);
+    }
+
+    pub(crate) fn take_emitted(&mut self) -> Vec<Envelope> {
+        std::mem::take(&mut self.emitted)
+    }
+}
+
+/// A view of the log.
+#[async_trait]
+pub trait Projection: Send + Sync + std::fmt::Debug {
+    /// The view's name (its checkpoint's name, and its name in the API and the CLI).
+    fn name(&self) -> &'static str;
+
+    /// The version of its tables and fold: a runner that finds tables written by another
+    /// version rebuilds them.
+    fn version(&self) -> i64;
+
+    /// The tables it owns.
+    fn tables(&self) -> &'static [Table];
+
+    /// The event types it reads; `None` for all.
+    fn event_types(&self) -> Option<&'static [&'static str]>;
+
+    /// Applies one event inside the runner's transaction.
+    async fn apply(&self, tx: &mut ViewTx<'_>, event: Recorded<'_>) -> Result<(), ProjectionError>;
+}

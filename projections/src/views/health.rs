@@ -1,0 +1,148 @@
+//! Pipeline health: events per type per minute (by the store's time), dead letters by
+//! processor and error class, and what each producer (processor, version) has written.
+//! The API adds each view's lag; Kafka consumer lag is on `/metrics`.
+
+use async_trait::async_trait;
+use insights_schemas::{Event, Timestamp};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{MINUTE, bucket};
+use crate::db::{Db, now_micros, row_json, to_i64};
+use crate::{Projection, ProjectionError, Recorded, Table, ViewTx};
+
+/// The pipeline health view.
+#[derive(Debug, Clone, Copy)]
+pub struct Health;
+
+const TABLES: &[Table] = &[
+    Table {
+        name: "view_event_rate",
+        columns: "minute BIGINT NOT NULL, event_type TEXT NOT NULL, n BIGINT NOT NULL, \
+                  PRIMARY KEY (minute, event_type)",
+        indexes: &[],
+    },
+    Table {
+        name: "view_dead_letters",
+        columns: "processor TEXT NOT NULL, error_class TEXT NOT NULL, n BIGINT NOT NULL, \
+                  last_error TEXT NOT NULL, last_topic TEXT NOT NULL, last_at BIGINT NOT NULL, \
+                  PRIMARY KEY (processor, error_class)",
+        indexes: &[],
+    },
+    Table {
+        name: "view_producers",
+        columns: "producer TEXT NOT NULL, producer_version TEXT NOT NULL, n BIGINT NOT NULL, \
+                  last_position BIGINT NOT NULL, last_recorded_at BIGINT NOT NULL, \
+                  PRIMARY KEY (producer, producer_version)",
+        indexes: &[],
+    },
+];
+
+#[async_trait]
+impl Projection for Health {
+    fn name(&self) -> &'static str {
+        "health"
+    }
+
+    fn version(&self) -> i64 {
+        1
+    }
+
+    fn tables(&self) -> &'static [Table] {
+        TABLES
+    }
+
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
+    async fn apply(&self, tx: &mut ViewTx<'_>, r: Recorded<'_>) -> Result<(), ProjectionError> {
+        let e = r.envelope;
+        let rate = tx.table("view_event_rate");
+        sqlx::query(&format!(
+            "INSERT INTO {rate} AS t (minute, event_type, n) VALUES ($1, $2, 1) \
+             ON CONFLICT (minute, event_type) DO UPDATE SET n = t.n + 1"
+        ))
+        .bind(bucket(r.recorded_at, MINUTE))
+        .bind(e.event_type())
+        .execute(tx.conn())
+        .await?;
+        let producers = tx.table("view_producers");
+        sqlx::query(&format!(
+            "INSERT INTO {producers} AS t (producer, producer_version, n, last_position, last_recorded_at) \
+             VALUES ($1, $2, 1, $3, $4) ON CONFLICT (producer, producer_version) DO UPDATE SET \
+             n = t.n + 1, last_position = excluded.last_position, last_recorded_at = excluded.last_recorded_at"
+        ))
+        .bind(&e.producer)
+        .bind(&e.producer_version)
+        .bind(to_i64(r.position))
+        .bind(r.recorded_at)
+        .execute(tx.conn())
+        .await?;
+        if let Event::DeadLettered(d) = &e.event {
+            let dead = tx.table("view_dead_letters");
+            sqlx::query(&format!(
+                "INSERT INTO {dead} AS t (processor, error_class, n, last_error, last_topic, last_at) \
+                 VALUES ($1, $2, 1, $3, $4, $5) ON CONFLICT (processor, error_class) DO UPDATE SET \
+                 n = t.n + 1, last_error = excluded.last_error, last_topic = excluded.last_topic, \
+                 last_at = excluded.last_at"
+            ))
+            .bind(&d.processor)
+            .bind(&d.error_class)
+            .bind(&d.error)
+            .bind(&d.topic)
+            .bind(r.recorded_at)
+            .execute(tx.conn())
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `GET /v1/views/health` parameters.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthQuery {
+    /// Minutes of event rates up to now (1..=1440, default 60).
+    pub minutes: Option<i64>,
+    /// Read-your-writes (handled by the API).
+    pub min_position: Option<u64>,
+}
+
+/// Event rates over the last minutes, dead letters, producers.
+pub async fn query(db: &Db, q: &HealthQuery) -> Result<Value, ProjectionError> {
+    let minutes = q.minutes.unwrap_or(60);
+    if !(1..=1440).contains(&minutes) {
+        return Err(ProjectionError::BadQuery(
+            "minutes must be within 1..=1440".into(),
+        ));
+    }
+    let since = bucket(now_micros(), MINUTE) - (minutes - 1) * MINUTE;
+    let rates = sqlx::query(
+        "SELECT minute, event_type, n FROM view_event_rate WHERE minute >= $1 ORDER BY minute, event_type",
+    )
+    .bind(since)
+    .fetch_all(db.pool())
+    .await?;
+    let dead =
+        sqlx::query("SELECT * FROM view_dead_letters ORDER BY n DESC, processor, error_class")
+            .fetch_all(db.pool())
+            .await?;
+    let producers = sqlx::query("SELECT * FROM view_producers ORDER BY producer, producer_version")
+        .fetch_all(db.pool())
+        .await?;
+    let times = |mut m: serde_json::Map<String, Value>, keys: &[&str]| {
+        for k in keys {
+            if let Some(t) = m.get(*k).and_then(Value::as_i64) {
+                m.insert((*k).to_owned(), json!(Timestamp(t)));
+            }
+        }
+        Value::Object(m)
+    };
+    Ok(json!({
+        "since": Timestamp(since),
+        "event_rate": rates.iter().map(|r| times(row_json(r), &["minute"])).collect::<Vec<_>>(),
+        "dead_letters": dead.iter().map(|r| times(row_json(r), &["last_at"])).collect::<Vec<_>>(),
+        "producers": producers.iter().map(|r| times(row_json(r), &["last_recorded_at"])).collect::<Vec<_>>(),
+    }))
+}

@@ -1,0 +1,132 @@
+//! The views: each module owns its tables, its fold and the queries the API serves.
+//!
+//! | view | tables | from |
+//! |---|---|---|
+//! | `timeline` | `view_timeline`, `view_conversations`, `view_timeline_reviews` | every event of a conversation |
+//! | `sentiment` | `view_sentiment`, `view_sentiment_models` | `SentimentScored` |
+//! | `responses` | `view_response_metrics` | drafts, approvals, reviews |
+//! | `fairness` | `view_fairness_latest`, `view_fairness_alerts` | fairness reports and alerts |
+//! | `health` | `view_event_rate`, `view_dead_letters`, `view_producers` | every event |
+//! | `anomalies` | `view_anomaly_buckets`, `view_anomalies` | `SentimentScored` → `AnomalyDetected` |
+//!
+//! Time buckets are UTC and by the interaction's own time (`sent_at`), so a replay of old
+//! traffic lands where it happened; pipeline health is by the store's time.
+
+pub mod anomalies;
+pub mod fairness;
+pub mod health;
+pub mod responses;
+pub mod sentiment;
+pub mod timeline;
+
+use std::sync::Arc;
+
+use insights_schemas::{SentimentScored, Timestamp};
+use serde::Deserialize;
+
+use crate::{Projection, ProjectionError};
+
+/// Microseconds in a minute, an hour, a day.
+pub const MINUTE: i64 = 60_000_000;
+/// Microseconds in an hour.
+pub const HOUR: i64 = 60 * MINUTE;
+/// Microseconds in a day.
+pub const DAY: i64 = 24 * HOUR;
+
+/// The start of the bucket of `width` microseconds that holds `t`.
+pub fn bucket(t: i64, width: i64) -> i64 {
+    t.div_euclid(width) * width
+}
+
+/// Every view, in the order the API lists them.
+pub fn all(anomaly: anomalies::AnomalyConfig) -> Vec<Arc<dyn Projection>> {
+    vec![
+        Arc::new(timeline::Timeline),
+        Arc::new(sentiment::Sentiment),
+        Arc::new(responses::Responses),
+        Arc::new(fairness::Fairness),
+        Arc::new(health::Health),
+        Arc::new(anomalies::Anomalies::new(anomaly)),
+    ]
+}
+
+/// The names of every view.
+pub const NAMES: &[&str] = &[
+    "timeline",
+    "sentiment",
+    "responses",
+    "fairness",
+    "health",
+    "anomalies",
+];
+
+/// One view by name, or an error naming the views there are.
+pub fn by_name(
+    name: &str,
+    anomaly: anomalies::AnomalyConfig,
+) -> Result<Arc<dyn Projection>, ProjectionError> {
+    all(anomaly)
+        .into_iter()
+        .find(|v| v.name() == name)
+        .ok_or_else(|| {
+            ProjectionError::Config(format!(
+                "no view named {name:?} (views: {})",
+                NAMES.join(", ")
+            ))
+        })
+}
+
+/// A time range in query parameters: RFC 3339 `from` (inclusive) and `to` (exclusive).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct Range {
+    /// From this instant.
+    pub from: Option<Timestamp>,
+    /// Before this instant.
+    pub to: Option<Timestamp>,
+}
+
+impl Range {
+    /// The range as microseconds, open ends as the extremes; an empty or inverted range
+    /// is a bad query.
+    pub fn micros(&self) -> Result<(i64, i64), ProjectionError> {
+        let from = self.from.map_or(i64::MIN, Timestamp::micros);
+        let to = self.to.map_or(i64::MAX, Timestamp::micros);
+        if from >= to {
+            return Err(ProjectionError::BadQuery(
+                "`from` must be before `to`".into(),
+            ));
+        }
+        Ok((from, to))
+    }
+}
+
+/// A page of a list: `limit` (1..=1000, default 100) and `offset`.
+pub fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ProjectionError> {
+    let limit = limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ProjectionError::BadQuery(
+            "limit must be within 1..=1000".into(),
+        ));
+    }
+    let offset = offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ProjectionError::BadQuery(
+            "offset must not be negative".into(),
+        ));
+    }
+    Ok((limit, offset))
+}
+
+/// A sentiment event's score on one axis: P(positive) − P(negative), in [−1, 1].
+pub fn polarity(s: &SentimentScored) -> f64 {
+    s.scores.get("positive").copied().unwrap_or(0.0)
+        - s.scores.get("negative").copied().unwrap_or(0.0)
+}
+
+/// `x`, or `"(none)"` for a missing dimension (a key column cannot be NULL).
+pub fn dim(x: Option<&str>) -> &str {
+    match x {
+        Some(s) if !s.is_empty() => s,
+        _ => "(none)",
+    }
+}

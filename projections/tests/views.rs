@@ -1,0 +1,726 @@
+//! The projections against both backends: every view folded from a known log, a crash in
+//! the middle of a page, a rebuild that dies and one that swaps, a view as of a past
+//! position, a version change, and anomalies raised once.
+//!
+//! PostgreSQL: `INSIGHTS_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`),
+//! a schema per test.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use insights_event_store::{AppendBatch, EventFilter, EventStore};
+use insights_projections::views::{self, anomalies::AnomalyConfig};
+use insights_projections::{Db, Projection, ProjectionError, Recorded, Runner, Table, ViewTx};
+use insights_runtime::records::to_event_data;
+use insights_schemas::{
+    DeadLettered, Envelope, Event, FairnessAlertRaised, FairnessReported, GroupStats,
+    GuardrailResult, ResponseApproved, ResponseDrafted, ReviewClaimed, ReviewDecided,
+    ReviewDecision, ReviewRequested, SentimentLabel, Timestamp, review_stream,
+};
+use serde_json::Value;
+use testkit::events::{context, envelope, scored_in};
+use uuid::Uuid;
+
+const DAY: i64 = 86_400_000_000;
+/// 2026-11-09T00:00:00Z.
+const START: i64 = 1_794_182_400_000_000;
+
+struct Fixture {
+    store: Arc<dyn EventStore>,
+    url: String,
+    cleanup: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Fixture {
+    async fn sqlite() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("events.db").display());
+        let store = insights_event_store::open(&url, 4).await.expect("store");
+        Fixture {
+            store,
+            url,
+            cleanup: None,
+            _dir: Some(dir),
+        }
+    }
+
+    async fn postgres() -> Fixture {
+        let base = std::env::var("INSIGHTS_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let schema = format!("views_{}", Uuid::new_v4().simple());
+        let admin = admin(&base).await;
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .expect("schema");
+        let url = format!("{base}?options=-c%20search_path%3D{schema}");
+        let store = insights_event_store::open(&url, 4).await.expect("store");
+        Fixture {
+            store,
+            url,
+            cleanup: Some((base, schema)),
+            _dir: None,
+        }
+    }
+
+    async fn db(&self) -> Db {
+        Db::connect(&self.url, 4).await.expect("views db")
+    }
+
+    async fn drop_schema(self) {
+        if let Some((base, schema)) = &self.cleanup {
+            let admin = admin(base).await;
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&admin)
+                .await
+                .expect("drop schema");
+        }
+    }
+
+    async fn count(&self, event_type: &str) -> usize {
+        self.store
+            .read_all(0, 100_000, &EventFilter::Types(vec![event_type.into()]))
+            .await
+            .expect("read")
+            .len()
+    }
+}
+
+/// A plain connection to the test database's default schema.
+async fn admin(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {url} is required: {e}"))
+}
+
+/// The log the tests fold: 240 interactions over ten days (two products, two channels),
+/// each scrubbed, scored, drafted and then approved automatically or reviewed; product
+/// tv-box's day 8 is all negative; three dead letters; two fairness windows and an alert.
+fn log() -> Vec<Envelope> {
+    let mut out = Vec::new();
+    let mut id = 1_000_u128;
+    let mut next = || {
+        id += 1;
+        id
+    };
+    let labels = [
+        SentimentLabel::Negative,
+        SentimentLabel::Neutral,
+        SentimentLabel::Positive,
+        SentimentLabel::Positive,
+    ];
+    let mut n = 0_u128;
+    for day in 0..10_i64 {
+        for product in ["router", "tv-box"] {
+            for k in 0..12_i64 {
+                n += 1;
+                let mut c = context(n, START + day * DAY + k * 3_600_000_000);
+                c.product = Some(product.into());
+                c.channel = if k % 2 == 0 { "email" } else { "chat" }.into();
+                c.demographics.insert(
+                    "plan".into(),
+                    if k % 3 == 0 { "premium" } else { "basic" }.into(),
+                );
+                let conv = c.conversation_id.clone();
+                let label = if day == 8 && product == "tv-box" {
+                    SentimentLabel::Negative
+                } else {
+                    labels[(k % 4) as usize]
+                };
+                out.push(envelope(
+                    next(),
+                    &conv,
+                    "privacy",
+                    Event::InteractionScrubbed(insights_schemas::InteractionScrubbed {
+                        context: c.clone(),
+                        text: format!("message {n} from <PERSON>"),
+                        pii: vec![],
+                        pii_counts: [("PERSON".to_owned(), 1)].into(),
+                    }),
+                ));
+                out.push(scored_in(next(), c.clone(), "text", label, 0.8));
+                let draft_id = next();
+                out.push(envelope(
+                    draft_id,
+                    &conv,
+                    "response",
+                    Event::ResponseDrafted(ResponseDrafted {
+                        context: c.clone(),
+                        draft_text: "We are on it.".into(),
+                        backend: if k % 4 == 0 { "template" } else { "openai" }.into(),
+                        model: None,
+                        intent: "technical".into(),
+                        sentiment_label: "neutral".into(),
+                        sentiment_confidence: 0.8,
+                        guardrails: vec![GuardrailResult {
+                            name: "no_pii".into(),
+                            passed: k % 6 != 0,
+                            detail: None,
+                        }],
+                        fell_back: k % 4 == 0,
+                        latency_micros: 2_000,
+                        prompt_tokens: None,
+                        completion_tokens: None,
+                    }),
+                ));
+                if label == SentimentLabel::Negative {
+                    let review = next();
+                    let review_id = Uuid::from_u128(review);
+                    let mut request = envelope(
+                        review,
+                        &conv,
+                        "response",
+                        Event::ReviewRequested(ReviewRequested {
+                            context: c.clone(),
+                            draft_event_id: Uuid::from_u128(draft_id),
+                            reasons: vec!["negative_sentiment".into()],
+                            priority: "high".into(),
+                            sla_deadline: Timestamp(START + 20 * DAY),
+                            draft_text: "We are on it.".into(),
+                            inquiry_text: "text".into(),
+                            intent: "technical".into(),
+                            sentiment_label: "negative".into(),
+                            backend: "openai".into(),
+                        }),
+                    );
+                    request.stream_id = review_stream(&review_id);
+                    out.push(request);
+                    if k % 2 == 0 {
+                        let mut claim = envelope(
+                            next(),
+                            &conv,
+                            "api",
+                            Event::ReviewClaimed(ReviewClaimed {
+                                review_id,
+                                reviewer: "rita".into(),
+                            }),
+                        );
+                        claim.stream_id = review_stream(&review_id);
+                        out.push(claim);
+                        let mut decided = envelope(
+                            next(),
+                            &conv,
+                            "api",
+                            Event::ReviewDecided(ReviewDecided {
+                                context: c.clone(),
+                                review_id,
+                                reviewer: "rita".into(),
+                                decision: ReviewDecision::Approve,
+                                edited_text: None,
+                                reason: None,
+                                corrected_sentiment: None,
+                            }),
+                        );
+                        decided.stream_id = review_stream(&review_id);
+                        out.push(decided);
+                        out.push(approved(next(), &c, draft_id, false));
+                    }
+                } else {
+                    out.push(approved(next(), &c, draft_id, true));
+                }
+            }
+        }
+    }
+    for i in 0..3 {
+        out.push(envelope(
+            next(),
+            "dlq",
+            "privacy",
+            Event::DeadLettered(DeadLettered {
+                processor: "privacy".into(),
+                error_class: "poison".into(),
+                error: format!("line {i} is not JSON"),
+                topic: "interactions.raw".into(),
+                partition: 0,
+                offset: i,
+                payload_sha256: "00".into(),
+                payload_size: 3,
+            }),
+        ));
+    }
+    for (w, dp) in [(0_i64, 0.05), (1, 0.3)] {
+        let report = next();
+        out.push(envelope(
+            report,
+            "fairness",
+            "fairness",
+            Event::FairnessReported(FairnessReported {
+                window_start: Timestamp(START + w * DAY),
+                window_end: Timestamp(START + (w + 1) * DAY),
+                attributes: vec!["gender".into()],
+                outcome: "negative_sentiment".into(),
+                groups: vec![GroupStats {
+                    group: "female".into(),
+                    count: 40,
+                    positives: 10,
+                    selection_rate: Some(0.25),
+                    true_positive_rate: None,
+                    false_positive_rate: None,
+                }],
+                metrics: [("demographic_parity_difference".to_owned(), Some(dp))].into(),
+                min_group_size: 30,
+                excluded_groups: vec![],
+            }),
+        ));
+        if dp > 0.2 {
+            out.push(envelope(
+                next(),
+                "fairness",
+                "fairness",
+                Event::FairnessAlertRaised(FairnessAlertRaised {
+                    report_event_id: Uuid::from_u128(report),
+                    window_start: Timestamp(START + w * DAY),
+                    window_end: Timestamp(START + (w + 1) * DAY),
+                    attributes: vec!["gender".into()],
+                    outcome: "negative_sentiment".into(),
+                    metric: "demographic_parity_difference".into(),
+                    value: dp,
+                    threshold: 0.2,
+                    groups: vec!["female".into(), "male".into()],
+                }),
+            ));
+        }
+    }
+    out
+}
+
+fn approved(
+    n: u128,
+    c: &insights_schemas::InteractionContext,
+    draft: u128,
+    automatic: bool,
+) -> Envelope {
+    envelope(
+        n,
+        &c.conversation_id,
+        if automatic { "response" } else { "api" },
+        Event::ResponseApproved(ResponseApproved {
+            context: c.clone(),
+            draft_event_id: Uuid::from_u128(draft),
+            final_text: "We are on it.".into(),
+            approved_by: if automatic { "auto" } else { "rita" }.into(),
+            automatic,
+            reasons: vec![],
+            inquiry_text: String::new(),
+            intent: "technical".into(),
+        }),
+    )
+}
+
+async fn fill(store: &dyn EventStore, events: &[Envelope]) {
+    for chunk in events.chunks(500) {
+        store
+            .append(AppendBatch::new(chunk.iter().map(to_event_data).collect()))
+            .await
+            .expect("append");
+    }
+}
+
+fn view(name: &str) -> Arc<dyn Projection> {
+    views::by_name(name, AnomalyConfig::default()).expect("view")
+}
+
+async fn build(db: &Db, store: &Arc<dyn EventStore>, name: &str, page: usize) -> Runner {
+    let mut r = Runner::new(db.clone(), Arc::clone(store), view(name)).with_page(page);
+    r.open().await.expect("open");
+    r.catch_up(None).await.expect("catch up");
+    r
+}
+
+async fn dump(db: &Db, v: &dyn Projection) -> Vec<(String, Vec<serde_json::Map<String, Value>>)> {
+    let mut out = Vec::new();
+    for t in v.tables() {
+        out.push((t.name.to_owned(), db.dump(t.name).await.expect("dump")));
+    }
+    out
+}
+
+/// A view that fails on its `fail_at`-th event (counting from 1), as a crash would in the
+/// middle of a transaction; optionally claims another version.
+#[derive(Debug)]
+struct Failing {
+    inner: Arc<dyn Projection>,
+    fail_at: usize,
+    seen: AtomicUsize,
+    version: i64,
+}
+
+#[async_trait]
+impl Projection for Failing {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn version(&self) -> i64 {
+        self.version
+    }
+    fn tables(&self) -> &'static [Table] {
+        self.inner.tables()
+    }
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        self.inner.event_types()
+    }
+    async fn apply(&self, tx: &mut ViewTx<'_>, r: Recorded<'_>) -> Result<(), ProjectionError> {
+        if self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
+            return Err(ProjectionError::Config("crash".into()));
+        }
+        self.inner.apply(tx, r).await
+    }
+}
+
+fn failing(name: &str, fail_at: usize, version: i64) -> Arc<dyn Projection> {
+    Arc::new(Failing {
+        inner: view(name),
+        fail_at,
+        seen: AtomicUsize::new(0),
+        version,
+    })
+}
+
+async fn every_view_folds_the_log(fx: Fixture) {
+    fill(&*fx.store, &log()).await;
+    let db = fx.db().await;
+    for name in views::NAMES {
+        build(&db, &fx.store, name, 97).await;
+    }
+    // Raised anomalies are appended after their transaction; fold them in too.
+    let anomalies = build(&db, &fx.store, "anomalies", 97).await;
+    assert_eq!(
+        anomalies.position(),
+        fx.store.head().await.expect("head").position
+    );
+
+    let s = views::sentiment::query(&db, &Default::default())
+        .await
+        .expect("sentiment");
+    assert_eq!(s["totals"]["n"], 240, "{s}");
+    assert_eq!(s["model_version"], "m@1");
+    assert_eq!(s["series"][0]["points"].as_array().map(Vec::len), Some(10));
+    let by_product = views::sentiment::query(
+        &db,
+        &serde_json::from_value(serde_json::json!({"group_by": "product", "granularity": "hour"}))
+            .expect("q"),
+    )
+    .await
+    .expect("sentiment by product");
+    let groups: Vec<&str> = by_product["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter_map(|s| s["group"].as_str())
+        .collect();
+    assert_eq!(groups, ["router", "tv-box"]);
+    assert_eq!(
+        by_product["series"][1]["points"].as_array().map(Vec::len),
+        Some(120)
+    );
+    let bad = serde_json::from_value::<views::sentiment::SentimentQuery>(
+        serde_json::json!({"group_by": "shoe"}),
+    )
+    .expect("q");
+    assert!(matches!(
+        views::sentiment::query(&db, &bad).await,
+        Err(ProjectionError::BadQuery(_))
+    ));
+
+    let r = views::responses::query(&db, &Default::default())
+        .await
+        .expect("responses");
+    let negatives = 10 * 2 * 3 + 9; // three per product-day, and tv-box's whole day 8
+    assert_eq!(r["drafts"], 240, "{r}");
+    assert_eq!(r["review_requested"], negatives);
+    assert_eq!(r["auto_approved"], 240 - negatives);
+    assert_eq!(r["fell_back"], 60);
+    assert_eq!(r["guardrail_hits"]["no_pii"], 40);
+    assert_eq!(r["by_backend"]["template"]["drafts"], 60);
+    assert_eq!(r["daily"].as_array().map(Vec::len), Some(10));
+
+    let conv = views::timeline::conversation(&db, "c1", None, None)
+        .await
+        .expect("timeline")
+        .expect("c1 exists");
+    let types: Vec<&str> = conv["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["event_type"].as_str())
+        .collect();
+    // Interaction 1 is negative (k = 0): reviewed, claimed, decided, approved.
+    assert_eq!(
+        types,
+        [
+            "InteractionScrubbed",
+            "SentimentScored",
+            "ResponseDrafted",
+            "ReviewRequested",
+            "ReviewClaimed",
+            "ReviewDecided",
+            "ResponseApproved"
+        ]
+    );
+    assert_eq!(conv["conversation"]["open_reviews"], 0);
+    assert_eq!(conv["conversation"]["last_sentiment"], "negative");
+    let list = views::timeline::conversations(&db, &Default::default())
+        .await
+        .expect("list");
+    assert_eq!(list["total"], 240);
+    assert!(
+        views::timeline::conversation(&db, "nope", None, None)
+            .await
+            .expect("q")
+            .is_none()
+    );
+
+    let f = views::fairness::query(&db, &Default::default())
+        .await
+        .expect("fairness");
+    assert_eq!(f["reports"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        f["reports"][0]["metrics"]["demographic_parity_difference"],
+        0.3
+    );
+    assert_eq!(f["alerts"].as_array().map(Vec::len), Some(1));
+
+    let h = views::health::query(&db, &Default::default())
+        .await
+        .expect("health");
+    assert_eq!(h["dead_letters"][0]["n"], 3, "{h}");
+    let rate: i64 = h["event_rate"]
+        .as_array()
+        .expect("rates")
+        .iter()
+        .filter_map(|r| r["n"].as_i64())
+        .sum();
+    assert_eq!(
+        rate as u64,
+        fx.store.head().await.expect("head").position - 3,
+        "all but the anomalies appended after the health view caught up"
+    );
+
+    // tv-box's day 8, and both channels it pulled down.
+    let a = views::anomalies::query(&db, &Default::default())
+        .await
+        .expect("anomalies");
+    let found: Vec<(String, String)> = a["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            (
+                i["dimension"].as_str().unwrap_or("").to_owned(),
+                i["value"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(found.len(), 3, "{a}");
+    assert!(found.contains(&("product".into(), "tv-box".into())));
+    assert_eq!(
+        a["items"][0]["window_start"],
+        serde_json::json!(Timestamp(START + 8 * DAY))
+    );
+    assert_eq!(fx.count("AnomalyDetected").await, 3);
+    fx.drop_schema().await;
+}
+
+async fn a_crash_mid_page_applies_nothing_twice(fx: Fixture) {
+    fill(&*fx.store, &log()).await;
+    let clean = Db::memory().await.expect("memory db");
+    for name in views::NAMES {
+        // Crash half-way through the view's events, a few pages in.
+        let filter = match view(name).event_types() {
+            Some(types) => EventFilter::Types(types.iter().map(|t| (*t).to_owned()).collect()),
+            None => EventFilter::All,
+        };
+        let n = fx
+            .store
+            .read_all(0, 100_000, &filter)
+            .await
+            .expect("read")
+            .len();
+        let page = (n / 5).max(1);
+        let db = fx.db().await;
+        let mut crashing = Runner::new(
+            db.clone(),
+            Arc::clone(&fx.store),
+            failing(name, n / 2 + 1, view(name).version()),
+        )
+        .with_page(page);
+        crashing.open().await.expect("open");
+        let err = crashing.catch_up(None).await.expect_err("crashes half-way");
+        assert!(err.to_string().contains("crash"));
+        let at = db.checkpoint(name).await.expect("cp").expect("exists").0;
+        assert!(at > 0, "{name}: the pages before the crash committed");
+        drop(crashing);
+        let resumed = build(&db, &fx.store, name, page).await;
+        assert!(resumed.position() > at);
+        let reference =
+            Runner::new(clean.clone(), Arc::clone(&fx.store), view(name)).without_emitting();
+        let mut reference = reference.with_page(1_000);
+        reference.open().await.expect("open");
+        reference
+            .catch_up(Some(resumed.position()))
+            .await
+            .expect("reference");
+        assert_eq!(
+            dump(&db, &*view(name)).await,
+            dump(&clean, &*view(name)).await,
+            "{name}"
+        );
+    }
+    fx.drop_schema().await;
+}
+
+async fn rebuilds_swap_atomically(fx: Fixture) {
+    let events = log();
+    fill(&*fx.store, &events[..events.len() / 2]).await;
+    let db = fx.db().await;
+    let mut live = build(&db, &fx.store, "sentiment", 100).await;
+    let before = dump(&db, &*view("sentiment")).await;
+    let position = live.position();
+
+    // A rebuild that dies half-way leaves the live view and its checkpoint alone.
+    let mut dying = Runner::new(
+        db.clone(),
+        Arc::clone(&fx.store),
+        failing("sentiment", 100, 1),
+    )
+    .with_page(30);
+    dying.open().await.expect("open");
+    assert!(dying.rebuild(&|_, _| {}).await.is_err());
+    assert_eq!(dump(&db, &*view("sentiment")).await, before);
+    assert_eq!(
+        db.checkpoint("sentiment").await.expect("cp"),
+        Some((position, 1))
+    );
+    assert!(
+        db.table_exists("view_sentiment__next")
+            .await
+            .expect("exists")
+    );
+
+    // More events arrive; a rebuild folds them all and swaps.
+    fill(&*fx.store, &events[events.len() / 2..]).await;
+    let mut rebuilt =
+        Runner::new(db.clone(), Arc::clone(&fx.store), view("sentiment")).with_page(33);
+    let reported = std::sync::Mutex::new(Vec::new());
+    let at = rebuilt
+        .rebuild(&|p, head| reported.lock().expect("lock").push((p, head)))
+        .await
+        .expect("rebuild");
+    assert_eq!(at, fx.store.head().await.expect("head").position);
+    assert!(
+        reported.lock().expect("lock").len() > 3,
+        "progress is reported per page"
+    );
+    assert!(
+        !db.table_exists("view_sentiment__next")
+            .await
+            .expect("exists")
+    );
+    let s = views::sentiment::query(&db, &Default::default())
+        .await
+        .expect("q");
+    assert_eq!(s["totals"]["n"], 240);
+
+    // The live runner notices that its checkpoint moved and goes on from there.
+    live.catch_up(None).await.expect("live");
+    assert_eq!(live.position(), at);
+    let s = views::sentiment::query(&db, &Default::default())
+        .await
+        .expect("q");
+    assert_eq!(s["totals"]["n"], 240, "nothing counted twice");
+
+    // A new version of the view's code rebuilds on open.
+    let mut v2 = Runner::new(
+        db.clone(),
+        Arc::clone(&fx.store),
+        failing("sentiment", 0, 2),
+    );
+    v2.open().await.expect("open v2");
+    assert_eq!(db.checkpoint("sentiment").await.expect("cp"), Some((at, 2)));
+    fx.drop_schema().await;
+}
+
+async fn views_as_of_a_past_position(fx: Fixture) {
+    fill(&*fx.store, &log()).await;
+    let scored = fx
+        .store
+        .read_all(
+            0,
+            100_000,
+            &EventFilter::Types(vec!["SentimentScored".into()]),
+        )
+        .await
+        .expect("read");
+    let as_of = scored[99].position;
+    let past = Db::memory().await.expect("memory");
+    let mut r =
+        Runner::new(past.clone(), Arc::clone(&fx.store), view("anomalies")).without_emitting();
+    r.open().await.expect("open");
+    assert_eq!(r.catch_up(Some(as_of)).await.expect("as of"), as_of);
+    let mut r = Runner::new(past.clone(), Arc::clone(&fx.store), view("sentiment"));
+    r.open().await.expect("open");
+    r.catch_up(Some(as_of)).await.expect("as of");
+    let s = views::sentiment::query(&past, &Default::default())
+        .await
+        .expect("q");
+    assert_eq!(s["totals"]["n"], 100);
+    assert_eq!(
+        fx.count("AnomalyDetected").await,
+        0,
+        "a view of the past raises nothing"
+    );
+    fx.drop_schema().await;
+}
+
+async fn anomalies_are_raised_once(fx: Fixture) {
+    fill(&*fx.store, &log()).await;
+    let db = fx.db().await;
+    let mut r = build(&db, &fx.store, "anomalies", 50).await;
+    assert_eq!(fx.count("AnomalyDetected").await, 3);
+    r.rebuild(&|_, _| {}).await.expect("rebuild");
+    r.catch_up(None).await.expect("catch up");
+    assert_eq!(
+        fx.count("AnomalyDetected").await,
+        3,
+        "the same ids: the store drops them"
+    );
+    let a = views::anomalies::query(&db, &Default::default())
+        .await
+        .expect("q");
+    assert_eq!(a["items"].as_array().map(Vec::len), Some(3));
+    let e = &a["items"][0];
+    assert!(e["observed"].as_f64() < e["expected"].as_f64());
+    fx.drop_schema().await;
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Fixture::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Fixture::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    every_view_folds_the_log,
+    a_crash_mid_page_applies_nothing_twice,
+    rebuilds_swap_atomically,
+    views_as_of_a_past_position,
+    anomalies_are_raised_once,
+);
