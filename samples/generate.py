@@ -13,6 +13,8 @@ ranges reserved for fiction (555-01xx, +44 20 7946 0xxx, +49 30 xx...). Mix:
 - sentiment from furious to delighted, questions, refund and legal threats, requests for a
   human, and messages that carry personal data (names, emails, phones, cards, IBANs,
   addresses, SSNs, IPs, dates of birth);
+- a two-day incident: on 19 and 20 November most fiber-broadband messages are angry (an
+  outage), which the anomaly view flags;
 - about 3% hostile or garbled text (markup, injections, emoji floods, control characters,
   huge messages) and a handful of malformed records (missing fields, bad timestamps, lines
   that are not JSON), which the pipeline must dead-letter without losing anything else.
@@ -146,6 +148,30 @@ def fill(rng, template, product):
     )
 
 
+# A service incident for the anomaly view to find: fiber-broadband customers are angry for
+# two days (an outage). Applied after the main draw, with its own random stream, so that
+# every other line is the same as without it.
+INCIDENT_PRODUCT = "fiber-broadband"
+INCIDENT_DAYS = (dt.date(2026, 11, 19), dt.date(2026, 11, 20))
+INCIDENT_SHARE = 0.85
+
+
+def incident(lines, seed):
+    rng = random.Random(seed + 1)
+    for t, record in lines:
+        if (
+            isinstance(record, dict)
+            and record.get("product") == INCIDENT_PRODUCT
+            and t.date() in INCIDENT_DAYS
+            and record["text"] not in HOSTILE
+            and not record["text"].startswith("AAAA")
+            and rng.random() < INCIDENT_SHARE
+        ):
+            texts = TEXT[record["language"]]
+            kind = rng.choice(["furious", "negative"])
+            record["text"] = fill(rng, rng.choice(texts.get(kind, texts["neutral"])), INCIDENT_PRODUCT)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=3000)
@@ -204,7 +230,9 @@ def main():
             elif roll < 0.005:
                 lines.append((t, "{\"conversation_id\": \"conv-broken\", \"text\": \"cut off mid-"))
                 continue
-            lines.append((t, json.dumps(record, ensure_ascii=False)))
+            lines.append((t, record))
+    incident(lines, args.seed)
+    lines = [(t, r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) for t, r in lines]
     # In the order the messages were sent, as a help-desk would produce them (stable, so
     # the generation order breaks ties).
     lines.sort(key=lambda line: line[0])

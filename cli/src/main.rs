@@ -14,6 +14,7 @@ mod replay;
 mod response;
 mod scrub;
 mod sentiment;
+mod views;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -190,13 +191,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Run(args) => pipeline::run(&cli.global, args).await,
-        Command::Replay(args) => match args.needs_store() {
-            true => {
-                let store = open_store(&cli.global).await?;
-                replay::run(Some(&*store), &args).await
+        Command::Replay(args) => {
+            let topology = Topology::load(&cli.global.topology).ok();
+            let anomalies = views::anomaly_config(topology.as_ref())?;
+            match args.needs_store() {
+                true => {
+                    let store = open_store(&cli.global).await?;
+                    let (url, _) = store_url(&cli.global)?;
+                    replay::run(Some((&store, url.as_str())), anomalies, &args).await
+                }
+                false => replay::run(None, anomalies, &args).await,
             }
-            false => replay::run(None, &args).await,
-        },
+        }
         Command::Token(TokenCommand::Issue(args)) => {
             api::issue(&args)?;
             Ok(ExitCode::SUCCESS)
@@ -222,7 +228,8 @@ pub(crate) fn load_topology(global: &Global) -> Result<Topology> {
     Ok(topology)
 }
 
-pub(crate) async fn open_store(global: &Global) -> Result<std::sync::Arc<dyn EventStore>> {
+/// The event store's URL and pool size: `--store`/`INSIGHTS_STORE_URL`, else the topology's.
+pub(crate) fn store_url(global: &Global) -> Result<(String, u32)> {
     let (url, max) = match &global.store {
         Some(url) => (url.clone(), 8),
         None => {
@@ -233,6 +240,11 @@ pub(crate) async fn open_store(global: &Global) -> Result<std::sync::Arc<dyn Eve
     if url.is_empty() {
         bail!("no event store configured: set [store] url, INSIGHTS_STORE_URL or --store");
     }
+    Ok((url, max))
+}
+
+pub(crate) async fn open_store(global: &Global) -> Result<std::sync::Arc<dyn EventStore>> {
+    let (url, max) = store_url(global)?;
     insights_event_store::open(&url, max)
         .await
         .with_context(|| format!("opening the event store at {url}"))

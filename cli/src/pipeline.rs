@@ -95,6 +95,10 @@ pub struct RunArgs {
     llm: crate::response::LlmArgs,
     #[command(flatten)]
     secret: crate::api::SecretArgs,
+    /// Do not run the projection views here (another process does). They run by default
+    /// unless `--processor` picks one processor.
+    #[arg(long)]
+    no_projections: bool,
 }
 
 /// The processors this build can run, by their topology.toml name. Each processor crate
@@ -292,13 +296,36 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
         eprintln!("insights: shutting down: draining in-flight batches");
         let _ = stop_tx.send(true);
     });
+    let views = if args.processor.is_none() && !args.no_projections {
+        let (url, _) = crate::store_url(global)?;
+        let views = crate::views::start(&store, &url, &topology, &metrics, stop_rx.clone()).await?;
+        eprintln!(
+            "insights: projection views following the store: {}",
+            views
+                .list
+                .iter()
+                .map(|v| v.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Some(views)
+    } else {
+        None
+    };
     let health = Health::default();
     if args.listen != "off" {
         let addr: SocketAddr = args
             .listen
             .parse()
             .with_context(|| format!("--listen {:?} is not an address", args.listen))?;
-        let api = api_router(&args, &topology, &kafka, &store, embedded.is_some())?;
+        let api = api_router(
+            &args,
+            &topology,
+            &kafka,
+            &store,
+            views.clone(),
+            embedded.is_some(),
+        )?;
         let mut rx = stop_rx.clone();
         let bound = serve_ops(
             addr,
@@ -315,6 +342,20 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
         eprintln!(
             "insights: API, metrics and health on http://{bound} (a reviewer token: insights token issue --subject NAME --role reviewer)"
         );
+        if embedded.is_some() && views.is_some() {
+            // The laptop default: a ready link to the dashboard (a 12-hour token for
+            // reading views and working the review queue; never an admin one).
+            let token = args.secret.auth(false)?.issue(
+                "dashboard",
+                &[
+                    insights_api::Role::Analyst,
+                    insights_api::Role::Reviewer,
+                    insights_api::Role::Auditor,
+                ],
+                Duration::from_secs(12 * 3600),
+            )?;
+            eprintln!("insights: dashboard: http://{bound}/#token={token}");
+        }
     }
     let shared = Shared {
         store: Arc::clone(&store),
@@ -345,6 +386,9 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
         );
     }
     if args.until_idle {
+        if let Some(views) = &views {
+            crate::views::settle(views, &*store, Duration::from_secs(120)).await?;
+        }
         print_counts(&*store).await?;
     }
     Ok(ExitCode::SUCCESS)
@@ -357,6 +401,7 @@ fn api_router(
     topology: &Topology,
     kafka: &KafkaSettings,
     store: &Arc<dyn EventStore>,
+    views: Option<insights_projections::Views>,
     embedded: bool,
 ) -> Result<axum::Router> {
     if !embedded && !args.secret.configured() {
@@ -398,6 +443,7 @@ fn api_router(
         auth: Arc::new(auth),
         reviews,
         publisher,
+        views,
     }))
 }
 

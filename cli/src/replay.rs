@@ -10,6 +10,7 @@
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -35,16 +36,18 @@ pub struct ReplayArgs {
     /// Write an audit bundle of the whole log (JSON lines + head) to FILE.
     #[arg(long, conflicts_with = "file")]
     export: Option<PathBuf>,
+    #[command(flatten)]
+    rebuild: crate::views::RebuildArgs,
 }
 
 impl ReplayArgs {
     /// Whether the store is needed (a bundle verifies without it).
     pub fn needs_store(&self) -> bool {
-        self.export.is_some() || (self.verify && self.file.is_none())
+        self.export.is_some() || (self.verify && self.file.is_none()) || self.rebuild.wanted()
     }
 }
 
-fn bar(len: u64, what: &str) -> ProgressBar {
+pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} events ({per_sec})")
@@ -63,13 +66,21 @@ fn hex32(s: &str) -> Result<[u8; 32]> {
 }
 
 /// Runs `insights replay`.
-pub async fn run(store: Option<&dyn EventStore>, args: &ReplayArgs) -> Result<ExitCode> {
-    if !args.verify && args.export.is_none() {
+pub async fn run(
+    store: Option<(&Arc<dyn EventStore>, &str)>,
+    anomalies: insights_projections::views::anomalies::AnomalyConfig,
+    args: &ReplayArgs,
+) -> Result<ExitCode> {
+    if !args.verify && args.export.is_none() && !args.rebuild.wanted() {
         bail!(
-            "nothing to do: pass --verify [--file BUNDLE] or --export FILE \
-             (--rebuild, --to-topic and --reprocess come with the projections work)"
+            "nothing to do: pass --verify [--file BUNDLE], --export FILE or --rebuild VIEW [--as-of POSITION]"
         );
     }
+    if args.rebuild.wanted() {
+        let (store, url) = store.context("--rebuild needs the store")?;
+        crate::views::rebuild(store, url, anomalies, &args.rebuild).await?;
+    }
+    let store = store.map(|(s, _)| &**s);
     if let Some(path) = &args.export {
         let store = store.context("--export needs the store")?;
         export(store, path).await?;

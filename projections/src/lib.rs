@@ -34,7 +34,7 @@ use insights_schemas::Envelope;
 use sqlx::AnyConnection;
 
 pub use db::{Backend, Db};
-pub use runner::{Runner, RunnerMetrics, ViewStatus, views_status};
+pub use runner::{Runner, RunnerMetrics, ViewStatus, run_all, views_status};
 
 /// Why a projection could not go on.
 #[derive(Debug, thiserror::Error)]
@@ -133,4 +133,41 @@ pub trait Projection: Send + Sync + std::fmt::Debug {
 
     /// Applies one event inside the runner's transaction.
     async fn apply(&self, tx: &mut ViewTx<'_>, event: Recorded<'_>) -> Result<(), ProjectionError>;
+}
+
+/// The views as readers (the API) see them: their database and which there are.
+#[derive(Debug, Clone)]
+pub struct Views {
+    /// The views' database.
+    pub db: Db,
+    /// The views.
+    pub list: Vec<std::sync::Arc<dyn Projection>>,
+}
+
+impl Views {
+    /// The position view `name` reflects (0 if never built).
+    pub async fn position(&self, name: &str) -> Result<u64, ProjectionError> {
+        Ok(self.db.checkpoint(name).await?.map_or(0, |(p, _)| p))
+    }
+
+    /// Waits (polling, at most `timeout`) until view `name` reflects `min` or more; its
+    /// position then, or `Err(position)` when it is still behind.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        min: u64,
+        timeout: std::time::Duration,
+    ) -> Result<Result<u64, u64>, ProjectionError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let position = self.position(name).await?;
+            if position >= min {
+                return Ok(Ok(position));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Err(position));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }

@@ -489,3 +489,24 @@ pub async fn views_status(
     }
     Ok((head, out))
 }
+
+/// Opens every view (creating or rebuilding its tables as needed) and follows the log with
+/// each in its own task until `stop` turns true.
+pub async fn run_all(
+    db: &Db,
+    store: &Arc<dyn EventStore>,
+    views: &[Arc<dyn Projection>],
+    metrics: Option<RunnerMetrics>,
+    stop: watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, ProjectionError> {
+    let mut tasks = Vec::with_capacity(views.len());
+    for v in views {
+        let mut runner = Runner::new(db.clone(), Arc::clone(store), Arc::clone(v));
+        if let Some(m) = &metrics {
+            runner = runner.with_metrics(m.clone());
+        }
+        runner.open().await?;
+        tasks.push(tokio::spawn(runner.follow(stop.clone())));
+    }
+    Ok(tasks)
+}

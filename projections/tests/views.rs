@@ -23,6 +23,8 @@ use testkit::events::{context, envelope, scored_in};
 use uuid::Uuid;
 
 const DAY: i64 = 86_400_000_000;
+/// Days of traffic in the test log.
+const DAYS: i64 = 11;
 /// 2026-11-09T00:00:00Z.
 const START: i64 = 1_794_182_400_000_000;
 
@@ -96,9 +98,9 @@ async fn admin(url: &str) -> sqlx::AnyPool {
         .unwrap_or_else(|e| panic!("PostgreSQL at {url} is required: {e}"))
 }
 
-/// The log the tests fold: 240 interactions over ten days (two products, two channels),
+/// The log the tests fold: 264 interactions over eleven days (two products, two channels),
 /// each scrubbed, scored, drafted and then approved automatically or reviewed; product
-/// tv-box's day 8 is all negative; three dead letters; two fairness windows and an alert.
+/// tv-box's day 8 is all negative; three dead letters; a fairness report per day and an alert.
 fn log() -> Vec<Envelope> {
     let mut out = Vec::new();
     let mut id = 1_000_u128;
@@ -113,7 +115,7 @@ fn log() -> Vec<Envelope> {
         SentimentLabel::Positive,
     ];
     let mut n = 0_u128;
-    for day in 0..10_i64 {
+    for day in 0..DAYS {
         for product in ["router", "tv-box"] {
             for k in 0..12_i64 {
                 n += 1;
@@ -241,7 +243,10 @@ fn log() -> Vec<Envelope> {
             }),
         ));
     }
-    for (w, dp) in [(0_i64, 0.05), (1, 0.3)] {
+    // A report per day, as the fairness processor emits them once every partition has
+    // passed the day (the anomaly view's watermark); day 1 is unfair and alerts.
+    for w in 0..DAYS {
+        let dp = if w == 1 { 0.3 } else { 0.05 };
         let report = next();
         out.push(envelope(
             report,
@@ -284,6 +289,30 @@ fn log() -> Vec<Envelope> {
             ));
         }
     }
+    // A quiet window after the last one: too few messages for any group. It must not hide
+    // the last report that said something.
+    out.push(envelope(
+        next(),
+        "fairness",
+        "fairness",
+        Event::FairnessReported(FairnessReported {
+            window_start: Timestamp(START + DAYS * DAY),
+            window_end: Timestamp(START + (DAYS + 1) * DAY),
+            attributes: vec!["gender".into()],
+            outcome: "negative_sentiment".into(),
+            groups: vec![GroupStats {
+                group: "female".into(),
+                count: 2,
+                positives: 1,
+                selection_rate: None,
+                true_positive_rate: None,
+                false_positive_rate: None,
+            }],
+            metrics: [("demographic_parity_difference".to_owned(), None)].into(),
+            min_group_size: 30,
+            excluded_groups: vec!["female".into()],
+        }),
+    ));
     out
 }
 
@@ -395,9 +424,9 @@ async fn every_view_folds_the_log(fx: Fixture) {
     let s = views::sentiment::query(&db, &Default::default())
         .await
         .expect("sentiment");
-    assert_eq!(s["totals"]["n"], 240, "{s}");
+    assert_eq!(s["totals"]["n"], 264, "{s}");
     assert_eq!(s["model_version"], "m@1");
-    assert_eq!(s["series"][0]["points"].as_array().map(Vec::len), Some(10));
+    assert_eq!(s["series"][0]["points"].as_array().map(Vec::len), Some(11));
     let by_product = views::sentiment::query(
         &db,
         &serde_json::from_value(serde_json::json!({"group_by": "product", "granularity": "hour"}))
@@ -414,7 +443,7 @@ async fn every_view_folds_the_log(fx: Fixture) {
     assert_eq!(groups, ["router", "tv-box"]);
     assert_eq!(
         by_product["series"][1]["points"].as_array().map(Vec::len),
-        Some(120)
+        Some(132)
     );
     let bad = serde_json::from_value::<views::sentiment::SentimentQuery>(
         serde_json::json!({"group_by": "shoe"}),
@@ -428,14 +457,14 @@ async fn every_view_folds_the_log(fx: Fixture) {
     let r = views::responses::query(&db, &Default::default())
         .await
         .expect("responses");
-    let negatives = 10 * 2 * 3 + 9; // three per product-day, and tv-box's whole day 8
-    assert_eq!(r["drafts"], 240, "{r}");
+    let negatives = 11 * 2 * 3 + 9; // three per product-day, and tv-box's whole day 8
+    assert_eq!(r["drafts"], 264, "{r}");
     assert_eq!(r["review_requested"], negatives);
-    assert_eq!(r["auto_approved"], 240 - negatives);
-    assert_eq!(r["fell_back"], 60);
-    assert_eq!(r["guardrail_hits"]["no_pii"], 40);
-    assert_eq!(r["by_backend"]["template"]["drafts"], 60);
-    assert_eq!(r["daily"].as_array().map(Vec::len), Some(10));
+    assert_eq!(r["auto_approved"], 264 - negatives);
+    assert_eq!(r["fell_back"], 66);
+    assert_eq!(r["guardrail_hits"]["no_pii"], 44);
+    assert_eq!(r["by_backend"]["template"]["drafts"], 66);
+    assert_eq!(r["daily"].as_array().map(Vec::len), Some(11));
 
     let conv = views::timeline::conversation(&db, "c1", None, None)
         .await
@@ -465,7 +494,7 @@ async fn every_view_folds_the_log(fx: Fixture) {
     let list = views::timeline::conversations(&db, &Default::default())
         .await
         .expect("list");
-    assert_eq!(list["total"], 240);
+    assert_eq!(list["total"], 264);
     assert!(
         views::timeline::conversation(&db, "nope", None, None)
             .await
@@ -478,10 +507,15 @@ async fn every_view_folds_the_log(fx: Fixture) {
         .expect("fairness");
     assert_eq!(f["reports"].as_array().map(Vec::len), Some(1));
     assert_eq!(
-        f["reports"][0]["metrics"]["demographic_parity_difference"],
-        0.3
+        f["reports"][0]["metrics"]["demographic_parity_difference"], 0.05,
+        "the latest window's"
+    );
+    assert_eq!(
+        f["reports"][0]["window_end"],
+        views::time(START + DAYS * DAY)
     );
     assert_eq!(f["alerts"].as_array().map(Vec::len), Some(1));
+    assert_eq!(f["alerts"][0]["value"], 0.3);
 
     let h = views::health::query(&db, &Default::default())
         .await
@@ -495,11 +529,12 @@ async fn every_view_folds_the_log(fx: Fixture) {
         .sum();
     assert_eq!(
         rate as u64,
-        fx.store.head().await.expect("head").position - 3,
+        fx.store.head().await.expect("head").position - 2,
         "all but the anomalies appended after the health view caught up"
     );
 
-    // tv-box's day 8, and both channels it pulled down.
+    // tv-box's day 8, and the chat channel it pulled down (email's messages spread too
+    // widely for a drop of that size in twelve messages to count).
     let a = views::anomalies::query(&db, &Default::default())
         .await
         .expect("anomalies");
@@ -514,13 +549,11 @@ async fn every_view_folds_the_log(fx: Fixture) {
             )
         })
         .collect();
-    assert_eq!(found.len(), 3, "{a}");
+    assert_eq!(found.len(), 2, "{a}");
     assert!(found.contains(&("product".into(), "tv-box".into())));
-    assert_eq!(
-        a["items"][0]["window_start"],
-        serde_json::json!(Timestamp(START + 8 * DAY))
-    );
-    assert_eq!(fx.count("AnomalyDetected").await, 3);
+    assert!(found.contains(&("channel".into(), "chat".into())));
+    assert_eq!(a["items"][0]["window_start"], views::time(START + 8 * DAY));
+    assert_eq!(fx.count("AnomalyDetected").await, 2);
     fx.drop_schema().await;
 }
 
@@ -622,7 +655,7 @@ async fn rebuilds_swap_atomically(fx: Fixture) {
     let s = views::sentiment::query(&db, &Default::default())
         .await
         .expect("q");
-    assert_eq!(s["totals"]["n"], 240);
+    assert_eq!(s["totals"]["n"], 264);
 
     // The live runner notices that its checkpoint moved and goes on from there.
     live.catch_up(None).await.expect("live");
@@ -630,7 +663,7 @@ async fn rebuilds_swap_atomically(fx: Fixture) {
     let s = views::sentiment::query(&db, &Default::default())
         .await
         .expect("q");
-    assert_eq!(s["totals"]["n"], 240, "nothing counted twice");
+    assert_eq!(s["totals"]["n"], 264, "nothing counted twice");
 
     // A new version of the view's code rebuilds on open.
     let mut v2 = Runner::new(
@@ -679,20 +712,51 @@ async fn anomalies_are_raised_once(fx: Fixture) {
     fill(&*fx.store, &log()).await;
     let db = fx.db().await;
     let mut r = build(&db, &fx.store, "anomalies", 50).await;
-    assert_eq!(fx.count("AnomalyDetected").await, 3);
+    assert_eq!(fx.count("AnomalyDetected").await, 2);
     r.rebuild(&|_, _| {}).await.expect("rebuild");
     r.catch_up(None).await.expect("catch up");
     assert_eq!(
         fx.count("AnomalyDetected").await,
-        3,
+        2,
         "the same ids: the store drops them"
     );
     let a = views::anomalies::query(&db, &Default::default())
         .await
         .expect("q");
-    assert_eq!(a["items"].as_array().map(Vec::len), Some(3));
+    assert_eq!(a["items"].as_array().map(Vec::len), Some(2));
     let e = &a["items"][0];
     assert!(e["observed"].as_f64() < e["expected"].as_f64());
+    fx.drop_schema().await;
+}
+
+async fn an_event_time_watermark_needs_no_fairness_reports(fx: Fixture) {
+    let events: Vec<Envelope> = log()
+        .into_iter()
+        .filter(|e| !matches!(e.event, Event::FairnessReported(_)))
+        .collect();
+    fill(&*fx.store, &events).await;
+    let db = fx.db().await;
+    let config = AnomalyConfig {
+        watermark: views::anomalies::Watermark::EventTime,
+        ..AnomalyConfig::default()
+    };
+    let fairness_only = view("anomalies");
+    let mut r = Runner::new(db.clone(), Arc::clone(&fx.store), fairness_only);
+    r.open().await.expect("open");
+    r.catch_up(None).await.expect("catch up");
+    assert_eq!(
+        fx.count("AnomalyDetected").await,
+        0,
+        "no reports, no watermark"
+    );
+    let mut r = Runner::new(
+        Db::memory().await.expect("memory"),
+        Arc::clone(&fx.store),
+        Arc::new(views::anomalies::Anomalies::new(config)),
+    );
+    r.open().await.expect("open");
+    r.catch_up(None).await.expect("catch up");
+    assert_eq!(fx.count("AnomalyDetected").await, 2);
     fx.drop_schema().await;
 }
 
@@ -723,4 +787,5 @@ both_backends!(
     rebuilds_swap_atomically,
     views_as_of_a_past_position,
     anomalies_are_raised_once,
+    an_event_time_watermark_needs_no_fairness_reports,
 );

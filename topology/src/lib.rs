@@ -39,6 +39,10 @@ pub struct Topology {
     /// Processors by name; the name selects the implementation in the runtime.
     #[serde(default)]
     pub processors: BTreeMap<String, ProcessorSpec>,
+    /// Settings of the projection views, by view (`[projections.anomalies]`); each view's
+    /// own type checks its table.
+    #[serde(default)]
+    pub projections: BTreeMap<String, toml::Table>,
 }
 
 /// Defaults for topics and processors.

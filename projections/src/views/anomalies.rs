@@ -4,11 +4,18 @@
 //! runner's outbox, with an id derived from the series and bucket, so a rebuild or a
 //! crash never raises it twice); the view lists those events.
 //!
-//! A bucket is judged once, when the first event of a later bucket arrives for its series
-//! (events arrive roughly in time order; a late event still counts in the bucket's figures,
-//! but does not re-judge it). Buckets with fewer than `min_count` events are neither
-//! judged nor part of a trailing window; the standard deviation is at least
-//! `min_stddev`, so that a very steady series does not alarm on noise.
+//! A bucket is judged once the event time of every partition has moved past it — the
+//! watermark. By default that is the fairness processor's: it reports a window only when
+//! every partition of `interactions.scored` has passed it, so a `FairnessReported` for a
+//! window ending at W says the log holds every scored message sent before W (a backfill
+//! drains partitions one after another, hours of event time apart, so the latest event
+//! time seen says little). Without the fairness processor, `watermark = "event_time"`
+//! judges a bucket once any message is `lateness_buckets` buckets later. A message that
+//! still arrives late re-judges its bucket (unless it was flagged already). Buckets with
+//! fewer than `min_count` messages are neither judged nor part of a baseline; the
+//! deviation used is at least `min_stddev`, and at least the standard error of the
+//! bucket's own mean (its messages' spread over √n), so a small bucket's noise is not an
+//! anomaly.
 
 use async_trait::async_trait;
 use insights_schemas::{AnomalyDetected, Envelope, Event, Timestamp, current_version};
@@ -16,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use super::{MINUTE, Range, bucket, dim, page, polarity};
+use super::{MINUTE, bucket, dim, page, polarity, range};
 use crate::db::{Db, row_json, to_i64};
 use crate::{Projection, ProjectionError, Recorded, Table, ViewTx};
 
@@ -37,6 +44,21 @@ pub struct AnomalyConfig {
     pub threshold: f64,
     /// The least standard deviation used.
     pub min_stddev: f64,
+    /// What closes a bucket: `fairness` (the fairness processor's reports, default) or
+    /// `event_time` (the latest message time seen, less `lateness_buckets`).
+    pub watermark: Watermark,
+    /// With `event_time`: buckets the latest message must be past a bucket to close it.
+    pub lateness_buckets: i64,
+}
+
+/// What closes a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Watermark {
+    /// `FairnessReported` window ends.
+    Fairness,
+    /// The latest message time seen, less the allowed lateness.
+    EventTime,
 }
 
 impl Default for AnomalyConfig {
@@ -48,6 +70,8 @@ impl Default for AnomalyConfig {
             min_count: 8,
             threshold: 3.0,
             min_stddev: 0.05,
+            watermark: Watermark::Fairness,
+            lateness_buckets: 1,
         }
     }
 }
@@ -76,8 +100,14 @@ const TABLES: &[Table] = &[
     Table {
         name: "view_anomaly_buckets",
         columns: "dimension TEXT NOT NULL, value TEXT NOT NULL, bucket_start BIGINT NOT NULL, \
-                  n BIGINT NOT NULL, polarity_sum DOUBLE PRECISION NOT NULL, judged BIGINT NOT NULL, \
+                  n BIGINT NOT NULL, polarity_sum DOUBLE PRECISION NOT NULL, \
+                  polarity_sqsum DOUBLE PRECISION NOT NULL, judged BIGINT NOT NULL, \
                   PRIMARY KEY (dimension, value, bucket_start)",
+        indexes: &[("pending", "judged, bucket_start")],
+    },
+    Table {
+        name: "view_anomaly_watermark",
+        columns: "id BIGINT PRIMARY KEY, complete_before BIGINT NOT NULL",
         indexes: &[],
     },
     Table {
@@ -102,71 +132,127 @@ fn mean_std(xs: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
+/// A bucket's state: not judged yet, judged, or judged and flagged (an anomaly raised).
+const PENDING: i64 = 0;
+const JUDGED: i64 = 1;
+const FLAGGED: i64 = 2;
+
 impl Anomalies {
-    /// Judges the series' buckets before `current` that are not judged yet.
+    /// Judges one bucket of a series against its trailing buckets, raising an anomaly if
+    /// it fell too far.
     async fn judge(
         &self,
         tx: &mut ViewTx<'_>,
         dimension: &str,
         value: &str,
-        current: i64,
+        start: i64,
         cause: &Envelope,
     ) -> Result<(), ProjectionError> {
         let table = tx.table("view_anomaly_buckets");
-        let pending = sqlx::query(&format!(
-            "SELECT bucket_start, n, polarity_sum FROM {table} \
-             WHERE dimension = $1 AND value = $2 AND judged = 0 AND bucket_start < $3 ORDER BY bucket_start"
+        let row = sqlx::query(&format!(
+            "UPDATE {table} SET judged = $1 WHERE dimension = $2 AND value = $3 AND bucket_start = $4 \
+             RETURNING n, polarity_sum"
+        ))
+        .bind(JUDGED)
+        .bind(dimension)
+        .bind(value)
+        .bind(start)
+        .fetch_one(tx.conn())
+        .await?;
+        let n: i64 = row.try_get(0)?;
+        let sum: f64 = row.try_get(1)?;
+        let c = self.config;
+        if n < c.min_count {
+            return Ok(());
+        }
+        let width = self.width();
+        let trailing = sqlx::query(&format!(
+            "SELECT n, polarity_sum, polarity_sqsum FROM {table} WHERE dimension = $1 AND value = $2 \
+             AND bucket_start < $3 AND bucket_start >= $4 AND n >= $5"
         ))
         .bind(dimension)
         .bind(value)
-        .bind(current)
+        .bind(start)
+        .bind(start - width * c.trailing as i64)
+        .bind(c.min_count)
         .fetch_all(tx.conn())
         .await?;
-        let width = self.width();
-        let c = self.config;
-        for row in pending {
-            let start: i64 = row.try_get(0)?;
-            let n: i64 = row.try_get(1)?;
-            let sum: f64 = row.try_get(2)?;
+        if trailing.len() < c.min_buckets.max(1) {
+            return Ok(());
+        }
+        let mut means = Vec::with_capacity(trailing.len());
+        let (mut items, mut item_sum, mut item_sqsum) = (0_i64, 0.0, 0.0);
+        for t in &trailing {
+            let tn: i64 = t.try_get(0)?;
+            let ts: f64 = t.try_get(1)?;
+            let tq: f64 = t.try_get(2)?;
+            means.push(ts / tn as f64);
+            items += tn;
+            item_sum += ts;
+            item_sqsum += tq;
+        }
+        let (expected, between) = mean_std(&means);
+        // The spread of single messages in the baseline, and so the standard error of this
+        // bucket's mean.
+        let item_mean = item_sum / items as f64;
+        let item_std = (item_sqsum / items as f64 - item_mean * item_mean)
+            .max(0.0)
+            .sqrt();
+        let stddev = between.max(item_std / (n as f64).sqrt()).max(c.min_stddev);
+        let observed = sum / n as f64;
+        if observed < expected - c.threshold * stddev {
             sqlx::query(&format!(
-                "UPDATE {table} SET judged = 1 WHERE dimension = $1 AND value = $2 AND bucket_start = $3"
+                "UPDATE {table} SET judged = $1 WHERE dimension = $2 AND value = $3 AND bucket_start = $4"
             ))
+            .bind(FLAGGED)
             .bind(dimension)
             .bind(value)
             .bind(start)
             .execute(tx.conn())
             .await?;
-            if n < c.min_count {
-                continue;
-            }
-            let trailing = sqlx::query(&format!(
-                "SELECT n, polarity_sum FROM {table} WHERE dimension = $1 AND value = $2 \
-                 AND bucket_start < $3 AND bucket_start >= $4 AND n >= $5"
-            ))
-            .bind(dimension)
-            .bind(value)
-            .bind(start)
-            .bind(start - width * c.trailing as i64)
-            .bind(c.min_count)
-            .fetch_all(tx.conn())
-            .await?;
-            if trailing.len() < c.min_buckets.max(1) {
-                continue;
-            }
-            let mut means = Vec::with_capacity(trailing.len());
-            for t in &trailing {
-                let tn: i64 = t.try_get(0)?;
-                let ts: f64 = t.try_get(1)?;
-                means.push(ts / tn as f64);
-            }
-            let (expected, std) = mean_std(&means);
-            let stddev = std.max(c.min_stddev);
-            let observed = sum / n as f64;
-            if observed < expected - c.threshold * stddev {
-                tx.emit(anomaly_event(
-                    dimension, value, start, width, expected, observed, stddev, cause,
-                ));
-            }
+            tx.emit(anomaly_event(
+                dimension, value, start, width, expected, observed, stddev, cause,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Moves the watermark to `complete_before` if that is later, and judges every bucket
+    /// that ends at or before it.
+    async fn advance(
+        &self,
+        tx: &mut ViewTx<'_>,
+        complete_before: i64,
+        cause: &Envelope,
+    ) -> Result<(), ProjectionError> {
+        let watermark = tx.table("view_anomaly_watermark");
+        let moved = sqlx::query(&format!(
+            "INSERT INTO {watermark} AS t (id, complete_before) VALUES (1, $1) ON CONFLICT (id) \
+             DO UPDATE SET complete_before = excluded.complete_before \
+             WHERE excluded.complete_before > t.complete_before"
+        ))
+        .bind(complete_before)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        if moved == 0 {
+            return Ok(());
+        }
+        let table = tx.table("view_anomaly_buckets");
+        let pending = sqlx::query(&format!(
+            "SELECT dimension, value, bucket_start FROM {table} WHERE judged = $1 AND bucket_start <= $2 \
+             ORDER BY bucket_start, dimension, value"
+        ))
+        .bind(PENDING)
+        .bind(complete_before - self.width())
+        .fetch_all(tx.conn())
+        .await?;
+        for row in pending {
+            let dimension: String = row.try_get(0)?;
+            let value: String = row.try_get(1)?;
+            let bucket_start: i64 = row.try_get(2)?;
+            self.judge(tx, &dimension, &value, bucket_start, cause)
+                .await?;
         }
         Ok(())
     }
@@ -215,7 +301,7 @@ impl Projection for Anomalies {
     }
 
     fn version(&self) -> i64 {
-        1
+        3
     }
 
     fn tables(&self) -> &'static [Table] {
@@ -223,7 +309,7 @@ impl Projection for Anomalies {
     }
 
     fn event_types(&self) -> Option<&'static [&'static str]> {
-        Some(&["SentimentScored", "AnomalyDetected"])
+        Some(&["SentimentScored", "FairnessReported", "AnomalyDetected"])
     }
 
     async fn apply(&self, tx: &mut ViewTx<'_>, r: Recorded<'_>) -> Result<(), ProjectionError> {
@@ -236,19 +322,36 @@ impl Projection for Anomalies {
                     ("product", dim(s.context.product.as_deref())),
                     ("channel", dim(Some(&s.context.channel))),
                 ] {
-                    self.judge(tx, dimension, value, start, e).await?;
-                    sqlx::query(&format!(
-                        "INSERT INTO {table} AS t (dimension, value, bucket_start, n, polarity_sum, judged) \
-                         VALUES ($1, $2, $3, 1, $4, 0) ON CONFLICT (dimension, value, bucket_start) \
-                         DO UPDATE SET n = t.n + 1, polarity_sum = t.polarity_sum + excluded.polarity_sum"
+                    let p = polarity(s);
+                    let judged: i64 = sqlx::query_scalar(&format!(
+                        "INSERT INTO {table} AS t (dimension, value, bucket_start, n, polarity_sum, \
+                         polarity_sqsum, judged) VALUES ($1, $2, $3, 1, $4, $5, $6) \
+                         ON CONFLICT (dimension, value, bucket_start) DO UPDATE SET n = t.n + 1, \
+                         polarity_sum = t.polarity_sum + excluded.polarity_sum, \
+                         polarity_sqsum = t.polarity_sqsum + excluded.polarity_sqsum \
+                         RETURNING judged"
                     ))
                     .bind(dimension)
                     .bind(value)
                     .bind(start)
-                    .bind(polarity(s))
-                    .execute(tx.conn())
+                    .bind(p)
+                    .bind(p * p)
+                    .bind(PENDING)
+                    .fetch_one(tx.conn())
                     .await?;
+                    if judged == JUDGED {
+                        // A late event: judge its bucket again.
+                        self.judge(tx, dimension, value, start, e).await?;
+                    }
                 }
+                if self.config.watermark == Watermark::EventTime {
+                    let lateness = self.config.lateness_buckets.max(0) * self.width();
+                    self.advance(tx, start - lateness, e).await?;
+                }
+            }
+            Event::FairnessReported(f) if self.config.watermark == Watermark::Fairness => {
+                let end = f.window_end.micros();
+                self.advance(tx, bucket(end, self.width()), e).await?;
             }
             Event::AnomalyDetected(a) => {
                 let (dimension, value) = match (&a.product, &a.channel) {
@@ -286,8 +389,9 @@ impl Projection for Anomalies {
 #[serde(deny_unknown_fields)]
 pub struct AnomaliesQuery {
     /// Windows starting in this range.
-    #[serde(flatten)]
-    pub range: Range,
+    pub from: Option<Timestamp>,
+    /// Before this instant (RFC 3339).
+    pub to: Option<Timestamp>,
     /// `product` or `channel`.
     pub dimension: Option<String>,
     /// The product or channel.
@@ -302,7 +406,7 @@ pub struct AnomaliesQuery {
 
 /// Anomalies, newest window first.
 pub async fn query(db: &Db, q: &AnomaliesQuery) -> Result<Value, ProjectionError> {
-    let (from, to) = q.range.micros()?;
+    let (from, to) = range(q.from, q.to)?;
     let (limit, offset) = page(q.limit, q.offset)?;
     let rows = sqlx::query(
         "SELECT * FROM view_anomalies WHERE window_start >= $1 AND window_start < $2 \

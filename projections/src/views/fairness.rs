@@ -1,12 +1,17 @@
 //! Fairness: the latest report per attribute set and outcome (groups, rates and metrics),
 //! and every alert.
+//!
+//! "Latest" is the latest window in which at least one group reached the minimum group
+//! size (a window with too few messages to say anything — the quiet start of a day, the
+//! tail of a backfill — does not hide the last one that did), else simply the latest.
 
 use async_trait::async_trait;
 use insights_schemas::Event;
+use insights_schemas::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Range, page};
+use super::{page, range};
 use crate::db::{Db, row_json, to_i64};
 use crate::{Projection, ProjectionError, Recorded, Table, ViewTx};
 
@@ -20,7 +25,8 @@ const TABLES: &[Table] = &[
         columns: "attributes TEXT NOT NULL, outcome TEXT NOT NULL, window_start BIGINT NOT NULL, \
                   window_end BIGINT NOT NULL, report_event_id TEXT NOT NULL, position BIGINT NOT NULL, \
                   min_group_size BIGINT NOT NULL, groups TEXT NOT NULL, metrics TEXT NOT NULL, \
-                  excluded_groups TEXT NOT NULL, PRIMARY KEY (attributes, outcome)",
+                  excluded_groups TEXT NOT NULL, reported_groups BIGINT NOT NULL, \
+                  PRIMARY KEY (attributes, outcome)",
         indexes: &[],
     },
     Table {
@@ -40,7 +46,7 @@ impl Projection for Fairness {
     }
 
     fn version(&self) -> i64 {
-        1
+        2
     }
 
     fn tables(&self) -> &'static [Table] {
@@ -60,13 +66,15 @@ impl Projection for Fairness {
                 let table = tx.table("view_fairness_latest");
                 sqlx::query(&format!(
                     "INSERT INTO {table} AS t (attributes, outcome, window_start, window_end, report_event_id, \
-                     position, min_group_size, groups, metrics, excluded_groups) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     position, min_group_size, groups, metrics, excluded_groups, reported_groups) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                      ON CONFLICT (attributes, outcome) DO UPDATE SET window_start = excluded.window_start, \
                      window_end = excluded.window_end, report_event_id = excluded.report_event_id, \
                      position = excluded.position, min_group_size = excluded.min_group_size, \
-                     groups = excluded.groups, metrics = excluded.metrics, excluded_groups = excluded.excluded_groups \
-                     WHERE excluded.window_end >= t.window_end"
+                     groups = excluded.groups, metrics = excluded.metrics, excluded_groups = excluded.excluded_groups, \
+                     reported_groups = excluded.reported_groups \
+                     WHERE excluded.window_end >= t.window_end \
+                     AND (excluded.reported_groups > 0 OR t.reported_groups = 0)"
                 ))
                 .bind(f.attributes.join("+"))
                 .bind(&f.outcome)
@@ -78,6 +86,12 @@ impl Projection for Fairness {
                 .bind(json!(f.groups).to_string())
                 .bind(json!(f.metrics).to_string())
                 .bind(json!(f.excluded_groups).to_string())
+                .bind(
+                    f.groups
+                        .iter()
+                        .filter(|g| g.selection_rate.is_some())
+                        .count() as i64,
+                )
                 .execute(tx.conn())
                 .await?;
             }
@@ -112,8 +126,9 @@ impl Projection for Fairness {
 #[serde(deny_unknown_fields)]
 pub struct FairnessQuery {
     /// Alerts whose window ended in this range.
-    #[serde(flatten)]
-    pub range: Range,
+    pub from: Option<Timestamp>,
+    /// Before this instant (RFC 3339).
+    pub to: Option<Timestamp>,
     /// Only this attribute set (`gender`, `age_band+gender`).
     pub attributes: Option<String>,
     /// Only this outcome.
@@ -128,7 +143,7 @@ pub struct FairnessQuery {
 
 /// The latest report per attribute set and outcome, and the alerts, newest first.
 pub async fn query(db: &Db, q: &FairnessQuery) -> Result<Value, ProjectionError> {
-    let (from, to) = q.range.micros()?;
+    let (from, to) = range(q.from, q.to)?;
     let (limit, offset) = page(q.limit, q.offset)?;
     let attributes = q.attributes.as_deref().unwrap_or("");
     let outcome = q.outcome.as_deref().unwrap_or("");
@@ -167,10 +182,5 @@ pub(crate) fn with_json(mut row: serde_json::Map<String, Value>, keys: &[&str]) 
             row.insert((*key).to_owned(), parsed);
         }
     }
-    for key in ["window_start", "window_end"] {
-        if let Some(t) = row.get(key).and_then(Value::as_i64) {
-            row.insert(key.to_owned(), json!(insights_schemas::Timestamp(t)));
-        }
-    }
-    Value::Object(row)
+    Value::Object(super::with_times(row, &["window_start", "window_end"]))
 }

@@ -3,11 +3,11 @@
 //! The API adds each view's lag; Kafka consumer lag is on `/metrics`.
 
 use async_trait::async_trait;
-use insights_schemas::{Event, Timestamp};
+use insights_schemas::Event;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{MINUTE, bucket};
+use super::{MINUTE, bucket, with_times};
 use crate::db::{Db, now_micros, row_json, to_i64};
 use crate::{Projection, ProjectionError, Recorded, Table, ViewTx};
 
@@ -131,16 +131,9 @@ pub async fn query(db: &Db, q: &HealthQuery) -> Result<Value, ProjectionError> {
     let producers = sqlx::query("SELECT * FROM view_producers ORDER BY producer, producer_version")
         .fetch_all(db.pool())
         .await?;
-    let times = |mut m: serde_json::Map<String, Value>, keys: &[&str]| {
-        for k in keys {
-            if let Some(t) = m.get(*k).and_then(Value::as_i64) {
-                m.insert((*k).to_owned(), json!(Timestamp(t)));
-            }
-        }
-        Value::Object(m)
-    };
+    let times = |m, keys: &[&str]| Value::Object(with_times(m, keys));
     Ok(json!({
-        "since": Timestamp(since),
+        "since": super::time(since),
         "event_rate": rates.iter().map(|r| times(row_json(r), &["minute"])).collect::<Vec<_>>(),
         "dead_letters": dead.iter().map(|r| times(row_json(r), &["last_at"])).collect::<Vec<_>>(),
         "producers": producers.iter().map(|r| times(row_json(r), &["last_recorded_at"])).collect::<Vec<_>>(),

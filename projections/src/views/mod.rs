@@ -22,7 +22,6 @@ pub mod timeline;
 use std::sync::Arc;
 
 use insights_schemas::{SentimentScored, Timestamp};
-use serde::Deserialize;
 
 use crate::{Projection, ProjectionError};
 
@@ -76,28 +75,38 @@ pub fn by_name(
         })
 }
 
-/// A time range in query parameters: RFC 3339 `from` (inclusive) and `to` (exclusive).
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-pub struct Range {
-    /// From this instant.
-    pub from: Option<Timestamp>,
-    /// Before this instant.
-    pub to: Option<Timestamp>,
+/// A time range in query parameters, RFC 3339 `from` (inclusive) and `to` (exclusive), as
+/// microseconds with open ends as the extremes; an empty or inverted range is a bad query.
+pub fn range(
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+) -> Result<(i64, i64), ProjectionError> {
+    let from = from.map_or(i64::MIN, Timestamp::micros);
+    let to = to.map_or(i64::MAX, Timestamp::micros);
+    if from >= to {
+        return Err(ProjectionError::BadQuery(
+            "`from` must be before `to`".into(),
+        ));
+    }
+    Ok((from, to))
 }
 
-impl Range {
-    /// The range as microseconds, open ends as the extremes; an empty or inverted range
-    /// is a bad query.
-    pub fn micros(&self) -> Result<(i64, i64), ProjectionError> {
-        let from = self.from.map_or(i64::MIN, Timestamp::micros);
-        let to = self.to.map_or(i64::MAX, Timestamp::micros);
-        if from >= to {
-            return Err(ProjectionError::BadQuery(
-                "`from` must be before `to`".into(),
-            ));
+/// An instant as the API shows it: RFC 3339 in UTC.
+pub fn time(micros: i64) -> serde_json::Value {
+    serde_json::Value::String(Timestamp(micros).to_string())
+}
+
+/// Turns the microsecond columns `keys` of a row into RFC 3339 instants.
+pub fn with_times(
+    mut row: serde_json::Map<String, serde_json::Value>,
+    keys: &[&str],
+) -> serde_json::Map<String, serde_json::Value> {
+    for key in keys {
+        if let Some(t) = row.get(*key).and_then(serde_json::Value::as_i64) {
+            row.insert((*key).to_owned(), time(t));
         }
-        Ok((from, to))
     }
+    row
 }
 
 /// A page of a list: `limit` (1..=1000, default 100) and `offset`.

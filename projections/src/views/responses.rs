@@ -9,11 +9,12 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use insights_schemas::Event;
+use insights_schemas::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use super::{DAY, Range, bucket};
+use super::{DAY, bucket, range};
 use crate::db::Db;
 use crate::{Projection, ProjectionError, Recorded, Table, ViewTx};
 
@@ -124,15 +125,16 @@ impl Projection for Responses {
 #[serde(deny_unknown_fields)]
 pub struct ResponsesQuery {
     /// Days starting in this range.
-    #[serde(flatten)]
-    pub range: Range,
+    pub from: Option<Timestamp>,
+    /// Before this instant (RFC 3339).
+    pub to: Option<Timestamp>,
     /// Read-your-writes (handled by the API).
     pub min_position: Option<u64>,
 }
 
 /// Totals over the range, rates, breakdowns, and a daily series.
 pub async fn query(db: &Db, q: &ResponsesQuery) -> Result<Value, ProjectionError> {
-    let (from, to) = q.range.micros()?;
+    let (from, to) = range(q.from, q.to)?;
     let rows = sqlx::query(
         "SELECT metric, dim, CAST(SUM(n) AS BIGINT), SUM(total) FROM view_response_metrics \
          WHERE day >= $1 AND day < $2 GROUP BY metric, dim ORDER BY metric, dim",
@@ -206,7 +208,7 @@ pub async fn query(db: &Db, q: &ResponsesQuery) -> Result<Value, ProjectionError
         "review_decisions": counts("review_decided"),
         "intents": counts("intent"),
         "daily": days.into_iter().map(|(day, mut m)| {
-            m.insert("day".into(), json!(insights_schemas::Timestamp(day)));
+            m.insert("day".into(), super::time(day));
             Value::Object(m)
         }).collect::<Vec<_>>(),
     }))

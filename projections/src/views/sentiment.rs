@@ -8,12 +8,13 @@
 //! one version (the latest by default) or compare them.
 
 use async_trait::async_trait;
+use insights_schemas::Timestamp;
 use insights_schemas::{Event, SentimentLabel};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use super::{DAY, HOUR, Range, bucket, dim, polarity};
+use super::{DAY, HOUR, bucket, dim, polarity, range};
 use crate::db::{Db, to_i64};
 use crate::{Projection, ProjectionError, Recorded, Table, ViewTx};
 
@@ -124,8 +125,9 @@ const GROUPS: &[&str] = &["channel", "product", "language", "segment"];
 #[serde(deny_unknown_fields)]
 pub struct SentimentQuery {
     /// Buckets starting in this range.
-    #[serde(flatten)]
-    pub range: Range,
+    pub from: Option<Timestamp>,
+    /// Before this instant (RFC 3339).
+    pub to: Option<Timestamp>,
     /// `hour` or `day` (default).
     pub granularity: Option<String>,
     /// One series per value of `channel`, `product`, `language` or `segment`.
@@ -147,7 +149,7 @@ pub struct SentimentQuery {
 /// Buckets of one model version's sentiment, optionally one series per group, plus the
 /// totals over the range and the model versions there are.
 pub async fn query(db: &Db, q: &SentimentQuery) -> Result<Value, ProjectionError> {
-    let (from, to) = q.range.micros()?;
+    let (from, to) = range(q.from, q.to)?;
     let granularity = q.granularity.as_deref().unwrap_or("day");
     if !matches!(granularity, "hour" | "day") {
         return Err(ProjectionError::BadQuery(
@@ -218,7 +220,7 @@ pub async fn query(db: &Db, q: &SentimentQuery) -> Result<Value, ProjectionError
         }
         polarity_total += polarity_sum;
         let point = json!({
-            "bucket_start": insights_schemas::Timestamp(row.try_get(0)?),
+            "bucket_start": super::time(row.try_get(0)?),
             "n": n, "negative": counts[1], "neutral": counts[2], "positive": counts[3],
             "mean_polarity": mean(polarity_sum, n),
         });

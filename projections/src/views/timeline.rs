@@ -3,12 +3,13 @@
 //! message, messages, last sentiment, open reviews).
 
 use async_trait::async_trait;
+use insights_schemas::Timestamp;
 use insights_schemas::{Envelope, Event, InteractionContext};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use super::{Range, dim, page, polarity};
+use super::{dim, page, polarity, range, time, with_times};
 use crate::db::{Db, row_json, to_i64};
 use crate::{Projection, ProjectionError, Recorded, Table, ViewTx};
 
@@ -74,7 +75,7 @@ fn summary(e: &Envelope) -> Value {
         }),
         Event::ReviewRequested(r) => json!({
             "interaction_id": r.context.interaction_id, "review_id": e.event_id,
-            "reasons": r.reasons, "priority": r.priority, "sla_deadline": r.sla_deadline,
+            "reasons": r.reasons, "priority": r.priority, "sla_deadline": time(r.sla_deadline.micros()),
         }),
         Event::ReviewClaimed(c) => json!({"review_id": c.review_id, "reviewer": c.reviewer}),
         Event::ReviewDecided(d) => json!({
@@ -211,8 +212,9 @@ impl Projection for Timeline {
 #[serde(deny_unknown_fields)]
 pub struct ConversationsQuery {
     /// Last message in this range.
-    #[serde(flatten)]
-    pub range: Range,
+    pub from: Option<Timestamp>,
+    /// Before this instant (RFC 3339).
+    pub to: Option<Timestamp>,
     /// Only this channel.
     pub channel: Option<String>,
     /// Only this product.
@@ -229,7 +231,7 @@ pub struct ConversationsQuery {
 
 /// Conversations, most recent first.
 pub async fn conversations(db: &Db, q: &ConversationsQuery) -> Result<Value, ProjectionError> {
-    let (from, to) = q.range.micros()?;
+    let (from, to) = range(q.from, q.to)?;
     let (limit, offset) = page(q.limit, q.offset)?;
     let filter = "last_at >= $1 AND last_at < $2 AND ($3 = '' OR channel = $3) \
                   AND ($4 = '' OR product = $4) AND ($5 = 0 OR open_reviews > 0)";
@@ -261,7 +263,7 @@ pub async fn conversations(db: &Db, q: &ConversationsQuery) -> Result<Value, Pro
     .await?;
     Ok(json!({
         "total": total,
-        "items": rows.iter().map(row_json).collect::<Vec<_>>(),
+        "items": rows.iter().map(|r| with_times(row_json(r), &["first_at", "last_at"])).collect::<Vec<_>>(),
     }))
 }
 
@@ -292,7 +294,7 @@ pub async fn conversation(
     let events: Vec<Value> = rows
         .iter()
         .map(|row| {
-            let mut m = row_json(row);
+            let mut m = with_times(row_json(row), &["occurred_at", "recorded_at"]);
             if let Some(Value::String(s)) = m.remove("summary") {
                 m.insert(
                     "summary".into(),
@@ -303,7 +305,7 @@ pub async fn conversation(
         })
         .collect();
     Ok(Some(json!({
-        "conversation": row_json(&head),
+        "conversation": with_times(row_json(&head), &["first_at", "last_at"]),
         "events": events,
     })))
 }

@@ -1,0 +1,189 @@
+//! The projection views over HTTP (analyst; admin holds every role).
+//!
+//! Every answer carries the position its view reflects (`X-Store-Position` and
+//! `position`): the view had applied every event up to it when the answer was read (it may
+//! hold later ones too). `min_position=P` waits, at most five seconds, until the view has
+//! reached P — read-your-writes after an append — and answers 503 if it has not.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use insights_projections::views::{
+    anomalies::{self, AnomaliesQuery},
+    fairness::{self, FairnessQuery},
+    health::{self, HealthQuery},
+    responses::{self, ResponsesQuery},
+    sentiment::{self, SentimentQuery},
+    timeline::{self, ConversationsQuery},
+};
+use insights_projections::{ProjectionError, Views, views_status};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::{ApiError, ApiQuery, AppState, Caller, Role, at_position};
+
+/// How long a `min_position` request waits for a view, at most.
+const MAX_CATCH_UP_WAIT: Duration = Duration::from_secs(5);
+
+impl From<ProjectionError> for ApiError {
+    fn from(e: ProjectionError) -> Self {
+        match e {
+            ProjectionError::BadQuery(m) => ApiError::bad_request(m),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+fn views(state: &AppState) -> Result<&Views, ApiError> {
+    state
+        .views
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("this server does not serve the projection views"))
+}
+
+fn analyst(caller: &crate::Principal) -> Result<(), ApiError> {
+    caller
+        .require(Role::Analyst)
+        .or_else(|_| caller.require(Role::Auditor))
+}
+
+/// Waits for `min_position` if asked, then returns the view's position.
+async fn position(views: &Views, view: &str, min_position: Option<u64>) -> Result<u64, ApiError> {
+    match min_position {
+        None => Ok(views.position(view).await?),
+        Some(min) => views
+            .wait_for(view, min, MAX_CATCH_UP_WAIT)
+            .await?
+            .map_err(|at| {
+                ApiError::unavailable(format!(
+                    "the {view} view is at position {at}, behind the requested {min}; retry shortly"
+                ))
+            }),
+    }
+}
+
+/// Answers `body` with the position, also as a field.
+fn answer(position: u64, mut body: Value) -> Response {
+    if let Value::Object(m) = &mut body {
+        m.insert("position".into(), position.into());
+    }
+    at_position(position, body)
+}
+
+/// `GET /v1/views`: each view's version, position and lag behind the store's head.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    analyst(&caller)?;
+    let v = views(&state)?;
+    let (head, status) = views_status(&v.db, &*state.store, &v.list).await?;
+    Ok(at_position(
+        head,
+        serde_json::json!({"head": head, "views": status}),
+    ))
+}
+
+/// `GET /v1/views/sentiment?from=&to=&granularity=&group_by=&channel=&product=&language=&segment=&model_version=`.
+pub(crate) async fn get_sentiment(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(q): ApiQuery<SentimentQuery>,
+) -> Result<Response, ApiError> {
+    analyst(&caller)?;
+    let v = views(&state)?;
+    let at = position(v, "sentiment", q.min_position).await?;
+    Ok(answer(at, sentiment::query(&v.db, &q).await?))
+}
+
+/// `GET /v1/views/responses?from=&to=`.
+pub(crate) async fn get_responses(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(q): ApiQuery<ResponsesQuery>,
+) -> Result<Response, ApiError> {
+    analyst(&caller)?;
+    let v = views(&state)?;
+    let at = position(v, "responses", q.min_position).await?;
+    Ok(answer(at, responses::query(&v.db, &q).await?))
+}
+
+/// `GET /v1/views/fairness?from=&to=&attributes=&outcome=&limit=&offset=`.
+pub(crate) async fn get_fairness(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(q): ApiQuery<FairnessQuery>,
+) -> Result<Response, ApiError> {
+    analyst(&caller)?;
+    let v = views(&state)?;
+    let at = position(v, "fairness", q.min_position).await?;
+    Ok(answer(at, fairness::query(&v.db, &q).await?))
+}
+
+/// `GET /v1/views/health?minutes=`: the health view plus every view's lag.
+pub(crate) async fn get_health(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(q): ApiQuery<HealthQuery>,
+) -> Result<Response, ApiError> {
+    analyst(&caller)?;
+    let v = views(&state)?;
+    let at = position(v, "health", q.min_position).await?;
+    let mut body = health::query(&v.db, &q).await?;
+    let (head, status) = views_status(&v.db, &*state.store, &v.list).await?;
+    if let Value::Object(m) = &mut body {
+        m.insert("head".into(), head.into());
+        m.insert("views".into(), serde_json::json!(status));
+    }
+    Ok(answer(at, body))
+}
+
+/// `GET /v1/views/anomalies?from=&to=&dimension=&value=&limit=&offset=`.
+pub(crate) async fn get_anomalies(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(q): ApiQuery<AnomaliesQuery>,
+) -> Result<Response, ApiError> {
+    analyst(&caller)?;
+    let v = views(&state)?;
+    let at = position(v, "anomalies", q.min_position).await?;
+    Ok(answer(at, anomalies::query(&v.db, &q).await?))
+}
+
+/// `GET /v1/views/conversations?from=&to=&channel=&product=&open_reviews=&limit=&offset=`.
+pub(crate) async fn get_conversations(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(q): ApiQuery<ConversationsQuery>,
+) -> Result<Response, ApiError> {
+    analyst(&caller)?;
+    let v = views(&state)?;
+    let at = position(v, "timeline", q.min_position).await?;
+    Ok(answer(at, timeline::conversations(&v.db, &q).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TimelineQuery {
+    limit: Option<i64>,
+    after_position: Option<u64>,
+    min_position: Option<u64>,
+}
+
+/// `GET /v1/views/conversations/{id}?limit=&after_position=`: the conversation and its
+/// events in log order.
+pub(crate) async fn get_conversation(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TimelineQuery>,
+) -> Result<Response, ApiError> {
+    analyst(&caller)?;
+    let v = views(&state)?;
+    let at = position(v, "timeline", q.min_position).await?;
+    let body = timeline::conversation(&v.db, &id, q.limit, q.after_position)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no conversation {id:?}")))?;
+    Ok(answer(at, body))
+}

@@ -1,0 +1,169 @@
+//! The README's run command with the dashboard: `insights run --input samples/…` on the
+//! embedded default serves the views; the dashboard link it prints opens in headless
+//! Chromium (Debian's, driven by playwright-core from `api/tests/browser`, both installed by
+//! `scripts/setup.sh`), whose screenshots show the charts drew data. On the way, the views
+//! answer over HTTP and the sample's planted incident (fiber-broadband, 19 November) is
+//! the anomaly found.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod common;
+use common::{Running, free_port, http};
+
+#[test]
+fn the_dashboard_draws_the_pipelines_views_in_a_browser() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let browser = root.join("api/tests/browser");
+    assert!(
+        browser.join("node_modules/playwright-core").exists()
+            && Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs Chromium and playwright-core: run scripts/setup.sh"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(root.join("topology.toml"), dir.path().join("topology.toml")).expect("copies");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
+        .parse()
+        .expect("address");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_insights"))
+        .args([
+            "run",
+            "--listen",
+            &addr.to_string(),
+            "--sentiment-backend",
+            "lexicon",
+            "--input",
+        ])
+        .arg(root.join("samples/interactions.jsonl"))
+        .current_dir(dir.path())
+        .env_remove("INSIGHTS_BROKERS")
+        .env_remove("INSIGHTS_STORE_URL")
+        .env_remove("INSIGHTS_PRIVACY_KEY")
+        .env_remove("INSIGHTS_JWT_SECRET")
+        .env_remove("INSIGHTS_LLM_URL")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs insights");
+    let stderr = child.stderr.take().expect("stderr");
+    let _running = Running(child);
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+
+    // The embedded default prints a ready link with a token.
+    let mut log = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let link = loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no dashboard link: {log:#?}"));
+        if let Some(link) = line.strip_prefix("insights: dashboard: ") {
+            break link.trim().to_owned();
+        }
+        log.push(line);
+    };
+    let token = link
+        .split_once("#token=")
+        .expect("token in the link")
+        .1
+        .to_owned();
+    assert!(link.starts_with(&format!("http://{addr}/")), "{link}");
+
+    // Wait for the pipeline to drain and every view to catch up with the store.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut last_head = 0;
+    loop {
+        let (status, body) = http(addr, "GET", "/v1/views", &token, None);
+        assert_eq!(status, 200, "{body}");
+        let head = body["head"].as_u64().unwrap_or(0);
+        let caught_up = body["views"]
+            .as_array()
+            .is_some_and(|v| v.iter().all(|v| v["lag"] == 0));
+        if caught_up && head > 12_000 && head == last_head {
+            break;
+        }
+        last_head = head;
+        assert!(Instant::now() < deadline, "views never settled: {body}");
+        std::thread::sleep(Duration::from_secs(3));
+    }
+
+    let (status, sentiment) = http(
+        addr,
+        "GET",
+        "/v1/views/sentiment?group_by=channel",
+        &token,
+        None,
+    );
+    assert_eq!(status, 200, "{sentiment}");
+    assert_eq!(
+        sentiment["totals"]["n"], 2989,
+        "every scored message: {}",
+        sentiment["totals"]
+    );
+    assert_eq!(
+        sentiment["series"].as_array().map(Vec::len),
+        Some(5),
+        "five channels"
+    );
+    let (_, anomalies) = http(addr, "GET", "/v1/views/anomalies", &token, None);
+    let found: Vec<(&str, &str)> = anomalies["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            (
+                i["value"].as_str().unwrap_or(""),
+                i["window_start"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert!(
+        found.contains(&("fiber-broadband", "2026-11-19T00:00:00Z")),
+        "the planted incident is found: {anomalies}"
+    );
+    let (_, conversations) = http(addr, "GET", "/v1/views/conversations?limit=1", &token, None);
+    let id = conversations["items"][0]["conversation_id"]
+        .as_str()
+        .expect("a conversation")
+        .to_owned();
+    let (status, timeline) = http(
+        addr,
+        "GET",
+        &format!("/v1/views/conversations/{id}"),
+        &token,
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        timeline["events"][0]["event_type"], "InteractionScrubbed",
+        "{timeline}"
+    );
+
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let out = Command::new("node")
+        .arg(browser.join("dashboard.mjs"))
+        .arg(format!("http://{addr}"))
+        .arg(&token)
+        .arg(&shot)
+        .output()
+        .expect("runs node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser check failed:\n{stderr}\n{stdout}"
+    );
+    let summary: Value = serde_json::from_str(stdout.trim()).expect("a JSON summary");
+    eprintln!("dashboard: {summary}; screenshot at {}", shot.display());
+}
