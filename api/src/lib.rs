@@ -163,6 +163,23 @@ pub fn router_with(state: AppState, limit: RateLimit) -> Router {
     )
     .allow_burst(std::num::NonZeroU32::new(limit.burst).unwrap_or(std::num::NonZeroU32::MIN));
     let limiter = Arc::new(governor::RateLimiter::keyed(quota));
+    // Forget clients whose buckets are full again, so the map does not grow with every
+    // token ever seen; the task ends with the router.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let weak = Arc::downgrade(&limiter);
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(limiter) = weak.upgrade() else {
+                    return;
+                };
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+        });
+    }
     Router::new()
         .route("/", get(dashboard_page))
         .route("/dashboard.js", get(dashboard_script))

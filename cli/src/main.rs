@@ -11,6 +11,8 @@ mod fairness;
 mod jsonl;
 mod pipeline;
 mod replay;
+mod reprocess;
+mod republish;
 mod response;
 mod scrub;
 mod sentiment;
@@ -193,14 +195,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => pipeline::run(&cli.global, args).await,
         Command::Replay(args) => {
             let topology = Topology::load(&cli.global.topology).ok();
-            let anomalies = views::anomaly_config(topology.as_ref())?;
             match args.needs_store() {
                 true => {
                     let store = open_store(&cli.global).await?;
                     let (url, _) = store_url(&cli.global)?;
-                    replay::run(Some((&store, url.as_str())), anomalies, &args).await
+                    replay::run(Some((&store, url.as_str())), topology.as_ref(), &args).await
                 }
-                false => replay::run(None, anomalies, &args).await,
+                false => replay::run(None, topology.as_ref(), &args).await,
             }
         }
         Command::Token(TokenCommand::Issue(args)) => {

@@ -56,7 +56,7 @@ impl KafkaArgs {
         })
     }
 
-    fn required(&self, topology: &Topology) -> Result<KafkaSettings> {
+    pub(crate) fn required(&self, topology: &Topology) -> Result<KafkaSettings> {
         self.settings(topology).context(
             "no Kafka brokers configured: pass --brokers, set INSIGHTS_BROKERS or [kafka] brokers",
         )
@@ -99,6 +99,9 @@ pub struct RunArgs {
     /// unless `--processor` picks one processor.
     #[arg(long)]
     no_projections: bool,
+    /// API requests per second per client (bearer token), with bursts of twice as many.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    api_rate_limit: u32,
 }
 
 /// The processors this build can run, by their topology.toml name. Each processor crate
@@ -438,13 +441,20 @@ fn api_router(
             None
         }
     };
-    Ok(insights_api::router(insights_api::AppState {
-        store: Arc::clone(store),
-        auth: Arc::new(auth),
-        reviews,
-        publisher,
-        views,
-    }))
+    let limit = insights_api::RateLimit {
+        per_second: args.api_rate_limit,
+        burst: args.api_rate_limit.saturating_mul(2),
+    };
+    Ok(insights_api::router_with(
+        insights_api::AppState {
+            store: Arc::clone(store),
+            auth: Arc::new(auth),
+            reviews,
+            publisher,
+            views,
+        },
+        limit,
+    ))
 }
 
 /// The topic reviewers' events are published to.

@@ -38,12 +38,20 @@ pub struct ReplayArgs {
     export: Option<PathBuf>,
     #[command(flatten)]
     rebuild: crate::views::RebuildArgs,
+    #[command(flatten)]
+    to_topic: crate::republish::ToTopicArgs,
+    #[command(flatten)]
+    reprocess: crate::reprocess::ReprocessArgs,
 }
 
 impl ReplayArgs {
     /// Whether the store is needed (a bundle verifies without it).
     pub fn needs_store(&self) -> bool {
-        self.export.is_some() || (self.verify && self.file.is_none()) || self.rebuild.wanted()
+        self.export.is_some()
+            || (self.verify && self.file.is_none())
+            || self.rebuild.wanted()
+            || self.to_topic.wanted()
+            || self.reprocess.wanted()
     }
 }
 
@@ -68,17 +76,38 @@ fn hex32(s: &str) -> Result<[u8; 32]> {
 /// Runs `insights replay`.
 pub async fn run(
     store: Option<(&Arc<dyn EventStore>, &str)>,
-    anomalies: insights_projections::views::anomalies::AnomalyConfig,
+    topology: Option<&insights_topology::Topology>,
     args: &ReplayArgs,
 ) -> Result<ExitCode> {
-    if !args.verify && args.export.is_none() && !args.rebuild.wanted() {
+    if !args.verify
+        && args.export.is_none()
+        && !args.rebuild.wanted()
+        && !args.to_topic.wanted()
+        && !args.reprocess.wanted()
+    {
         bail!(
-            "nothing to do: pass --verify [--file BUNDLE], --export FILE or --rebuild VIEW [--as-of POSITION]"
+            "nothing to do: pass --verify [--file BUNDLE], --export FILE, --rebuild VIEW [--as-of POSITION], \
+             --to-topic TOPIC [--from P] [--to Q] [--types A,B] or --reprocess sentiment"
+        );
+    }
+    if args.reprocess.wanted() {
+        let (store, _) = store.context("--reprocess needs the store")?;
+        let done = crate::reprocess::run(&**store, &args.reprocess).await?;
+        eprintln!(
+            "insights: reprocessed {} inputs: appended {}, already stored {}, refused {}",
+            done.inputs, done.appended, done.already, done.refused
         );
     }
     if args.rebuild.wanted() {
         let (store, url) = store.context("--rebuild needs the store")?;
+        let anomalies = crate::views::anomaly_config(topology)?;
         crate::views::rebuild(store, url, anomalies, &args.rebuild).await?;
+    }
+    if args.to_topic.wanted() {
+        let (store, _) = store.context("--to-topic needs the store")?;
+        let topology = topology.context("--to-topic needs the topology (for the brokers)")?;
+        let n = crate::republish::run(&**store, topology, &args.to_topic).await?;
+        eprintln!("insights: published {n} events");
     }
     let store = store.map(|(s, _)| &**s);
     if let Some(path) = &args.export {
@@ -96,23 +125,11 @@ pub async fn run(
 }
 
 async fn verify_store(store: &dyn EventStore) -> Result<VerifyReport> {
-    // A consistent cut: the head first, then every event up to it (the log may grow
-    // while it is walked).
     let head = store.head().await?;
     let bar = bar(head.position, "verifying");
-    let mut verifier = ChainVerifier::new();
-    let mut after = 0;
-    while after < head.position {
-        let page = store.read_all(after, PAGE_SIZE, &EventFilter::All).await?;
-        let Some(last) = page.last() else { break };
-        for e in page.iter().take_while(|e| e.position <= head.position) {
-            verifier.push(e);
-        }
-        after = last.position;
-        bar.set_position(after.min(head.position));
-    }
+    let report = insights_event_store::verify_walk(store, &|at, _| bar.set_position(at)).await?;
     bar.finish_and_clear();
-    Ok(verifier.finish(&head))
+    Ok(report)
 }
 
 /// Prints a verification summary; the exit code says whether the chain holds.

@@ -443,3 +443,208 @@ async fn replay_verifies_the_store_and_exported_bundles_offline() {
         stderr(&nothing)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_republishes_a_range_of_one_type_to_a_topic() {
+    use insights_schemas::{Codec, Envelope, Event, SentimentLabel};
+    use rdkafka::Message;
+
+    let tansu = testkit::Tansu::start();
+    tansu.create_topic("replayed", 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("e.db").display());
+    let store = SqliteStore::open(&url, 2).await.expect("opens");
+    // Positions 1..=6 scored messages, 7 one of another type, 8 a scored one again.
+    let mut events: Vec<Envelope> = (1..=6)
+        .map(|n| testkit::events::scored(n, "fine", SentimentLabel::Positive, 0.9))
+        .collect();
+    let mut other = testkit::events::scored(7, "x", SentimentLabel::Neutral, 0.5);
+    if let Event::SentimentScored(s) = &other.event {
+        other.event = Event::InteractionScrubbed(insights_schemas::InteractionScrubbed {
+            context: s.context.clone(),
+            text: "x".into(),
+            pii: vec![],
+            pii_counts: Default::default(),
+        });
+    }
+    events.push(other);
+    events.push(testkit::events::scored(
+        8,
+        "late",
+        SentimentLabel::Negative,
+        0.9,
+    ));
+    store
+        .append(AppendBatch::new(
+            events
+                .iter()
+                .map(insights_runtime::records::to_event_data)
+                .collect(),
+        ))
+        .await
+        .expect("appends");
+
+    let o = insights(
+        &[
+            "replay",
+            "--to-topic",
+            "replayed",
+            "--from",
+            "2",
+            "--to",
+            "7",
+            "--types",
+            "SentimentScored",
+            "--brokers",
+            &tansu.brokers(),
+            "--store",
+            &url,
+        ],
+        repo_root(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("published 5 events"), "{}", stderr(&o));
+    let messages = testkit::read_topic(
+        &tansu.brokers(),
+        "replayed",
+        6,
+        std::time::Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(messages.len(), 5, "positions 2..=6, only the scored ones");
+    let codec = Codec::new();
+    for (m, n) in messages.iter().zip(2..) {
+        let e: Envelope = codec
+            .decode(m.payload().expect("payload"))
+            .expect("decodes");
+        assert_eq!(e, events[n - 1], "in log order, unchanged");
+        assert_eq!(
+            m.key(),
+            Some(format!("c{n}").as_bytes()),
+            "keyed by conversation"
+        );
+    }
+
+    let bad = insights(
+        &[
+            "replay",
+            "--to-topic",
+            "replayed",
+            "--types",
+            "Nope",
+            "--brokers",
+            &tansu.brokers(),
+            "--store",
+            &url,
+        ],
+        repo_root(),
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(stderr(&bad).lines().count(), 1, "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("\"Nope\""), "{}", stderr(&bad));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reprocess_appends_a_new_versions_scores_once_and_never_touches_old_ones() {
+    use insights_event_store::EventFilter;
+    use insights_schemas::{Envelope, Event, InteractionScrubbed};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("e.db").display());
+    let store = SqliteStore::open(&url, 2).await.expect("opens");
+    let texts = [
+        "I love it, thank you!",
+        "This is terrible.",
+        "Where is my parcel?",
+    ];
+    let scrubbed: Vec<Envelope> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let n = i as u128 + 1;
+            testkit::events::envelope(
+                n,
+                &format!("c{n}"),
+                "privacy",
+                Event::InteractionScrubbed(InteractionScrubbed {
+                    context: testkit::events::context(n, 1_790_000_000_000_000),
+                    text: (*text).into(),
+                    pii: vec![],
+                    pii_counts: Default::default(),
+                }),
+            )
+        })
+        .collect();
+    store
+        .append(AppendBatch::new(
+            scrubbed
+                .iter()
+                .map(insights_runtime::records::to_event_data)
+                .collect(),
+        ))
+        .await
+        .expect("appends");
+    let before = store.head().await.expect("head");
+
+    let args = [
+        "replay",
+        "--reprocess",
+        "sentiment",
+        "--sentiment-backend",
+        "lexicon",
+        "--store",
+        &url,
+    ];
+    let first = insights(&args, dir.path());
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("reprocessed 3 inputs: appended 3, already stored 0"),
+        "{}",
+        stderr(&first)
+    );
+    let again = insights(&args, dir.path());
+    assert!(
+        stderr(&again).contains("appended 0, already stored 3"),
+        "{}",
+        stderr(&again)
+    );
+
+    let scored = store
+        .read_all(0, 100, &EventFilter::Types(vec!["SentimentScored".into()]))
+        .await
+        .expect("reads");
+    assert_eq!(scored.len(), 3);
+    for (r, input) in scored.iter().zip(&scrubbed) {
+        let e = insights_runtime::records::from_recorded(r).expect("decodes");
+        assert_eq!(e.producer, "sentiment");
+        assert!(
+            e.producer_version.contains("vader"),
+            "{}",
+            e.producer_version
+        );
+        assert_eq!(
+            e.causation_id.as_deref(),
+            Some(input.event_id.to_string().as_str())
+        );
+    }
+    // The old events are as they were: the chain up to the old head verifies unchanged.
+    let all = store
+        .read_all(0, 100, &EventFilter::All)
+        .await
+        .expect("reads");
+    assert_eq!(all[before.position as usize - 1].hash, before.hash);
+    let verified = insights(&["replay", "--verify", "--store", &url], dir.path());
+    assert!(verified.status.success(), "{}", stderr(&verified));
+
+    let privacy = insights(
+        &["replay", "--reprocess", "privacy", "--store", &url],
+        dir.path(),
+    );
+    assert_eq!(privacy.status.code(), Some(1));
+    assert_eq!(stderr(&privacy).lines().count(), 1, "{}", stderr(&privacy));
+    assert!(
+        stderr(&privacy).contains("never stored"),
+        "{}",
+        stderr(&privacy)
+    );
+}

@@ -101,36 +101,63 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
 
     /// Walks the log from position 1 up to the head as it was when the walk began (a
     /// consistent cut of a log that may grow meanwhile) and checks positions, hashes and
-    /// the head.
+    /// the head. See [`verify_walk`].
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
-        let head = self.head().await?;
-        let mut verifier = ChainVerifier::new();
-        let mut after = 0;
-        while after < head.position {
-            let page = self.read_all(after, PAGE_SIZE, &EventFilter::All).await?;
-            let Some(last) = page.last() else { break };
-            for e in page.iter().take_while(|e| e.position <= head.position) {
+        verify_walk(self, &|_, _| {}).await
+    }
+}
+
+/// [`EventStore::verify`] with a progress callback `(position reached, head)` per page.
+///
+/// Takes the head first, then reads pages up to it, hashing each page on a blocking
+/// thread while the next one is read, so reading and hashing overlap. An event beyond the
+/// cut is growth if the head has moved past it since, and a row the head never covered
+/// (written around the store) if it has not.
+pub async fn verify_walk<S: EventStore + ?Sized>(
+    store: &S,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<VerifyReport, StoreError> {
+    let head = store.head().await?;
+    let mut verifier = ChainVerifier::new();
+    let mut page = if head.position > 0 {
+        store.read_all(0, PAGE_SIZE, &EventFilter::All).await?
+    } else {
+        Vec::new()
+    };
+    while let Some(last) = page.last().map(|e| e.position) {
+        let cut = head.position;
+        let hashing = tokio::task::spawn_blocking(move || {
+            for e in page.iter().take_while(|e| e.position <= cut) {
                 verifier.push(e);
             }
-            after = last.position;
-        }
-        let mut report = verifier.finish(&head);
-        // An event beyond the cut is growth if the head has moved past it since, and a row
-        // the head never covered (written around the store) if it has not.
-        if report.broken.is_none()
-            && let Some(beyond) = self
-                .read_all(head.position, 1, &EventFilter::All)
-                .await?
-                .first()
-            && self.head().await?.position < beyond.position
-        {
-            report.broken = Some(ChainBreak {
-                position: beyond.position,
-                kind: ChainBreakKind::HeadMismatch,
-            });
-        }
-        Ok(report)
+            verifier
+        });
+        let next = async {
+            if last < cut {
+                store.read_all(last, PAGE_SIZE, &EventFilter::All).await
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let (hashed, next) = tokio::join!(hashing, next);
+        verifier = hashed.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        page = next?;
+        progress(last.min(cut), cut);
     }
+    let mut report = verifier.finish(&head);
+    if report.broken.is_none()
+        && let Some(beyond) = store
+            .read_all(head.position, 1, &EventFilter::All)
+            .await?
+            .first()
+        && store.head().await?.position < beyond.position
+    {
+        report.broken = Some(ChainBreak {
+            position: beyond.position,
+            kind: ChainBreakKind::HeadMismatch,
+        });
+    }
+    Ok(report)
 }
 
 /// Opens (creating and migrating if needed) the store at `url`: `sqlite://PATH`,

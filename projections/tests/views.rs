@@ -617,7 +617,7 @@ async fn rebuilds_swap_atomically(fx: Fixture) {
     let mut dying = Runner::new(
         db.clone(),
         Arc::clone(&fx.store),
-        failing("sentiment", 100, 1),
+        failing("sentiment", 100, view("sentiment").version()),
     )
     .with_page(30);
     dying.open().await.expect("open");
@@ -625,7 +625,7 @@ async fn rebuilds_swap_atomically(fx: Fixture) {
     assert_eq!(dump(&db, &*view("sentiment")).await, before);
     assert_eq!(
         db.checkpoint("sentiment").await.expect("cp"),
-        Some((position, 1))
+        Some((position, view("sentiment").version()))
     );
     assert!(
         db.table_exists("view_sentiment__next")
@@ -669,10 +669,13 @@ async fn rebuilds_swap_atomically(fx: Fixture) {
     let mut v2 = Runner::new(
         db.clone(),
         Arc::clone(&fx.store),
-        failing("sentiment", 0, 2),
+        failing("sentiment", 0, view("sentiment").version() + 1),
     );
     v2.open().await.expect("open v2");
-    assert_eq!(db.checkpoint("sentiment").await.expect("cp"), Some((at, 2)));
+    assert_eq!(
+        db.checkpoint("sentiment").await.expect("cp"),
+        Some((at, view("sentiment").version() + 1))
+    );
     fx.drop_schema().await;
 }
 
@@ -760,6 +763,61 @@ async fn an_event_time_watermark_needs_no_fairness_reports(fx: Fixture) {
     fx.drop_schema().await;
 }
 
+async fn each_interaction_counts_once_per_model_version(fx: Fixture) {
+    let events = log();
+    fill(&*fx.store, &events).await;
+    // A reprocessing run: every scored interaction again, by the same model (new ids) and
+    // by a new one.
+    let mut again = Vec::new();
+    let mut id = 900_000_u128;
+    for e in &events {
+        if let Event::SentimentScored(s) = &e.event {
+            for version in ["1", "2"] {
+                id += 1;
+                let mut copy = e.clone();
+                copy.event_id = Uuid::from_u128(id);
+                if let Event::SentimentScored(c) = &mut copy.event {
+                    c.model_version = version.into();
+                    c.label = SentimentLabel::Neutral;
+                }
+                copy.producer_version = format!("test+{}", s.model_version);
+                again.push(copy);
+            }
+        }
+    }
+    fill(&*fx.store, &again).await;
+    let db = fx.db().await;
+    build(&db, &fx.store, "sentiment", 500).await;
+    build(&db, &fx.store, "anomalies", 500).await;
+    let latest = views::sentiment::query(&db, &Default::default())
+        .await
+        .expect("q");
+    assert_eq!(
+        latest["model_version"], "m@2",
+        "the latest version by default"
+    );
+    assert_eq!(latest["totals"]["n"], 264);
+    assert_eq!(latest["totals"]["neutral"], 264);
+    let first: views::sentiment::SentimentQuery =
+        serde_json::from_value(serde_json::json!({"model_version": "m@1"})).expect("q");
+    let first = views::sentiment::query(&db, &first).await.expect("q");
+    assert_eq!(
+        first["totals"]["n"], 264,
+        "not 528: the copies by m@1 count once"
+    );
+    assert_eq!(
+        first["totals"]["negative"],
+        11 * 2 * 3 + 9,
+        "the first scores stand"
+    );
+    assert_eq!(
+        fx.count("AnomalyDetected").await,
+        2,
+        "anomalies take the first score"
+    );
+    fx.drop_schema().await;
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -788,4 +846,5 @@ both_backends!(
     views_as_of_a_past_position,
     anomalies_are_raised_once,
     an_event_time_watermark_needs_no_fairness_reports,
+    each_interaction_counts_once_per_model_version,
 );

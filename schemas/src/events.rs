@@ -346,6 +346,24 @@ pub enum Event {
 }
 
 impl Event {
+    /// The interaction the event is about, for the events that carry one.
+    pub fn context(&self) -> Option<&InteractionContext> {
+        match self {
+            Event::InteractionScrubbed(e) => Some(&e.context),
+            Event::SentimentScored(e) => Some(&e.context),
+            Event::ResponseDrafted(e) => Some(&e.context),
+            Event::ResponseApproved(e) => Some(&e.context),
+            Event::ReviewRequested(e) => Some(&e.context),
+            Event::ReviewDecided(e) => Some(&e.context),
+            Event::ReviewClaimed(_)
+            | Event::FairnessReported(_)
+            | Event::FairnessAlertRaised(_)
+            | Event::AnomalyDetected(_)
+            | Event::DeadLettered(_)
+            | Event::SubjectErased(_) => None,
+        }
+    }
+
     /// The event type: the payload's record name.
     pub fn event_type(&self) -> &'static str {
         match self {

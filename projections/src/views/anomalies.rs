@@ -106,6 +106,11 @@ const TABLES: &[Table] = &[
         indexes: &[("pending", "judged, bucket_start")],
     },
     Table {
+        name: "view_anomaly_seen",
+        columns: "interaction_id TEXT PRIMARY KEY",
+        indexes: &[],
+    },
+    Table {
         name: "view_anomaly_watermark",
         columns: "id BIGINT PRIMARY KEY, complete_before BIGINT NOT NULL",
         indexes: &[],
@@ -301,7 +306,7 @@ impl Projection for Anomalies {
     }
 
     fn version(&self) -> i64 {
-        3
+        4
     }
 
     fn tables(&self) -> &'static [Table] {
@@ -316,6 +321,19 @@ impl Projection for Anomalies {
         let e = r.envelope;
         match &e.event {
             Event::SentimentScored(s) => {
+                // One score per interaction: the first (a reprocessing with another model
+                // does not count it twice).
+                let seen = tx.table("view_anomaly_seen");
+                let fresh = sqlx::query(&format!(
+                    "INSERT INTO {seen} (interaction_id) VALUES ($1) ON CONFLICT DO NOTHING"
+                ))
+                .bind(&s.context.interaction_id)
+                .execute(tx.conn())
+                .await?
+                .rows_affected();
+                if fresh == 0 {
+                    return Ok(());
+                }
                 let start = bucket(s.context.sent_at.micros(), self.width());
                 let table = tx.table("view_anomaly_buckets");
                 for (dimension, value) in [

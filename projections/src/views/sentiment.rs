@@ -5,7 +5,8 @@
 //! have none (the sample data's plans: basic, plus, premium). The model version is a key,
 //! so that a reprocessing with a new model (`insights replay --reprocess sentiment`) adds
 //! its own rows next to the old ones instead of counting interactions twice; queries read
-//! one version (the latest by default) or compare them.
+//! one version (the latest by default) or compare them. An interaction counts once per
+//! model version, however often that version scored it.
 
 use async_trait::async_trait;
 use insights_schemas::Timestamp;
@@ -33,6 +34,12 @@ const TABLES: &[Table] = &[
         indexes: &[("by_version", "model_version, granularity, bucket_start")],
     },
     Table {
+        name: "view_sentiment_seen",
+        columns: "interaction_id TEXT NOT NULL, model_version TEXT NOT NULL, \
+                  PRIMARY KEY (interaction_id, model_version)",
+        indexes: &[],
+    },
+    Table {
         name: "view_sentiment_models",
         columns: "model_version TEXT PRIMARY KEY, n BIGINT NOT NULL, first_position BIGINT NOT NULL, \
                   last_position BIGINT NOT NULL",
@@ -47,7 +54,7 @@ impl Projection for Sentiment {
     }
 
     fn version(&self) -> i64 {
-        1
+        2
     }
 
     fn tables(&self) -> &'static [Table] {
@@ -74,6 +81,20 @@ impl Projection for Sentiment {
             SentimentLabel::Neutral => (0, 1, 0),
             SentimentLabel::Positive => (0, 0, 1),
         };
+        // Each interaction counts once per model version, however often it was scored (a
+        // reprocessing run with the version that scored it live).
+        let seen = tx.table("view_sentiment_seen");
+        let fresh = sqlx::query(&format!(
+            "INSERT INTO {seen} (interaction_id, model_version) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        ))
+        .bind(&c.interaction_id)
+        .bind(&version)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        if fresh == 0 {
+            return Ok(());
+        }
         let table = tx.table("view_sentiment");
         for (granularity, width) in [("hour", HOUR), ("day", DAY)] {
             sqlx::query(&format!(

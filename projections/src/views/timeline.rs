@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use insights_schemas::Timestamp;
-use insights_schemas::{Envelope, Event, InteractionContext};
+use insights_schemas::{Envelope, Event};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -86,18 +86,6 @@ fn summary(e: &Envelope) -> Value {
     }
 }
 
-fn context(e: &Envelope) -> Option<&InteractionContext> {
-    match &e.event {
-        Event::InteractionScrubbed(s) => Some(&s.context),
-        Event::SentimentScored(s) => Some(&s.context),
-        Event::ResponseDrafted(d) => Some(&d.context),
-        Event::ResponseApproved(a) => Some(&a.context),
-        Event::ReviewRequested(r) => Some(&r.context),
-        Event::ReviewDecided(d) => Some(&d.context),
-        _ => None,
-    }
-}
-
 #[async_trait]
 impl Projection for Timeline {
     fn name(&self) -> &'static str {
@@ -119,7 +107,7 @@ impl Projection for Timeline {
     async fn apply(&self, tx: &mut ViewTx<'_>, r: Recorded<'_>) -> Result<(), ProjectionError> {
         let e = r.envelope;
         let reviews = tx.table("view_timeline_reviews");
-        let conversation = match (&e.event, context(e)) {
+        let conversation = match (&e.event, e.event.context()) {
             (_, Some(c)) => c.conversation_id.clone(),
             (Event::ReviewClaimed(c), None) => {
                 let row = sqlx::query(&format!(
@@ -163,7 +151,7 @@ impl Projection for Timeline {
         .execute(tx.conn())
         .await?;
 
-        let Some(c) = context(e) else {
+        let Some(c) = e.event.context() else {
             return Ok(());
         };
         let message = i64::from(matches!(e.event, Event::InteractionScrubbed(_)));
