@@ -18,8 +18,9 @@ use crate::{ApiError, ApiQuery, AppState, Caller, Role, at_position};
 /// Pages scanned at most for one answer when a stream filter drops most events.
 const MAX_SCAN_PAGES: usize = 20;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EventsQuery {
     /// Events after this position (0: from the start).
     from: Option<u64>,
@@ -74,6 +75,20 @@ pub(crate) fn event_json(r: &RecordedEvent) -> Value {
 
 /// `GET /v1/events?from=&limit=&types=&stream=` (auditor, analyst): the next page, and
 /// `next`, the position to ask from for the page after.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    description = "Stored events after a position, a page at a time; `next` is where the following page starts",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "Events", body = serde_json::Value),
+        (status = 400, description = "Bad parameters", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = serde_json::Value),
+        (status = 403, description = "The token lacks the auditor or analyst role", body = serde_json::Value),
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn list_events(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -110,6 +125,20 @@ pub(crate) async fn list_events(
 /// after `from`, then new ones as they are stored, as Server-Sent Events (`id` = position,
 /// `event` = type, `data` = the event as JSON). A reconnecting client resumes from the
 /// `Last-Event-ID` it saw.
+#[utoipa::path(
+    get,
+    path = "/v1/events/stream",
+    tag = "events",
+    description = "Matching stored events, then new ones as they are stored, as Server-Sent Events (resumes from Last-Event-ID)",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "Events", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "Bad parameters", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = serde_json::Value),
+        (status = 403, description = "The token lacks the auditor or analyst role", body = serde_json::Value),
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn stream_events(
     State(state): State<AppState>,
     Caller(caller): Caller,

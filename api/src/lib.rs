@@ -44,6 +44,7 @@
 pub mod auth;
 pub mod error;
 mod events;
+mod openapi;
 pub mod reviews;
 mod views;
 
@@ -183,6 +184,7 @@ pub fn router_with(state: AppState, limit: RateLimit) -> Router {
     Router::new()
         .route("/", get(dashboard_page))
         .route("/dashboard.js", get(dashboard_script))
+        .route("/openapi.json", get(openapi::document))
         .route("/v1/reviews", get(list_reviews))
         .route("/v1/reviews/{id}", get(get_review))
         .route("/v1/reviews/{id}/claim", post(claim_review))
@@ -296,8 +298,9 @@ fn at_position(position: u64, body: impl Serialize) -> Response {
     response
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     /// open, claimed, decided, pending (open + claimed, the default) or all.
     status: Option<String>,
@@ -337,6 +340,21 @@ async fn caught_up(state: &AppState, min_position: Option<u64>) -> Result<(), Ap
 }
 
 /// `GET /v1/reviews` (reviewer, analyst).
+#[utoipa::path(
+    get,
+    path = "/v1/reviews",
+    tag = "reviews",
+    description = "The review queue: urgent first, then by deadline",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of review items, with `position`", body = serde_json::Value),
+        (status = 400, description = "Bad parameters", body = serde_json::Value),
+        (status = 503, description = "The queue did not reach `min_position` in time", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = serde_json::Value),
+        (status = 403, description = "The token lacks the role", body = serde_json::Value),
+    ),
+    security(("bearer" = []))
+)]
 async fn list_reviews(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -388,6 +406,20 @@ async fn list_reviews(
 }
 
 /// `GET /v1/reviews/{id}` (reviewer, analyst).
+#[utoipa::path(
+    get,
+    path = "/v1/reviews/{id}",
+    tag = "reviews",
+    description = "One review item",
+    params(("id" = String, Path, description = "The review id"), PositionQuery),
+    responses(
+        (status = 200, description = "The item", body = serde_json::Value),
+        (status = 404, description = "No such item", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = serde_json::Value),
+        (status = 403, description = "The token lacks the role", body = serde_json::Value),
+    ),
+    security(("bearer" = []))
+)]
 async fn get_review(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -410,9 +442,11 @@ async fn get_review(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct PositionQuery {
+    /// Read-your-writes: wait until the queue reflects this position.
     min_position: Option<u64>,
 }
 
@@ -448,6 +482,21 @@ async fn written(state: &AppState, w: Written) -> Result<Response, ApiError> {
 }
 
 /// `POST /v1/reviews/{id}/claim` (reviewer).
+#[utoipa::path(
+    post,
+    path = "/v1/reviews/{id}/claim",
+    tag = "reviews",
+    description = "Take a review item (reviewer)",
+    params(("id" = String, Path, description = "The review id")),
+    responses(
+        (status = 200, description = "Claimed: the events written and the item", body = serde_json::Value),
+        (status = 404, description = "No such item", body = serde_json::Value),
+        (status = 409, description = "Claimed by another reviewer, already decided, or changed meanwhile", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = serde_json::Value),
+        (status = 403, description = "The token lacks the role", body = serde_json::Value),
+    ),
+    security(("bearer" = []))
+)]
 async fn claim_review(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -461,6 +510,24 @@ async fn claim_review(
 
 /// `POST /v1/reviews/{id}/decision` (reviewer), body
 /// `{"decision": "approve"|"edit"|"reject", "text"?, "reason"?, "corrected_sentiment"?}`.
+#[utoipa::path(
+    post,
+    path = "/v1/reviews/{id}/decision",
+    tag = "reviews",
+    description = "Approve, edit or reject a draft (reviewer): {\"decision\": \"approve\"|\"edit\"|\"reject\", \"text\"?, \"reason\"?, \"corrected_sentiment\"?}",
+    params(("id" = String, Path, description = "The review id")),
+    request_body(content = serde_json::Value, description = "The decision", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Decided: the events written and the item", body = serde_json::Value),
+        (status = 400, description = "A body that does not parse", body = serde_json::Value),
+        (status = 404, description = "No such item", body = serde_json::Value),
+        (status = 409, description = "Decided already or claimed by another reviewer", body = serde_json::Value),
+        (status = 422, description = "An invalid decision (an edit without text, a rejection without a reason)", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = serde_json::Value),
+        (status = 403, description = "The token lacks the role", body = serde_json::Value),
+    ),
+    security(("bearer" = []))
+)]
 async fn decide_review(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -476,6 +543,18 @@ async fn decide_review(
 
 /// `GET /v1/audit/verify` (auditor): walks the log up to the head as of the call, checks
 /// positions and the hash chain; `intact: false` names the first bad position.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/verify",
+    tag = "audit",
+    description = "Walk the log and check positions and the hash chain (auditor)",
+    responses(
+        (status = 200, description = "The report: intact, counts by type, head hash, first bad position", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = serde_json::Value),
+        (status = 403, description = "The token lacks the role", body = serde_json::Value),
+    ),
+    security(("bearer" = []))
+)]
 async fn audit_verify(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -72,6 +72,20 @@ fn answer(position: u64, mut body: Value) -> Response {
 }
 
 /// `GET /v1/views`: each view's version, position and lag behind the store's head.
+#[utoipa::path(
+    get,
+    path = "/v1/views",
+    tag = "views",
+    description = "Each view's version, position and lag behind the store's head",
+    responses(
+        (status = 200, description = "The view, with `position` (also in `X-Store-Position`)", body = serde_json::Value),
+        (status = 400, description = "Bad parameters", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = serde_json::Value),
+        (status = 403, description = "The token lacks the analyst or auditor role", body = serde_json::Value),
+        (status = 503, description = "The view did not reach `min_position` in time", body = serde_json::Value),
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -86,6 +100,21 @@ pub(crate) async fn list(
 }
 
 /// `GET /v1/views/sentiment?from=&to=&granularity=&group_by=&channel=&product=&language=&segment=&model_version=`.
+#[utoipa::path(
+    get,
+    path = "/v1/views/sentiment",
+    tag = "views",
+    description = "Sentiment over time: counts by label and mean polarity per bucket, optionally one series per group",
+    params(SentimentQuery),
+    responses(
+        (status = 200, description = "The view, with `position` (also in `X-Store-Position`)", body = serde_json::Value),
+        (status = 400, description = "Bad parameters", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = serde_json::Value),
+        (status = 403, description = "The token lacks the analyst or auditor role", body = serde_json::Value),
+        (status = 503, description = "The view did not reach `min_position` in time", body = serde_json::Value),
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn get_sentiment(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -98,6 +127,21 @@ pub(crate) async fn get_sentiment(
 }
 
 /// `GET /v1/views/responses?from=&to=`.
+#[utoipa::path(
+    get,
+    path = "/v1/views/responses",
+    tag = "views",
+    description = "Response metrics: drafts, fallbacks, automatic approvals vs reviews, guardrail hits",
+    params(ResponsesQuery),
+    responses(
+        (status = 200, description = "The view, with `position` (also in `X-Store-Position`)", body = serde_json::Value),
+        (status = 400, description = "Bad parameters", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = serde_json::Value),
+        (status = 403, description = "The token lacks the analyst or auditor role", body = serde_json::Value),
+        (status = 503, description = "The view did not reach `min_position` in time", body = serde_json::Value),
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn get_responses(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -110,6 +154,21 @@ pub(crate) async fn get_responses(
 }
 
 /// `GET /v1/views/fairness?from=&to=&attributes=&outcome=&limit=&offset=`.
+#[utoipa::path(
+    get,
+    path = "/v1/views/fairness",
+    tag = "views",
+    description = "The latest fairness report per attribute set and outcome, and the alerts",
+    params(FairnessQuery),
+    responses(
+        (status = 200, description = "The view, with `position` (also in `X-Store-Position`)", body = serde_json::Value),
+        (status = 400, description = "Bad parameters", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = serde_json::Value),
+        (status = 403, description = "The token lacks the analyst or auditor role", body = serde_json::Value),
+        (status = 503, description = "The view did not reach `min_position` in time", body = serde_json::Value),
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn get_fairness(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -122,6 +181,21 @@ pub(crate) async fn get_fairness(
 }
 
 /// `GET /v1/views/health?minutes=`: the health view plus every view's lag.
+#[utoipa::path(
+    get,
+    path = "/v1/views/health",
+    tag = "views",
+    description = "Pipeline health: event rates, dead letters, producers, view lag",
+    params(HealthQuery),
+    responses(
+        (status = 200, description = "The view, with `position` (also in `X-Store-Position`)", body = serde_json::Value),
+        (status = 400, description = "Bad parameters", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = serde_json::Value),
+        (status = 403, description = "The token lacks the analyst or auditor role", body = serde_json::Value),
+        (status = 503, description = "The view did not reach `min_position` in time", body = serde_json::Value),
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn get_health(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -140,6 +214,21 @@ pub(crate) async fn get_health(
 }
 
 /// `GET /v1/views/anomalies?from=&to=&dimension=&value=&limit=&offset=`.
+#[utoipa::path(
+    get,
+    path = "/v1/views/anomalies",
+    tag = "views",
+    description = "Sentiment anomalies, newest first",
+    params(AnomaliesQuery),
+    responses(
+        (status = 200, description = "The view, with `position` (also in `X-Store-Position`)", body = serde_json::Value),
+        (status = 400, description = "Bad parameters", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = serde_json::Value),
+        (status = 403, description = "The token lacks the analyst or auditor role", body = serde_json::Value),
+        (status = 503, description = "The view did not reach `min_position` in time", body = serde_json::Value),
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn get_anomalies(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -152,6 +241,21 @@ pub(crate) async fn get_anomalies(
 }
 
 /// `GET /v1/views/conversations?from=&to=&channel=&product=&open_reviews=&limit=&offset=`.
+#[utoipa::path(
+    get,
+    path = "/v1/views/conversations",
+    tag = "views",
+    description = "Conversations, latest first",
+    params(ConversationsQuery),
+    responses(
+        (status = 200, description = "The view, with `position` (also in `X-Store-Position`)", body = serde_json::Value),
+        (status = 400, description = "Bad parameters", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = serde_json::Value),
+        (status = 403, description = "The token lacks the analyst or auditor role", body = serde_json::Value),
+        (status = 503, description = "The view did not reach `min_position` in time", body = serde_json::Value),
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn get_conversations(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -163,16 +267,36 @@ pub(crate) async fn get_conversations(
     Ok(answer(at, timeline::conversations(&v.db, &q).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct TimelineQuery {
+    /// Events per page (1..=1000, default 100).
     limit: Option<i64>,
+    /// Events after this position.
     after_position: Option<u64>,
+    /// Read-your-writes: wait until the view reflects this position.
     min_position: Option<u64>,
 }
 
 /// `GET /v1/views/conversations/{id}?limit=&after_position=`: the conversation and its
 /// events in log order.
+#[utoipa::path(
+    get,
+    path = "/v1/views/conversations/{id}",
+    tag = "views",
+    description = "One conversation and its events in log order",
+    params(("id" = String, Path, description = "The conversation id"), TimelineQuery),
+    responses(
+        (status = 200, description = "The view, with `position` (also in `X-Store-Position`)", body = serde_json::Value),
+        (status = 400, description = "Bad parameters", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = serde_json::Value),
+        (status = 403, description = "The token lacks the analyst or auditor role", body = serde_json::Value),
+        (status = 404, description = "No such conversation", body = serde_json::Value),
+        (status = 503, description = "The view did not reach `min_position` in time", body = serde_json::Value),
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn get_conversation(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -403,12 +403,15 @@ impl Projection for Anomalies {
 }
 
 /// `GET /v1/views/anomalies` parameters.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AnomaliesQuery {
     /// Windows starting in this range.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub from: Option<Timestamp>,
     /// Before this instant (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<Timestamp>,
     /// `product` or `channel`.
     pub dimension: Option<String>,

@@ -122,12 +122,15 @@ impl Projection for Fairness {
 }
 
 /// `GET /v1/views/fairness` parameters.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FairnessQuery {
     /// Alerts whose window ended in this range.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub from: Option<Timestamp>,
     /// Before this instant (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<Timestamp>,
     /// Only this attribute set (`gender`, `age_band+gender`).
     pub attributes: Option<String>,

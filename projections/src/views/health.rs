@@ -100,8 +100,9 @@ impl Projection for Health {
 }
 
 /// `GET /v1/views/health` parameters.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HealthQuery {
     /// Minutes of event rates up to now (1..=1440, default 60).
     pub minutes: Option<i64>,

@@ -121,12 +121,15 @@ impl Projection for Responses {
 }
 
 /// `GET /v1/views/responses` parameters.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ResponsesQuery {
     /// Days starting in this range.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub from: Option<Timestamp>,
     /// Before this instant (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<Timestamp>,
     /// Read-your-writes (handled by the API).
     pub min_position: Option<u64>,

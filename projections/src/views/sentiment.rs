@@ -142,12 +142,15 @@ fn model_version(name: &str, version: &str) -> String {
 const GROUPS: &[&str] = &["channel", "product", "language", "segment"];
 
 /// `GET /v1/views/sentiment` parameters.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SentimentQuery {
     /// Buckets starting in this range.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub from: Option<Timestamp>,
     /// Before this instant (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<Timestamp>,
     /// `hour` or `day` (default).
     pub granularity: Option<String>,

@@ -196,12 +196,15 @@ impl Projection for Timeline {
 }
 
 /// `GET /v1/views/conversations` parameters.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ConversationsQuery {
     /// Last message in this range.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub from: Option<Timestamp>,
     /// Before this instant (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<Timestamp>,
     /// Only this channel.
     pub channel: Option<String>,
