@@ -99,6 +99,10 @@ pub struct RunArgs {
     /// unless `--processor` picks one processor.
     #[arg(long)]
     no_projections: bool,
+    /// Run no processor: only the projection views and the HTTP API (a deployment's API
+    /// service; the processors run elsewhere).
+    #[arg(long, conflicts_with_all = ["processor", "until_idle", "no_projections"])]
+    views_only: bool,
     /// API requests per second per client (bearer token), with bursts of twice as many.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     api_rate_limit: u32,
@@ -238,12 +242,18 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
         );
     }
 
-    let key = privacy_key(&args.privacy_key_file, embedded.is_some())?;
     let wanted: Vec<&String> = topology
         .processors
         .keys()
-        .filter(|n| args.processor.as_ref().is_none_or(|p| p == *n))
+        .filter(|n| !args.views_only && args.processor.as_ref().is_none_or(|p| p == *n))
         .collect();
+    // Only the privacy processor uses the pseudonym key; a process that does not run it
+    // needs none (the registry's privacy entry is then never launched).
+    let key = if wanted.iter().any(|n| *n == "privacy") {
+        privacy_key(&args.privacy_key_file, embedded.is_some())?
+    } else {
+        [0; 32]
+    };
     let metrics = Metrics::new();
     let response_config = crate::response::config(&topology, &args.llm)?;
     let response = if wanted.iter().any(|n| *n == "response") {
@@ -277,7 +287,7 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
         .filter(|n| !registry.contains_key(n.as_str()))
         .map(|n| n.as_str())
         .collect();
-    if missing.len() == wanted.len() {
+    if !args.views_only && missing.len() == wanted.len() {
         eprintln!(
             "insights: pipeline not yet runnable: no processor named in {} is implemented in this build ({}); \
              the runtime, store and broker are ready",
@@ -359,6 +369,12 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
             )?;
             eprintln!("insights: dashboard: http://{bound}/#token={token}");
         }
+    }
+    if args.views_only {
+        health.set_ready(true);
+        let mut rx = stop_rx.clone();
+        let _ = rx.wait_for(|stop| *stop).await;
+        return Ok(ExitCode::SUCCESS);
     }
     let shared = Shared {
         store: Arc::clone(&store),

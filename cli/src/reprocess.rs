@@ -12,7 +12,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use insights_event_store::{AppendBatch, EventFilter, EventStore};
 use insights_runtime::records::{envelope_for, from_recorded, to_event_data};
-use insights_runtime::{Context, Input, Processor, Source};
+use insights_runtime::{Processor, drive_each};
 use insights_schemas::{Envelope, Timestamp};
 
 /// `insights replay --reprocess`.
@@ -91,30 +91,24 @@ pub async fn run(store: &dyn EventStore, args: &ReprocessArgs) -> Result<Reproce
         for r in page.iter().take_while(|r| r.position <= head) {
             inputs.push((r.position, from_recorded(r)?));
         }
+        let name = processor.name().to_owned();
+        let refused = &mut done.refused;
         let outputs = tokio::task::block_in_place(|| {
-            let refs: Vec<&Envelope> = inputs.iter().map(|(_, e)| e).collect();
-            processor.prepare(&refs);
+            let inputs: Vec<(i64, &Envelope)> = inputs
+                .iter()
+                .map(|(position, e)| (i64::try_from(*position).unwrap_or(i64::MAX), e))
+                .collect();
             let mut out = Vec::new();
-            for (position, input) in &inputs {
-                let source = Source {
-                    topic: "interactions.scrubbed".into(),
-                    partition: 0,
-                    offset: i64::try_from(*position).unwrap_or(i64::MAX),
-                };
-                let id = input.input_id(&source);
-                let correlation = input.correlation_id(&source);
-                let ctx = Context {
-                    input_id: &id,
-                    correlation_id: &correlation,
-                    input_time: input.input_time(),
-                    now,
-                    source: &source,
-                };
-                match processor.process(input, &ctx) {
+            drive_each(
+                &mut processor,
+                "interactions.scrubbed",
+                &inputs,
+                now,
+                |input, ctx, result| match result {
                     Ok(outputs) => {
                         for (i, o) in outputs.iter().enumerate() {
                             let index = u32::try_from(i).unwrap_or(u32::MAX);
-                            let mut e = envelope_for(processor.name(), &version, &ctx, index, o);
+                            let mut e = envelope_for(&name, &version, ctx, index, o);
                             e.event_id = Envelope::derived_id(
                                 &namespace,
                                 ctx.input_id,
@@ -125,11 +119,11 @@ pub async fn run(store: &dyn EventStore, args: &ReprocessArgs) -> Result<Reproce
                         }
                     }
                     Err(e) => {
-                        eprintln!("insights: position {position}: refused: {e}");
-                        done.refused += 1;
+                        eprintln!("insights: input {}: refused: {e}", input.event_id);
+                        *refused += 1;
                     }
-                }
-            }
+                },
+            );
             out
         });
         done.inputs += inputs.len() as u64;

@@ -5,17 +5,15 @@
 //! answer over HTTP and the sample's planted incident (fiber-broadband, 19 November) is
 //! the anomaly found.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
-use common::{Running, free_port, http};
+use common::{free_port, http, spawn_run};
 
 #[test]
 fn the_dashboard_draws_the_pipelines_views_in_a_browser() {
@@ -33,33 +31,19 @@ fn the_dashboard_draws_the_pipelines_views_in_a_browser() {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
         .parse()
         .expect("address");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_insights"))
-        .args([
-            "run",
-            "--listen",
-            &addr.to_string(),
-            "--sentiment-backend",
-            "lexicon",
-            "--input",
-        ])
-        .arg(root.join("samples/interactions.jsonl"))
-        .current_dir(dir.path())
-        .env_remove("INSIGHTS_BROKERS")
-        .env_remove("INSIGHTS_STORE_URL")
-        .env_remove("INSIGHTS_PRIVACY_KEY")
-        .env_remove("INSIGHTS_JWT_SECRET")
-        .env_remove("INSIGHTS_LLM_URL")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("runs insights");
-    let stderr = child.stderr.take().expect("stderr");
-    let _running = Running(child);
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let listen = addr.to_string();
+    let samples = root.join("samples/interactions.jsonl");
+    let (_running, rx) = spawn_run(
+        dir.path(),
+        &[
+            "--listen".as_ref(),
+            listen.as_ref(),
+            "--sentiment-backend".as_ref(),
+            "lexicon".as_ref(),
+            "--input".as_ref(),
+            samples.as_os_str(),
+        ],
+    );
 
     // The embedded default prints a ready link with a token.
     let mut log = Vec::new();

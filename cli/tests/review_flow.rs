@@ -3,11 +3,9 @@
 //! `insights token issue`, claims and edits one over HTTP; the decision lands in the store
 //! and on `review.decisions`, where the response processor picks it up.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use insights_event_store::{EventFilter, EventStore, SqliteStore};
@@ -15,7 +13,7 @@ use insights_schemas::{Codec, Envelope, Event};
 use serde_json::json;
 
 mod common;
-use common::{Running, free_port, http};
+use common::{free_port, http, spawn_run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reviewers_decision_over_http_lands_in_the_store_and_on_its_topic() {
@@ -52,33 +50,18 @@ async fn a_reviewers_decision_over_http_lands_in_the_store_and_on_its_topic() {
 
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_insights"))
-        .args([
-            "run",
-            "--listen",
-            &addr.to_string(),
-            "--sentiment-backend",
-            "lexicon",
-            "--input",
-        ])
-        .arg(&input)
-        .current_dir(dir.path())
-        .env_remove("INSIGHTS_BROKERS")
-        .env_remove("INSIGHTS_STORE_URL")
-        .env_remove("INSIGHTS_PRIVACY_KEY")
-        .env_remove("INSIGHTS_JWT_SECRET")
-        .env_remove("INSIGHTS_LLM_URL")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("runs insights");
-    let stderr = child.stderr.take().expect("stderr");
-    let running = Running(child);
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let listen = addr.to_string();
+    let (running, rx) = spawn_run(
+        dir.path(),
+        &[
+            "--listen".as_ref(),
+            listen.as_ref(),
+            "--sentiment-backend".as_ref(),
+            "lexicon".as_ref(),
+            "--input".as_ref(),
+            input.as_os_str(),
+        ],
+    );
     let mut log = Vec::new();
     let mut brokers = None;
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -57,6 +57,9 @@ pub use types::{
 /// Rows fetched per page when walking the whole log (verify, subscriptions).
 pub const PAGE_SIZE: usize = 5_000;
 
+/// Pages [`verify_walk`] reads ahead of the one being hashed.
+pub const READ_AHEAD: usize = 2;
+
 /// The operations every backend provides. Object-safe: the pipeline holds an
 /// `Arc<dyn EventStore>` chosen from the store URL by [`open`].
 #[async_trait]
@@ -109,41 +112,61 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
 
 /// [`EventStore::verify`] with a progress callback `(position reached, head)` per page.
 ///
-/// Takes the head first, then reads pages up to it, hashing each page on a blocking
-/// thread while the next one is read, so reading and hashing overlap. An event beyond the
-/// cut is growth if the head has moved past it since, and a row the head never covered
-/// (written around the store) if it has not.
+/// Takes the head first, then reads the pages up to it — positions are gapless, so page
+/// `k` is positions `k·PAGE_SIZE + 1 ..= (k+1)·PAGE_SIZE` and pages can be read ahead,
+/// [`READ_AHEAD`] at a time — while the pages already read are hashed on a blocking
+/// thread. A page holding rows beyond its range (rows out of place) is cut to its range;
+/// the verifier reports the gap or the mismatch. An event beyond the cut is growth if the
+/// head has moved past it since, and a row the head never covered (written around the
+/// store) if it has not.
 pub async fn verify_walk<S: EventStore + ?Sized>(
     store: &S,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<VerifyReport, StoreError> {
+    use futures::StreamExt;
+
     let head = store.head().await?;
-    let mut verifier = ChainVerifier::new();
-    let mut page = if head.position > 0 {
-        store.read_all(0, PAGE_SIZE, &EventFilter::All).await?
-    } else {
-        Vec::new()
+    let cut = head.position;
+    let page_size = PAGE_SIZE as u64;
+    let pages = cut.div_ceil(page_size);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    let reader = async move {
+        let mut reads = futures::stream::iter(0..pages)
+            .map(|k| async move {
+                let after = k * page_size;
+                (
+                    after,
+                    store.read_all(after, PAGE_SIZE, &EventFilter::All).await,
+                )
+            })
+            .buffered(READ_AHEAD);
+        while let Some(page) = reads.next().await {
+            if tx.send(page).await.is_err() {
+                break;
+            }
+        }
     };
-    while let Some(last) = page.last().map(|e| e.position) {
-        let cut = head.position;
-        let hashing = tokio::task::spawn_blocking(move || {
-            for e in page.iter().take_while(|e| e.position <= cut) {
-                verifier.push(e);
-            }
-            verifier
-        });
-        let next = async {
-            if last < cut {
-                store.read_all(last, PAGE_SIZE, &EventFilter::All).await
-            } else {
-                Ok(Vec::new())
-            }
-        };
-        let (hashed, next) = tokio::join!(hashing, next);
-        verifier = hashed.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        page = next?;
-        progress(last.min(cut), cut);
-    }
+    let hasher = async {
+        let mut verifier = ChainVerifier::new();
+        while let Some((after, page)) = rx.recv().await {
+            let mut page = page?;
+            let end = (after + page_size).min(cut);
+            page.retain(|e| e.position <= end);
+            let hashing = tokio::task::spawn_blocking(move || {
+                for e in &page {
+                    verifier.push(e);
+                }
+                verifier
+            });
+            verifier = hashing
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            progress(end, cut);
+        }
+        Ok::<_, StoreError>(verifier)
+    };
+    let ((), verifier) = tokio::join!(reader, hasher);
+    let verifier = verifier?;
     let mut report = verifier.finish(&head);
     if report.broken.is_none()
         && let Some(beyond) = store

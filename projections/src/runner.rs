@@ -181,22 +181,34 @@ impl Runner {
         Ok(self.position)
     }
 
-    /// Follows the log until `stop` turns true. Failures are logged and retried.
+    /// Follows the log until `stop` turns true. Failures are logged and retried with
+    /// backoff (up to 10 s); the view's lag shows a view that cannot get past an event.
     pub async fn follow(mut self, mut stop: watch::Receiver<bool>) {
         let mut appended = self.store.appended();
         let mut backoff = Duration::from_millis(200);
         loop {
-            match self.catch_up(None).await {
-                Ok(_) => backoff = Duration::from_millis(200),
+            let wait = match self.catch_up(None).await {
+                Ok(_) => {
+                    backoff = Duration::from_millis(200);
+                    None
+                }
                 Err(e) => {
                     tracing::warn!(view = self.view.name(), error = %e, "projection step failed; retrying");
                     backoff = (backoff * 2).min(Duration::from_secs(10));
+                    Some(backoff)
                 }
-            }
+            };
+            // After a failure, wait out the backoff; otherwise wake on appends (and poll now
+            // and then: another process may append to PostgreSQL unnoticed).
+            let mut closed = false;
             tokio::select! {
-                _ = appended.changed() => {}
-                _ = tokio::time::sleep(backoff.max(Duration::from_millis(500))) => {}
+                changed = appended.changed(), if wait.is_none() => closed = changed.is_err(),
+                _ = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(1))) => {}
                 _ = stop.wait_for(|s| *s) => return,
+            }
+            if closed {
+                // The store is gone: nothing will wake us; poll.
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     }

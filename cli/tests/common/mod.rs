@@ -3,9 +3,11 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::Child;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -58,4 +60,30 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `insights run ARGS…` on the embedded default in `dir` (none of the environment's
+/// settings leak in), killed when the returned guard drops; its stderr lines arrive on the
+/// receiver.
+pub fn spawn_run(dir: &Path, args: &[&std::ffi::OsStr]) -> (Running, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_insights"))
+        .arg("run")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("INSIGHTS_BROKERS")
+        .env_remove("INSIGHTS_STORE_URL")
+        .env_remove("INSIGHTS_PRIVACY_KEY")
+        .env_remove("INSIGHTS_JWT_SECRET")
+        .env_remove("INSIGHTS_LLM_URL")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs insights");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (Running(child), rx)
 }

@@ -36,7 +36,7 @@ pub use pipeline::{
     EmbeddedBroker, Health, Launch, ProduceFormat, Produced, create_topics, launcher, list_topics,
     produce_lines, run_processors, serve_ops,
 };
-pub use processor::{Context, Input, Output, ProcessError, Processor, Source, drive};
+pub use processor::{Context, Input, Output, ProcessError, Processor, Source, drive, drive_each};
 pub use worker::{Shared, StopWhen, Summary, dead_letter_headers, run};
 
 /// How a failed message is classified on the dead-letter topic.

@@ -168,27 +168,46 @@ pub fn drive<P: Processor>(
     inputs: &[P::Input],
     now: Timestamp,
 ) -> Vec<Result<Vec<Output>, ProcessError>> {
-    let refs: Vec<&P::Input> = inputs.iter().collect();
-    processor.prepare(&refs);
-    inputs
+    let inputs: Vec<(i64, &P::Input)> = inputs
         .iter()
         .enumerate()
-        .map(|(i, input)| {
-            let source = Source {
-                topic: topic.to_owned(),
-                partition: 0,
-                offset: i64::try_from(i).unwrap_or(i64::MAX),
-            };
-            let id = input.input_id(&source);
-            let correlation = input.correlation_id(&source);
-            let ctx = Context {
-                input_id: &id,
-                correlation_id: &correlation,
-                input_time: input.input_time(),
-                now,
-                source: &source,
-            };
-            processor.process(input, &ctx)
-        })
-        .collect()
+        .map(|(i, input)| (i64::try_from(i).unwrap_or(i64::MAX), input))
+        .collect();
+    let mut out = Vec::with_capacity(inputs.len());
+    drive_each(processor, topic, &inputs, now, |_, _, result| {
+        out.push(result)
+    });
+    out
+}
+
+/// [`drive`] over inputs at given offsets (e.g. their store positions), handing each
+/// input's context and outcome to `each` — what an offline tool needs to build the output
+/// envelopes (see `records::envelope_for`).
+pub fn drive_each<P: Processor>(
+    processor: &mut P,
+    topic: &str,
+    inputs: &[(i64, &P::Input)],
+    now: Timestamp,
+    mut each: impl FnMut(&P::Input, &Context<'_>, Result<Vec<Output>, ProcessError>),
+) {
+    let refs: Vec<&P::Input> = inputs.iter().map(|(_, input)| *input).collect();
+    processor.prepare(&refs);
+    for (offset, input) in inputs {
+        let source = Source {
+            topic: topic.to_owned(),
+            partition: 0,
+            offset: *offset,
+        };
+        let id = input.input_id(&source);
+        let correlation = input.correlation_id(&source);
+        let ctx = Context {
+            input_id: &id,
+            correlation_id: &correlation,
+            input_time: input.input_time(),
+            now,
+            source: &source,
+        };
+        let result = processor.process(input, &ctx);
+        each(input, &ctx, result);
+    }
 }
