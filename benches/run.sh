@@ -75,3 +75,9 @@ if [ $# -eq 0 ]; then
   cargo build --release --locked --bin insights
   .tools/fairness-venv/bin/python benches/fairness_eval.py --insights "${CARGO_TARGET_DIR:-target}/release/insights"
 fi
+
+# Views over HTTP: the sample pipeline with the API, then wrk against three view
+# endpoints; and rebuilding every view from the log. Skipped with a filter.
+if [ $# -eq 0 ]; then
+  benches/views_load.sh 20 8
+fi

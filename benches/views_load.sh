@@ -2,7 +2,8 @@
 # View queries under load (the figures in benches/RESULTS.md, "Views over HTTP"): runs the
 # sample pipeline on the embedded default with the API, waits until every view has caught
 # up, then drives three view endpoints with wrk (Debian's; closed loop, so each run shows
-# the throughput the server reaches and the latency at that load).
+# the throughput the server reaches and the latency at that load); then stops the server
+# and times `insights replay --rebuild all` over the same log.
 #
 #   benches/views_load.sh [DURATION_S] [CONNECTIONS]
 set -euo pipefail
@@ -23,7 +24,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 (cd "$dir" && exec "$bin" run --listen "127.0.0.1:$port" --sentiment-backend lexicon \
   --api-rate-limit 1000000 --input "$root/samples/interactions.jsonl" >run.log 2>&1) &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 for _ in $(seq 240); do grep -q 'dashboard: ' "$dir/run.log" && break; sleep 0.5; done
 token=$(grep -o '#token=[A-Za-z0-9._-]*' "$dir/run.log" | cut -d= -f2)
 [ -n "$token" ] || { cat "$dir/run.log"; echo "no token" >&2; exit 1; }
@@ -43,3 +44,8 @@ for path in "/v1/views/sentiment?granularity=day&group_by=channel" "/v1/views/re
   wrk -t2 -c"$connections" -d"${duration}s" --latency -H "Authorization: Bearer $token" \
     "http://127.0.0.1:$port$path" | grep -E 'Requests/sec|Latency|50%|90%|99%|Non-2xx'
 done
+kill $pid 2>/dev/null; wait $pid 2>/dev/null || true
+start=$(date +%s.%N)
+(cd "$dir" && "$bin" replay --rebuild all 2>&1 | tail -1)
+end=$(date +%s.%N)
+python3 -c "import sys; h,s,e=map(float,sys.argv[1:]); print(f'rebuild all six views: {int(h)} events in {e-s:.2f} s = {6*h/(e-s):,.0f} view-events/s')" "$head" "$start" "$end"

@@ -71,6 +71,32 @@ fn answer(position: u64, mut body: Value) -> Response {
     at_position(position, body)
 }
 
+/// Answers a view query from the cache of answers at the view's position (see
+/// [`Views::cached`]); `key` is the query without its `min_position`.
+async fn cached_answer<F, Fut>(
+    views: &Views,
+    view: &str,
+    min_position: Option<u64>,
+    key: String,
+    compute: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Value, ProjectionError>>,
+{
+    let at = position(views, view, min_position).await?;
+    let body = views
+        .cached(format!("{view}:{key}"), at, || async move {
+            let mut body = compute().await?;
+            if let Value::Object(m) = &mut body {
+                m.insert("position".into(), at.into());
+            }
+            Ok(body)
+        })
+        .await?;
+    Ok(at_position(at, &*body))
+}
+
 /// `GET /v1/views`: each view's version, position and lag behind the store's head.
 #[utoipa::path(
     get,
@@ -118,12 +144,13 @@ pub(crate) async fn list(
 pub(crate) async fn get_sentiment(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    ApiQuery(q): ApiQuery<SentimentQuery>,
+    ApiQuery(mut q): ApiQuery<SentimentQuery>,
 ) -> Result<Response, ApiError> {
     analyst(&caller)?;
     let v = views(&state)?;
-    let at = position(v, "sentiment", q.min_position).await?;
-    Ok(answer(at, sentiment::query(&v.db, &q).await?))
+    let min = q.min_position.take();
+    let key = format!("{q:?}");
+    cached_answer(v, "sentiment", min, key, || sentiment::query(&v.db, &q)).await
 }
 
 /// `GET /v1/views/responses?from=&to=`.
@@ -145,12 +172,13 @@ pub(crate) async fn get_sentiment(
 pub(crate) async fn get_responses(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    ApiQuery(q): ApiQuery<ResponsesQuery>,
+    ApiQuery(mut q): ApiQuery<ResponsesQuery>,
 ) -> Result<Response, ApiError> {
     analyst(&caller)?;
     let v = views(&state)?;
-    let at = position(v, "responses", q.min_position).await?;
-    Ok(answer(at, responses::query(&v.db, &q).await?))
+    let min = q.min_position.take();
+    let key = format!("{q:?}");
+    cached_answer(v, "responses", min, key, || responses::query(&v.db, &q)).await
 }
 
 /// `GET /v1/views/fairness?from=&to=&attributes=&outcome=&limit=&offset=`.
@@ -172,12 +200,13 @@ pub(crate) async fn get_responses(
 pub(crate) async fn get_fairness(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    ApiQuery(q): ApiQuery<FairnessQuery>,
+    ApiQuery(mut q): ApiQuery<FairnessQuery>,
 ) -> Result<Response, ApiError> {
     analyst(&caller)?;
     let v = views(&state)?;
-    let at = position(v, "fairness", q.min_position).await?;
-    Ok(answer(at, fairness::query(&v.db, &q).await?))
+    let min = q.min_position.take();
+    let key = format!("{q:?}");
+    cached_answer(v, "fairness", min, key, || fairness::query(&v.db, &q)).await
 }
 
 /// `GET /v1/views/health?minutes=`: the health view plus every view's lag.
@@ -232,12 +261,13 @@ pub(crate) async fn get_health(
 pub(crate) async fn get_anomalies(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    ApiQuery(q): ApiQuery<AnomaliesQuery>,
+    ApiQuery(mut q): ApiQuery<AnomaliesQuery>,
 ) -> Result<Response, ApiError> {
     analyst(&caller)?;
     let v = views(&state)?;
-    let at = position(v, "anomalies", q.min_position).await?;
-    Ok(answer(at, anomalies::query(&v.db, &q).await?))
+    let min = q.min_position.take();
+    let key = format!("{q:?}");
+    cached_answer(v, "anomalies", min, key, || anomalies::query(&v.db, &q)).await
 }
 
 /// `GET /v1/views/conversations?from=&to=&channel=&product=&open_reviews=&limit=&offset=`.
@@ -259,12 +289,16 @@ pub(crate) async fn get_anomalies(
 pub(crate) async fn get_conversations(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    ApiQuery(q): ApiQuery<ConversationsQuery>,
+    ApiQuery(mut q): ApiQuery<ConversationsQuery>,
 ) -> Result<Response, ApiError> {
     analyst(&caller)?;
     let v = views(&state)?;
-    let at = position(v, "timeline", q.min_position).await?;
-    Ok(answer(at, timeline::conversations(&v.db, &q).await?))
+    let min = q.min_position.take();
+    let key = format!("{q:?}");
+    cached_answer(v, "timeline", min, key, || {
+        timeline::conversations(&v.db, &q)
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

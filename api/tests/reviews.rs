@@ -49,7 +49,7 @@ impl Harness {
             auth: Arc::new(JwtAuth::hs256(SECRET)),
             reviews,
             publisher: None,
-            views: Some(insights_projections::Views { db, list }),
+            views: Some(insights_projections::Views::new(db, list)),
         };
         Harness {
             _dir: dir,

@@ -43,7 +43,7 @@ pub async fn start(
     insights_projections::run_all(&db, store, &list, Some(runner_metrics), stop)
         .await
         .context("starting the projection views")?;
-    Ok(Views { db, list })
+    Ok(Views::new(db, list))
 }
 
 /// Waits (at most `timeout`) until every view has applied the whole log; the store's head

@@ -135,16 +135,68 @@ pub trait Projection: Send + Sync + std::fmt::Debug {
     async fn apply(&self, tx: &mut ViewTx<'_>, event: Recorded<'_>) -> Result<(), ProjectionError>;
 }
 
-/// The views as readers (the API) see them: their database and which there are.
+/// The views as readers (the API) see them: their database, which there are, and the
+/// answers already computed.
 #[derive(Debug, Clone)]
 pub struct Views {
     /// The views' database.
     pub db: Db,
     /// The views.
     pub list: Vec<std::sync::Arc<dyn Projection>>,
+    answers: std::sync::Arc<std::sync::Mutex<Answers>>,
 }
 
+/// Answers by query, each with the position it was computed at.
+#[derive(Debug, Default)]
+struct Answers {
+    by_query: std::collections::HashMap<String, (u64, std::sync::Arc<serde_json::Value>)>,
+}
+
+/// Answers kept at most (the whole cache is dropped when it is full).
+const MAX_ANSWERS: usize = 1_024;
+
 impl Views {
+    /// The views in `db`.
+    pub fn new(db: Db, list: Vec<std::sync::Arc<dyn Projection>>) -> Self {
+        Views {
+            db,
+            list,
+            answers: Default::default(),
+        }
+    }
+
+    /// The answer to `query` for a view at `position`: computed once per position, so
+    /// readers of a view that has not moved (a dashboard polled by many) cost one
+    /// checkpoint read each. The answer may reflect later events than `position` (the view
+    /// may move while it is computed), never earlier ones.
+    pub async fn cached<F, Fut>(
+        &self,
+        query: String,
+        position: u64,
+        compute: F,
+    ) -> Result<std::sync::Arc<serde_json::Value>, ProjectionError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<serde_json::Value, ProjectionError>>,
+    {
+        if let Ok(answers) = self.answers.lock()
+            && let Some((at, answer)) = answers.by_query.get(&query)
+            && *at == position
+        {
+            return Ok(std::sync::Arc::clone(answer));
+        }
+        let answer = std::sync::Arc::new(compute().await?);
+        if let Ok(mut answers) = self.answers.lock() {
+            if answers.by_query.len() >= MAX_ANSWERS {
+                answers.by_query.clear();
+            }
+            answers
+                .by_query
+                .insert(query, (position, std::sync::Arc::clone(&answer)));
+        }
+        Ok(answer)
+    }
+
     /// The position view `name` reflects (0 if never built).
     pub async fn position(&self, name: &str) -> Result<u64, ProjectionError> {
         Ok(self.db.checkpoint(name).await?.map_or(0, |(p, _)| p))

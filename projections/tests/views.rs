@@ -848,3 +848,31 @@ both_backends!(
     an_event_time_watermark_needs_no_fairness_reports,
     each_interaction_counts_once_per_model_version,
 );
+
+#[tokio::test]
+async fn answers_are_computed_once_per_position() {
+    let views = insights_projections::Views::new(
+        Db::memory().await.expect("memory"),
+        views::all(AnomalyConfig::default()),
+    );
+    let calls = AtomicUsize::new(0);
+    let compute = |n: u64| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async move { Ok(serde_json::json!({ "n": n })) }
+    };
+    let a = views.cached("q".into(), 5, || compute(1)).await.expect("a");
+    let b = views.cached("q".into(), 5, || compute(2)).await.expect("b");
+    assert_eq!(
+        (a["n"].clone(), b["n"].clone()),
+        (1.into(), 1.into()),
+        "the same position: cached"
+    );
+    let c = views.cached("q".into(), 6, || compute(3)).await.expect("c");
+    assert_eq!(c["n"], 3, "a new position: computed again");
+    let d = views
+        .cached("other".into(), 6, || compute(4))
+        .await
+        .expect("d");
+    assert_eq!(d["n"], 4, "another query: its own answer");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
