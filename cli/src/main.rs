@@ -10,6 +10,7 @@ mod api;
 mod fairness;
 mod jsonl;
 mod pipeline;
+mod privacy;
 mod replay;
 mod reprocess;
 mod republish;
@@ -59,6 +60,9 @@ enum Command {
     Produce(pipeline::ProduceArgs),
     /// Find and replace personal data in JSON lines ({"text": ...}); spans on the input.
     Scrub(scrub::ScrubArgs),
+    /// Re-identify a token of the encrypt operator, or erase a data subject's key.
+    #[command(subcommand)]
+    Vault(privacy::VaultCommand),
     /// Score the sentiment of JSON lines ({"text": ...}) with the processor's model.
     Sentiment(sentiment::SentimentArgs),
     /// Fairness metrics (Fairlearn/AIF360 definitions) over a CSV of outcomes, as JSON.
@@ -103,6 +107,9 @@ enum TopicsCommand {
 enum TrainCommand {
     /// The sentiment head on the VADER gold-standard sets (reproduces models/sentiment-minilm).
     Sentiment(sentiment::TrainSentimentArgs),
+    /// The privacy tagger on presidio-evaluator sentences (reproduces
+    /// processors/privacy/model/tagger.bin).
+    Privacy(scrub::TrainPrivacyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,9 +217,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Produce(args) => pipeline::produce(&cli.global, args).await,
         Command::Scrub(args) => scrub::run(args),
+        Command::Vault(command) => privacy::run(&cli.global, command).await,
         Command::Sentiment(args) => sentiment::run(args),
         Command::Fairness(args) => fairness::run(args),
         Command::Train(TrainCommand::Sentiment(args)) => sentiment::train(args),
+        Command::Train(TrainCommand::Privacy(args)) => scrub::train(args),
         Command::Topics(TopicsCommand::Create(args)) => {
             pipeline::topics_create(&cli.global, args).await
         }

@@ -112,7 +112,10 @@ pub struct RunArgs {
 /// registers here as it lands; the topology may name processors this build lacks.
 /// Models load when their processor launches, so `--processor privacy` loads none.
 fn registry(
-    privacy_key: [u8; 32],
+    privacy: (
+        insights_privacy::PrivacyConfig,
+        Option<Arc<insights_privacy::vault::Vault>>,
+    ),
     sentiment_model: insights_sentiment::pool::ModelChoice,
     response: Option<insights_response::ResponseProcessor>,
     fairness: Option<insights_fairness::FairnessProcessor>,
@@ -123,10 +126,6 @@ fn registry(
             .processor(name)
             .and_then(|p| p.outputs.first().cloned())
     };
-    let mut privacy = insights_privacy::PrivacyConfig::new(privacy_key);
-    if let Some(out) = output("privacy") {
-        privacy.output_topic = out;
-    }
     let mut sentiment = insights_sentiment::SentimentConfig {
         model: sentiment_model,
         ..Default::default()
@@ -141,7 +140,14 @@ fn registry(
     let mut registry = BTreeMap::from([
         (
             "privacy",
-            launcher(move || insights_privacy::PrivacyProcessor::new(privacy)),
+            launcher(move || {
+                let (config, vault) = privacy;
+                let p = insights_privacy::PrivacyProcessor::new(config);
+                match vault {
+                    Some(v) => p.with_vault(v),
+                    None => p,
+                }
+            }),
         ),
         (
             "sentiment",
@@ -254,6 +260,15 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
     } else {
         [0; 32]
     };
+    let privacy_config = crate::privacy::config(key, &topology)?;
+    // The vault's key store is opened only where privacy runs and something is encrypted.
+    let vault =
+        if wanted.iter().any(|n| *n == "privacy") && crate::privacy::encrypts(&privacy_config) {
+            let (url, _) = crate::store_url(global)?;
+            Some(crate::privacy::vault(&privacy_config, &url)?)
+        } else {
+            None
+        };
     let metrics = Metrics::new();
     let response_config = crate::response::config(&topology, &args.llm)?;
     let response = if wanted.iter().any(|n| *n == "response") {
@@ -281,7 +296,13 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    let registry = registry(key, args.sentiment.choice(), response, fairness, &topology);
+    let registry = registry(
+        (privacy_config, vault),
+        args.sentiment.choice(),
+        response,
+        fairness,
+        &topology,
+    );
     let missing: Vec<&str> = wanted
         .iter()
         .filter(|n| !registry.contains_key(n.as_str()))

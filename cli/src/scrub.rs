@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use insights_privacy::{PrivacyConfig, scrub};
+use insights_privacy::{PrivacyConfig, Scope, scrub};
 use serde_json::{Value, json};
 
 use crate::jsonl::{json_lines, text_field};
@@ -28,6 +28,33 @@ pub struct ScrubArgs {
     /// random key for this run only.
     #[arg(long, default_value = "data/privacy.key")]
     privacy_key_file: PathBuf,
+    /// Declared language of the lines (a line's "language" wins); the learned tagger runs
+    /// on English and undeclared text only.
+    #[arg(long)]
+    language: Option<String>,
+    /// Least score for an entity type, e.g. `--threshold PERSON=0.6` (repeatable).
+    #[arg(long = "threshold", value_name = "TYPE=SCORE", value_parser = parse_threshold)]
+    thresholds: Vec<(&'static str, f64)>,
+}
+
+/// `TYPE=SCORE` with a known entity type and a score in [0, 1].
+pub(crate) fn parse_threshold(s: &str) -> Result<(&'static str, f64), String> {
+    let (ty, score) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not TYPE=SCORE"))?;
+    let ty = insights_privacy::tagger::ENTITY_TYPES
+        .iter()
+        .copied()
+        .find(|t| *t == ty.trim())
+        .ok_or_else(|| format!("unknown entity type {ty:?}"))?;
+    let score: f64 = score
+        .trim()
+        .parse()
+        .map_err(|_| format!("{score:?} is not a number"))?;
+    if !(0.0..=1.0).contains(&score) {
+        return Err(format!("a threshold is between 0 and 1, not {score}"));
+    }
+    Ok((ty, score))
 }
 
 pub fn run(args: ScrubArgs) -> Result<ExitCode> {
@@ -42,7 +69,8 @@ pub fn run(args: ScrubArgs) -> Result<ExitCode> {
             k
         }
     };
-    let config = PrivacyConfig::new(key);
+    let mut config = PrivacyConfig::new(key);
+    config.thresholds.extend(args.thresholds);
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut failed = 0usize;
     for line in json_lines(&args.file)? {
@@ -60,7 +88,15 @@ pub fn run(args: ScrubArgs) -> Result<ExitCode> {
             .get("conversation_id")
             .and_then(Value::as_str)
             .unwrap_or(&args.conversation);
-        let s = scrub(&config, &args.tenant, conversation, &text);
+        let language = parsed
+            .get("language")
+            .and_then(Value::as_str)
+            .or(args.language.as_deref());
+        let scope = Scope {
+            language,
+            ..Scope::new(&args.tenant, conversation)
+        };
+        let s = scrub(&config, &scope, &text)?;
         let spans: Vec<Value> = s
             .original
             .iter()
@@ -77,4 +113,155 @@ pub fn run(args: ScrubArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `insights train privacy`.
+#[derive(Debug, Args)]
+pub struct TrainPrivacyArgs {
+    /// Labelled sentences, JSON lines {"template_id", "text", "spans": [{"type", "start",
+    /// "end"}]} with char offsets (processors/privacy/data/generate_training.py).
+    #[arg(long, default_value = ".tools/data/privacy/train.jsonl")]
+    data: PathBuf,
+    /// Where the model goes (tagger.bin and its model card README.md).
+    #[arg(long, default_value = "processors/privacy/model")]
+    out: PathBuf,
+    /// Passes over the data.
+    #[arg(long, default_value_t = 8)]
+    epochs: usize,
+    /// Shuffle seed.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+pub fn train(args: TrainPrivacyArgs) -> Result<ExitCode> {
+    use anyhow::Context;
+    use insights_privacy::tagger::{Example, TrainOptions, train_detector};
+
+    let mut examples = Vec::new();
+    for line in json_lines(&args.data)? {
+        let (n, line) = line?;
+        let example = (|| -> Result<Example, String> {
+            let v: Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+            let text = v["text"].as_str().ok_or("no \"text\"")?.to_owned();
+            let spans = v["spans"]
+                .as_array()
+                .ok_or("no \"spans\"")?
+                .iter()
+                .map(|s| {
+                    let offset = |k: &str| {
+                        s[k].as_u64()
+                            .map(|x| x as usize)
+                            .ok_or(format!("a span without \"{k}\""))
+                    };
+                    Ok((
+                        s["type"]
+                            .as_str()
+                            .ok_or("a span without \"type\"")?
+                            .to_owned(),
+                        offset("start")?,
+                        offset("end")?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let template = v["template_id"].as_u64().map(|t| t as u32);
+            Example::from_chars(text, &spans, template)
+        })()
+        .map_err(|e| anyhow::anyhow!("{} line {n}: {e}", args.data.display()))?;
+        examples.push(example);
+    }
+    anyhow::ensure!(
+        !examples.is_empty(),
+        "{} holds no sentences",
+        args.data.display()
+    );
+    let options = TrainOptions {
+        epochs: args.epochs,
+        seed: args.seed,
+        ..TrainOptions::default()
+    };
+    let model = train_detector(
+        &examples,
+        &insights_privacy::recognizers::rules,
+        &options,
+        &mut |line| eprintln!("train: {line}"),
+    );
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let path = args.out.join("tagger.bin");
+    let mut file = BufWriter::new(
+        std::fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?,
+    );
+    model.write(&mut file)?;
+    file.flush()?;
+    std::fs::write(args.out.join("README.md"), model_card(&model, &args))?;
+    let combined = &model.meta["validation"]["combined"];
+    println!(
+        "privacy tagger: validation F2 {:.3} (precision {:.3}, recall {:.3}); {} features; written to {}",
+        combined["f2"].as_f64().unwrap_or(f64::NAN),
+        combined["precision"].as_f64().unwrap_or(f64::NAN),
+        combined["recall"].as_f64().unwrap_or(f64::NAN),
+        model.features(),
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn model_card(model: &insights_privacy::tagger::Model, args: &TrainPrivacyArgs) -> String {
+    let meta = &model.meta;
+    let v = &meta["validation"];
+    let f = |x: &Value, k: &str| x[k].as_f64().map_or("–".into(), |n| format!("{n:.3}"));
+    let mut rows = String::new();
+    if let Some(types) = v["per_type"].as_object() {
+        for (ty, s) in types {
+            rows.push_str(&format!(
+                "| {ty} | {} | {} | {} | {} |\n",
+                s["source"].as_str().unwrap_or("?"),
+                f(s, "precision"),
+                f(s, "recall"),
+                f(s, "f2")
+            ));
+        }
+    }
+    format!(
+        "# Privacy tagger (`tagger.bin`)
+
+Written by `insights train privacy --data {data} --out {out} --epochs {epochs} --seed {seed}`
+(this file too). Loaded into the binary at build time (`include_bytes!`).
+
+- **Model**: averaged structured perceptron, greedy BIO decoding, {features} hashed sparse
+  features (word, shape, affixes, neighbours, gazetteer classes, rule findings, previous
+  tags); see `src/tagger.rs`.
+- **Data**: {sentences} sentences from {templates} presidio-evaluator templates
+  (`data/generate_training.py`: `PresidioSentenceFaker`, en_US, seed 1, 5% lower-cased),
+  only templates with `template_id % 5 != 0`; the evaluation (`benches/privacy_eval.py`,
+  seed 42) reports the test fifth (`% 5 == 0`) separately.
+- **Selection**: a first model trained without the validation templates
+  (`template_id % 5 == 1`, {valid} sentences) decides per entity type whether the rules or
+  the tagger answer; the shipped model is then trained on all {sentences} sentences.
+  Validated identifiers (score ≥ 0.95) always win; confident rule findings (≥ {fallback})
+  fill in where neither found anything.
+- **Validation** (span F2, IoU ≥ 0.5, same type): rules alone {rules}, tagger alone
+  {tagger}, combined **{combined}** (precision {cp}, recall {cr}).
+
+| type | source | precision | recall | F2 |
+|---|---|---:|---:|---:|
+{rows}
+Licences: the training sentences come from presidio-evaluator (MIT) templates filled by
+Faker (MIT); no sentence is stored in the repository, only the weights.
+",
+        data = args.data.display(),
+        out = args.out.display(),
+        epochs = args.epochs,
+        seed = args.seed,
+        features = model.features(),
+        sentences = meta["sentences"],
+        templates = meta["templates"],
+        valid = v["sentences"],
+        fallback = model.fallback_score,
+        rules = f(&v["rules"], "f2"),
+        tagger = f(&v["tagger"], "f2"),
+        combined = f(&v["combined"], "f2"),
+        cp = f(&v["combined"], "precision"),
+        cr = f(&v["combined"], "recall"),
+    )
 }

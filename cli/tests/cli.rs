@@ -465,6 +465,7 @@ async fn replay_republishes_a_range_of_one_type_to_a_topic() {
             text: "x".into(),
             pii: vec![],
             pii_counts: Default::default(),
+            sealed: Vec::new(),
         });
     }
     events.push(other);
@@ -571,6 +572,7 @@ async fn reprocess_appends_a_new_versions_scores_once_and_never_touches_old_ones
                     text: (*text).into(),
                     pii: vec![],
                     pii_counts: Default::default(),
+                    sealed: Vec::new(),
                 }),
             )
         })

@@ -141,6 +141,7 @@ fn log() -> Vec<Envelope> {
                         text: format!("message {n} from <PERSON>"),
                         pii: vec![],
                         pii_counts: [("PERSON".to_owned(), 1)].into(),
+                        sealed: Vec::new(),
                     }),
                 ));
                 out.push(scored_in(next(), c.clone(), "text", label, 0.8));

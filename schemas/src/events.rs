@@ -107,6 +107,21 @@ pub struct InteractionScrubbed {
     pub pii: Vec<PiiSpan>,
     #[serde(default)]
     pub pii_counts: BTreeMap<String, i32>,
+    #[serde(default)]
+    pub sealed: Vec<SealedPii>,
+}
+
+/// A value of the encrypt operator, sealed under its data subject's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct SealedPii {
+    pub token: String,
+    pub entity_type: String,
+    pub subject: String,
+    /// Hex.
+    pub nonce: String,
+    /// Hex.
+    pub ciphertext: String,
 }
 
 /// Sentiment classes.

@@ -46,6 +46,26 @@ fn lines(text: &'static str) -> HashSet<&'static str> {
         .collect()
 }
 
+/// The gazetteer classes of one word as bits: 1 first name, 2 last name, 4 place,
+/// 8 stopword. A lower-case word is looked up capitalised too.
+pub fn classes(word: &str) -> u8 {
+    let look = |w: &str| {
+        u8::from(FIRST.contains(w))
+            | (u8::from(LAST.contains(w)) << 1)
+            | (u8::from(PLACES.contains(w)) << 2)
+            | (u8::from(STOPWORDS.contains(w)) << 3)
+    };
+    let direct = look(word);
+    let mut chars = word.chars();
+    match chars.next() {
+        Some(c) if c.is_lowercase() => {
+            let capitalised: String = c.to_uppercase().chain(chars).collect();
+            direct | look(&capitalised)
+        }
+        _ => direct,
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Word {
     start: usize,

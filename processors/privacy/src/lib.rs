@@ -8,28 +8,69 @@
 //!   birth years, ages, titles, organizations by legal form), and overlap resolution.
 //! - `gazetteer` — names and places without context words, from Faker's locale data and
 //!   the tz database (`data/`), with a stoplist of common words.
+//! - [`tagger`] — a learned sequence tagger (averaged perceptron over sparse features,
+//!   the rule findings and gazetteer classes among them) for names, places,
+//!   organizations, addresses and nationalities; trained by `insights train privacy` on
+//!   presidio-evaluator sentences (`data/generate_training.py`), shipped in
+//!   `model/tagger.bin` (model card: `model/README.md`). Per entity type, either the rules
+//!   or the tagger answer, as chosen on held-out templates; [`recognize`] combines them.
 //! - [`scrub`] — applies an [`Operator`] per entity type: redact (`<EMAIL_ADDRESS>`), mask
-//!   (keep the last N characters), or a keyed-HMAC pseudonym that is stable within a
-//!   conversation and unlinkable across tenants.
+//!   (keep the last N characters), a keyed-HMAC pseudonym that is stable within a
+//!   conversation and unlinkable across tenants, or encrypt: a token like the pseudonym,
+//!   with the value sealed (AES-256-GCM) under the data subject's key ([`vault`]) for
+//!   authorised re-identification until the subject is erased.
 //! - [`PrivacyProcessor`] — the pure processor: `Interaction` in, `InteractionScrubbed`
 //!   out, with the spans (after replacement, char offsets) and counts, never the values;
 //!   declared demographics are kept as structured fields, never derived from text.
 //!
-//! Not yet here (see the privacy issue): a trained token classifier for names the
-//! gazetteers lack, nationalities, zip codes and whole postal addresses; AES-GCM
-//! encryption into a vault.
-
 mod gazetteer;
 pub mod recognizers;
+pub mod tagger;
+pub mod vault;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 
 use hmac::{Hmac, Mac};
 use insights_runtime::{Context, Output, ProcessError, Processor};
-use insights_schemas::{Event, Interaction, InteractionContext, InteractionScrubbed, PiiSpan};
+use insights_schemas::{
+    Event, Interaction, InteractionContext, InteractionScrubbed, PiiSpan, SealedPii,
+};
 use sha2::Sha256;
 
-pub use recognizers::{Finding, recognize};
+pub use recognizers::Finding;
+
+/// The shipped tagger (`model/tagger.bin`), parsed on first use.
+static MODEL: LazyLock<tagger::Model> = LazyLock::new(|| {
+    tagger::Model::from_bytes(include_bytes!("../model/tagger.bin"))
+        .unwrap_or_else(|e| panic!("the tagger model built into this binary is broken: {e}"))
+});
+
+/// The shipped tagger model.
+pub fn model() -> &'static tagger::Model {
+    &MODEL
+}
+
+/// Every finding in `text` (byte offsets, no overlaps, in order): the rule recognizers and
+/// gazetteers, combined with the shipped tagger.
+pub fn recognize(text: &str) -> Vec<Finding> {
+    recognize_in(text, None)
+}
+
+/// [`recognize`] for text in a declared `language` (BCP 47). The tagger learned English:
+/// it runs on English and undeclared text; other languages get the rules and gazetteers
+/// alone (the tagger reads a German capitalised noun as a name).
+pub fn recognize_in(text: &str, language: Option<&str>) -> Vec<Finding> {
+    let english = language.is_none_or(|l| {
+        let l = l.trim();
+        l.is_empty() || l.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("en"))
+    });
+    if english {
+        MODEL.detect(text, recognizers::rules(text))
+    } else {
+        recognizers::rules(text)
+    }
+}
 
 /// What to do with one entity type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +84,11 @@ pub enum Operator {
     },
     /// Replace by `<TYPE_xxxxxxxx>`, a keyed HMAC of the value within the conversation.
     Pseudonymize,
+    /// Replace by `<TYPE_vxxxxxxxxxxxxxxxx>` (keyed HMAC, stable within the conversation)
+    /// and seal the value under the data subject's key, for re-identification until the
+    /// subject is erased. Without a subject key (none given, or the subject was erased)
+    /// the value is redacted.
+    Encrypt,
 }
 
 impl Operator {
@@ -51,6 +97,18 @@ impl Operator {
             Operator::Redact => "redact",
             Operator::Mask { .. } => "mask",
             Operator::Pseudonymize => "pseudonymize",
+            Operator::Encrypt => "encrypt",
+        }
+    }
+
+    /// Parses `redact`, `mask` (keeping `keep_last`), `pseudonymize` or `encrypt`.
+    pub fn parse(name: &str, keep_last: usize) -> Option<Self> {
+        match name {
+            "redact" => Some(Operator::Redact),
+            "mask" => Some(Operator::Mask { keep_last }),
+            "pseudonymize" => Some(Operator::Pseudonymize),
+            "encrypt" => Some(Operator::Encrypt),
+            _ => None,
         }
     }
 }
@@ -61,6 +119,9 @@ pub struct PrivacyConfig {
     key: [u8; 32],
     /// Operator per entity type; types not listed are redacted.
     pub operators: BTreeMap<&'static str, Operator>,
+    /// Least score per entity type for a finding to count; types not listed take every
+    /// finding (missing personal data costs more than over-redacting).
+    pub thresholds: BTreeMap<&'static str, f64>,
     /// Where scrubbed interactions go.
     pub output_topic: String,
 }
@@ -70,6 +131,7 @@ impl std::fmt::Debug for PrivacyConfig {
         f.debug_struct("PrivacyConfig")
             .field("key", &"<secret>")
             .field("operators", &self.operators)
+            .field("thresholds", &self.thresholds)
             .field("output_topic", &self.output_topic)
             .finish()
     }
@@ -90,6 +152,7 @@ impl PrivacyConfig {
         Self {
             key,
             operators,
+            thresholds: BTreeMap::new(),
             output_topic: "interactions.scrubbed".to_owned(),
         }
     }
@@ -119,13 +182,21 @@ impl PrivacyConfig {
         format!("cust_{}", hex::encode(&mac.finalize().into_bytes()[..8]))
     }
 
-    fn value_pseudonym(
+    /// The key that wraps subject keys in the vault, derived from the privacy secret.
+    pub fn vault_kek(&self) -> [u8; 32] {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(b"vault-key-encryption-key");
+        mac.finalize().into_bytes().into()
+    }
+
+    fn value_mac(
         &self,
         tenant: &str,
         conversation: &str,
         entity_type: &str,
         value: &str,
-    ) -> String {
+    ) -> [u8; 32] {
         let mut mac = self.tenant_key(tenant);
         mac.update(conversation.as_bytes());
         mac.update(b"\x1f");
@@ -138,10 +209,32 @@ impl PrivacyConfig {
             .join(" ")
             .to_lowercase();
         mac.update(normalized.as_bytes());
-        format!(
-            "<{entity_type}_{}>",
-            hex::encode(&mac.finalize().into_bytes()[..4])
-        )
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// Where a text comes from: scopes pseudonyms and sealing, and picks the detection.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// Tenant.
+    pub tenant: &'a str,
+    /// Conversation.
+    pub conversation: &'a str,
+    /// Declared language (BCP 47), if any; see [`recognize_in`].
+    pub language: Option<&'a str>,
+    /// The data subject (customer pseudonym) and their key, for [`Operator::Encrypt`].
+    pub sealing: Option<(&'a str, &'a vault::SubjectKey)>,
+}
+
+impl<'a> Scope<'a> {
+    /// A scope without language or subject key.
+    pub fn new(tenant: &'a str, conversation: &'a str) -> Self {
+        Self {
+            tenant,
+            conversation,
+            language: None,
+            sealing: None,
+        }
     }
 }
 
@@ -171,15 +264,25 @@ pub struct Scrubbed {
     pub original: Vec<Span>,
     /// Where each replacement is in the scrubbed text.
     pub replaced: Vec<Span>,
+    /// The values of [`Operator::Encrypt`], sealed.
+    pub sealed: Vec<SealedPii>,
 }
 
-/// Finds and replaces personal data in `text`. `tenant` and `conversation` scope the
-/// pseudonyms.
-pub fn scrub(config: &PrivacyConfig, tenant: &str, conversation: &str, text: &str) -> Scrubbed {
-    let findings = recognize(text);
+/// Finds and replaces personal data in `text`.
+pub fn scrub(
+    config: &PrivacyConfig,
+    scope: &Scope<'_>,
+    text: &str,
+) -> Result<Scrubbed, vault::VaultError> {
+    let (tenant, conversation) = (scope.tenant, scope.conversation);
+    let findings = recognize_in(text, scope.language)
+        .into_iter()
+        .filter(|f| f.score >= config.thresholds.get(f.entity_type).copied().unwrap_or(0.0))
+        .collect::<Vec<_>>();
     let mut out = String::with_capacity(text.len());
     let mut original = Vec::with_capacity(findings.len());
     let mut replaced = Vec::with_capacity(findings.len());
+    let mut sealed: Vec<SealedPii> = Vec::new();
     let mut last = 0;
     let mut chars_in = 0; // chars of `text` before `last`
     let mut chars_out = 0; // chars of `out`
@@ -191,12 +294,33 @@ pub fn scrub(config: &PrivacyConfig, tenant: &str, conversation: &str, text: &st
         chars_out += n;
         let value = &text[f.start..f.end];
         let value_chars = value.chars().count();
-        let op = config.operator(f.entity_type);
+        let mut op = config.operator(f.entity_type);
+        if op == Operator::Encrypt && scope.sealing.is_none() {
+            op = Operator::Redact;
+        }
         let replacement = match op {
             Operator::Redact => format!("<{}>", f.entity_type),
             Operator::Mask { keep_last } => mask(value, keep_last),
             Operator::Pseudonymize => {
-                config.value_pseudonym(tenant, conversation, f.entity_type, value)
+                let mac = config.value_mac(tenant, conversation, f.entity_type, value);
+                format!("<{}_{}>", f.entity_type, hex::encode(&mac[..4]))
+            }
+            Operator::Encrypt => {
+                let mac = config.value_mac(tenant, conversation, f.entity_type, value);
+                let token = format!("<{}_v{}>", f.entity_type, hex::encode(&mac[..8]));
+                if let Some((subject, key)) = scope.sealing
+                    && !sealed.iter().any(|s| s.token == token)
+                {
+                    sealed.push(vault::seal(
+                        key,
+                        tenant,
+                        subject,
+                        f.entity_type,
+                        &token,
+                        value,
+                    )?);
+                }
+                token
             }
         };
         let replacement_chars = replacement.chars().count();
@@ -216,11 +340,12 @@ pub fn scrub(config: &PrivacyConfig, tenant: &str, conversation: &str, text: &st
         last = f.end;
     }
     out.push_str(&text[last..]);
-    Scrubbed {
+    Ok(Scrubbed {
         text: out,
         original,
         replaced,
-    }
+        sealed,
+    })
 }
 
 fn mask(value: &str, keep_last: usize) -> String {
@@ -247,12 +372,34 @@ fn mask(value: &str, keep_last: usize) -> String {
 #[derive(Debug, Clone)]
 pub struct PrivacyProcessor {
     config: PrivacyConfig,
+    vault: Option<Arc<vault::Vault>>,
 }
 
 impl PrivacyProcessor {
-    /// A processor with `config`.
+    /// A processor with `config`; values of [`Operator::Encrypt`] are redacted until a
+    /// vault is given ([`PrivacyProcessor::with_vault`]).
     pub fn new(config: PrivacyConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            vault: None,
+        }
+    }
+
+    /// Seals the values of [`Operator::Encrypt`] under their subjects' keys from `vault`.
+    /// The vault's key store is the one piece of state outside the log a processor
+    /// touches: subject keys must never enter the log, or erasing them would be
+    /// impossible.
+    pub fn with_vault(mut self, vault: Arc<vault::Vault>) -> Self {
+        self.vault = Some(vault);
+        self
+    }
+
+    /// Whether some entity type is to be encrypted.
+    fn encrypts(&self) -> bool {
+        self.config
+            .operators
+            .values()
+            .any(|o| *o == Operator::Encrypt)
     }
 }
 
@@ -277,7 +424,21 @@ impl Processor for PrivacyProcessor {
         if i.customer_id.trim().is_empty() {
             return Err(ProcessError::Poison("customer_id is empty".into()));
         }
-        let s = scrub(&self.config, &i.tenant_id, &i.conversation_id, &i.text);
+        let subject = self.config.customer_pseudonym(&i.tenant_id, &i.customer_id);
+        let key = match &self.vault {
+            Some(vault) if self.encrypts() => vault
+                .subject_key(&i.tenant_id, &subject)
+                .map_err(|e| ProcessError::Retryable(e.to_string()))?,
+            _ => None,
+        };
+        let scope = Scope {
+            tenant: &i.tenant_id,
+            conversation: &i.conversation_id,
+            language: i.language.as_deref(),
+            sealing: key.as_ref().map(|k| (subject.as_str(), k)),
+        };
+        let s = scrub(&self.config, &scope, &i.text)
+            .map_err(|e| ProcessError::Retryable(e.to_string()))?;
         let mut counts: BTreeMap<String, i32> = BTreeMap::new();
         for span in &s.replaced {
             *counts.entry(span.entity_type.to_owned()).or_default() += 1;
@@ -299,14 +460,11 @@ impl Processor for PrivacyProcessor {
             stream_id: format!("conversation-{}", i.conversation_id),
             key: i.conversation_id.clone(),
             event: Event::InteractionScrubbed(InteractionScrubbed {
-                context: InteractionContext::of(
-                    i,
-                    ctx.input_id,
-                    self.config.customer_pseudonym(&i.tenant_id, &i.customer_id),
-                ),
+                context: InteractionContext::of(i, ctx.input_id, subject),
                 text: s.text,
                 pii,
                 pii_counts: counts,
+                sealed: s.sealed,
             }),
         }])
     }
@@ -327,7 +485,7 @@ mod tests {
     fn values_are_replaced_and_spans_point_at_the_replacements() {
         let text =
             "Ich heiße Lukas Müller, Karte 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00.";
-        let s = scrub(&config(), "acme", "c1", text);
+        let s = scrub(&config(), &Scope::new("acme", "c1"), text).expect("scrubs");
         assert!(
             !s.text.contains("Lukas")
                 && !s.text.contains("4111 1111 1111 1111")
@@ -359,13 +517,78 @@ mod tests {
         assert!(person.starts_with("<PERSON_"), "{person}");
     }
 
+    fn found(text: &str) -> Vec<(&'static str, &str)> {
+        recognize(text)
+            .into_iter()
+            .map(|f| (f.entity_type, &text[f.start..f.end]))
+            .collect()
+    }
+
+    #[test]
+    fn the_shipped_tagger_finds_what_the_rules_alone_miss() {
+        let m = model();
+        assert!(m.features() > 1000, "{} features", m.features());
+        for t in &m.rule_types {
+            assert!(tagger::ENTITY_TYPES.contains(t));
+        }
+        // A multi-line postal address (the building number is its own span, as the
+        // evaluator labels it) and a name no context word announces; the span ends at the
+        // sentence's end.
+        let text = "Ship it to Helena Carlsen\\n637 Strojírenská 1006\\nSvratka\\nCzech Republic. \
+                    She is Norwegian.";
+        let all = found(text);
+        for expected in [
+            ("PERSON", "Helena Carlsen"),
+            ("STREET_ADDRESS", "Strojírenská 1006"),
+            ("LOCATION", "Svratka"),
+            ("LOCATION", "Czech Republic"),
+        ] {
+            assert!(all.contains(&expected), "{expected:?} not in {all:?}");
+        }
+        // Validated identifiers win over the tagger whatever surrounds them.
+        assert!(
+            found("Karte 4111 1111 1111 1111 bitte sperren")
+                .contains(&("CREDIT_CARD", "4111 1111 1111 1111"))
+        );
+    }
+
+    #[test]
+    fn per_type_thresholds_drop_less_confident_findings() {
+        let text = "my name is Maria Schmidt, mail maria@example.com";
+        let mut c = config();
+        assert!(
+            scrub(&c, &Scope::new("acme", "c1"), text)
+                .expect("scrubs")
+                .original
+                .len()
+                == 2
+        );
+        c.thresholds.insert("PERSON", 1.01);
+        let s = scrub(&c, &Scope::new("acme", "c1"), text).expect("scrubs");
+        assert_eq!(
+            s.original.iter().map(|x| x.entity_type).collect::<Vec<_>>(),
+            ["EMAIL_ADDRESS"]
+        );
+        assert!(s.text.contains("Maria Schmidt"), "{}", s.text);
+    }
+
     #[test]
     fn pseudonyms_are_stable_in_a_conversation_and_unlinkable_across_tenants() {
         let c = config();
-        let a = scrub(&c, "acme", "c1", "my name is Maria Schmidt").text;
-        let b = scrub(&c, "acme", "c1", "This is MARIA  Schmidt again").text;
+        let a = scrub(&c, &Scope::new("acme", "c1"), "my name is Maria Schmidt")
+            .expect("scrubs")
+            .text;
+        let b = scrub(
+            &c,
+            &Scope::new("acme", "c1"),
+            "This is MARIA  Schmidt again",
+        )
+        .expect("scrubs")
+        .text;
         assert_eq!(a.rsplit(' ').next(), b.split(' ').nth(2), "{a} / {b}");
-        let other_tenant = scrub(&c, "globex", "c1", "my name is Maria Schmidt").text;
+        let other_tenant = scrub(&c, &Scope::new("globex", "c1"), "my name is Maria Schmidt")
+            .expect("scrubs")
+            .text;
         assert_ne!(a, other_tenant);
         assert_ne!(
             c.customer_pseudonym("acme", "u1"),
@@ -378,7 +601,13 @@ mod tests {
         let other_key = PrivacyConfig::new([8; 32]);
         assert_ne!(
             a,
-            scrub(&other_key, "acme", "c1", "my name is Maria Schmidt").text
+            scrub(
+                &other_key,
+                &Scope::new("acme", "c1"),
+                "my name is Maria Schmidt"
+            )
+            .expect("scrubs")
+            .text
         );
     }
 
@@ -421,11 +650,88 @@ mod tests {
         assert_eq!(s.context.demographics, i.demographics);
         assert_eq!(s.pii_counts.get("PHONE_NUMBER"), Some(&1));
         assert_eq!(s.pii_counts.get("EMAIL_ADDRESS"), Some(&1));
+        assert!(s.sealed.is_empty(), "nothing is encrypted by default");
         let mut empty = i.clone();
         empty.conversation_id = " ".into();
         assert!(matches!(
             PrivacyProcessor::new(config()).process(&empty, &ctx),
             Err(ProcessError::Poison(_))
         ));
+    }
+
+    #[test]
+    fn encrypted_values_reveal_for_the_vault_and_die_with_the_subject_key() {
+        let mut c = config();
+        c.operators.insert("PERSON", Operator::Encrypt);
+        c.operators.insert("EMAIL_ADDRESS", Operator::Encrypt);
+        let keys = Arc::new(vault::MemoryKeys::default());
+        let vault = Arc::new(vault::Vault::new(c.vault_kek(), keys.clone()));
+        let mut processor = PrivacyProcessor::new(c.clone()).with_vault(vault.clone());
+        let i = Interaction {
+            interaction_id: Some("i1".into()),
+            conversation_id: "c1".into(),
+            customer_id: "cust-42".into(),
+            channel: "email".into(),
+            product: None,
+            language: Some("en".into()),
+            text: "My name is Maria Schmidt, mail maria@example.com; Maria Schmidt again".into(),
+            demographics: BTreeMap::new(),
+            sent_at: Timestamp(5),
+            tenant_id: "acme".into(),
+        };
+        let source = Source {
+            topic: "interactions.raw".into(),
+            partition: 0,
+            offset: 1,
+        };
+        let ctx = Context {
+            input_id: "interaction:i1",
+            correlation_id: "interaction:i1",
+            input_time: Timestamp(0),
+            now: Timestamp(9),
+            source: &source,
+        };
+        let scrubbed = |p: &mut PrivacyProcessor| {
+            let out = p.process(&i, &ctx).expect("processes");
+            let Event::InteractionScrubbed(s) = &out[0].event else {
+                panic!("scrubbed")
+            };
+            s.clone()
+        };
+        let s = scrubbed(&mut processor);
+        let json = serde_json::to_string(&s).expect("json");
+        assert!(
+            !json.contains("Maria") && !json.contains("maria@"),
+            "{json}"
+        );
+        // One sealed value per distinct value; the same person gets the same token.
+        assert_eq!(s.sealed.len(), 2, "{:?}", s.sealed);
+        let person = &s.sealed[0];
+        assert!(person.token.starts_with("<PERSON_v"), "{}", person.token);
+        assert_eq!(
+            s.text.matches(person.token.as_str()).count(),
+            2,
+            "{}",
+            s.text
+        );
+        assert_eq!(person.subject, s.context.customer_pseudonym);
+        assert_eq!(
+            vault.reveal("acme", person).expect("reveals"),
+            "Maria Schmidt"
+        );
+        assert_eq!(
+            vault.reveal("acme", &s.sealed[1]).expect("reveals"),
+            "maria@example.com"
+        );
+
+        assert!(vault.erase("acme", &person.subject).expect("erases"));
+        assert!(matches!(
+            vault.reveal("acme", person),
+            Err(vault::VaultError::Erased(_))
+        ));
+        // After erasure, new text of the subject is redacted, never sealed again.
+        let after = scrubbed(&mut processor);
+        assert!(after.sealed.is_empty());
+        assert!(after.text.contains("<PERSON>"), "{}", after.text);
     }
 }

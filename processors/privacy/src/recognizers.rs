@@ -91,8 +91,9 @@ static AGE: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 
-/// Every recognizer over `text`, overlaps resolved (higher score, then longer, wins).
-pub fn recognize(text: &str) -> Vec<Finding> {
+/// Every rule recognizer (and the gazetteers) over `text`, overlaps resolved (higher
+/// score, then longer, wins). [`crate::recognize`] adds the learned tagger.
+pub fn rules(text: &str) -> Vec<Finding> {
     let mut all = Vec::new();
     email(text, &mut all);
     url(text, &mut all);
@@ -381,7 +382,7 @@ mod tests {
     use super::*;
 
     fn found(text: &str) -> Vec<(&'static str, String)> {
-        recognize(text)
+        rules(text)
             .into_iter()
             .map(|f| (f.entity_type, text[f.start..f.end].to_owned()))
             .collect()

@@ -99,7 +99,7 @@ pub fn check(
     language: Option<&str>,
 ) -> Vec<GuardrailResult> {
     vec![
-        no_pii(config, draft),
+        no_pii(config, draft, language),
         policy_phrases(config, draft),
         length(config, draft),
         language_matches(config, draft, language),
@@ -114,8 +114,8 @@ fn result(name: &str, problem: Option<String>) -> GuardrailResult {
     }
 }
 
-fn no_pii(config: &GuardrailConfig, draft: &str) -> GuardrailResult {
-    let mut kinds: Vec<&str> = insights_privacy::recognize(draft)
+fn no_pii(config: &GuardrailConfig, draft: &str, language: Option<&str>) -> GuardrailResult {
+    let mut kinds: Vec<&str> = insights_privacy::recognize_in(draft, language)
         .into_iter()
         .filter(|f| f.score >= config.pii_min_score)
         .map(|f| f.entity_type)

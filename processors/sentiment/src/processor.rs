@@ -183,6 +183,7 @@ mod tests {
             text: text.into(),
             pii: vec![],
             pii_counts: Default::default(),
+            sealed: Vec::new(),
         }))
     }
 

@@ -53,6 +53,7 @@ impl Processor for EchoForRuntimeTests {
                 text: i.text.clone(),
                 pii: vec![],
                 pii_counts: BTreeMap::new(),
+                sealed: Vec::new(),
             }),
         }])
     }
