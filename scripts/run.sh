@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the pipeline on the embedded default: in-process Kafka-protocol broker, SQLite store
-# under data/, the sample interactions produced first, ops endpoints on 127.0.0.1:9898.
+# under data/, the sample interactions produced first; the HTTP API, the dashboard and the
+# ops endpoints on 127.0.0.1:9898.
 # Keeps running (Ctrl-C drains and stops). Extra arguments go to `insights run`, e.g.
 # `scripts/run.sh --until-idle` to exit once the samples are processed.
 set -euo pipefail

@@ -8,7 +8,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use insights_sentiment::data::{Split, load_gold};
 use insights_sentiment::lexicon::LexiconBackend;
 use insights_sentiment::pool::ModelChoice;
-use insights_sentiment::transformer::{DEFAULT_ENCODER_DIR, DEFAULT_MODEL_DIR, TransformerBackend};
+use insights_sentiment::transformer::{
+    DEFAULT_ENCODER_DIR, DEFAULT_MODEL_DIR, Precision, TransformerBackend,
+};
 use insights_sentiment::{Backend, BackendKind, PoolConfig, Scorer};
 
 fn root(p: &str) -> std::path::PathBuf {
@@ -50,8 +52,8 @@ fn bench(c: &mut Criterion, name: &str, backend: &mut dyn Backend, texts: &[&str
 
 /// The processor's path: the pool (length-sorted dynamic batches), cache off so every
 /// iteration runs the model.
-fn bench_pool(c: &mut Criterion, texts: &[&str]) {
-    let mut group = c.benchmark_group("sentiment/pool");
+fn bench_pool(c: &mut Criterion, texts: &[&str], precision: Precision) {
+    let mut group = c.benchmark_group(format!("sentiment/pool-{}", precision.name()));
     group.sample_size(10);
     group.throughput(Throughput::Elements(texts.len() as u64));
     for batch in [1usize, 32] {
@@ -60,6 +62,7 @@ fn bench_pool(c: &mut Criterion, texts: &[&str]) {
                 backend: BackendKind::Transformer,
                 model_dir: root(DEFAULT_MODEL_DIR),
                 encoder_dir: root(DEFAULT_ENCODER_DIR),
+                precision,
             },
             &PoolConfig {
                 max_batch: batch,
@@ -84,11 +87,27 @@ fn bench_pool(c: &mut Criterion, texts: &[&str]) {
 fn sentiment(c: &mut Criterion) {
     let owned = sentences(256);
     let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
-    match TransformerBackend::load(&root(DEFAULT_MODEL_DIR), &root(DEFAULT_ENCODER_DIR)) {
-        Ok(mut model) => bench(c, "transformer", &mut model, &texts),
-        Err(e) => eprintln!("skipping the transformer: {e}"),
+    // f32 always; bf16 where this CPU computes it natively (what `auto` picks).
+    let mut precisions = vec![Precision::F32];
+    if Precision::Auto.resolve() == Precision::Bf16 {
+        precisions.push(Precision::Bf16);
     }
-    bench_pool(c, &texts);
+    for &precision in &precisions {
+        match TransformerBackend::load_at(
+            &root(DEFAULT_MODEL_DIR),
+            &root(DEFAULT_ENCODER_DIR),
+            precision,
+        ) {
+            Ok(mut model) => bench(
+                c,
+                &format!("transformer-{}", precision.name()),
+                &mut model,
+                &texts,
+            ),
+            Err(e) => eprintln!("skipping the transformer: {e}"),
+        }
+        bench_pool(c, &texts, precision);
+    }
     bench(c, "lexicon", &mut LexiconBackend::default(), &texts);
 }
 

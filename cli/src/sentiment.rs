@@ -39,6 +39,10 @@ pub struct ModelArgs {
         default_value = insights_sentiment::transformer::DEFAULT_ENCODER_DIR
     )]
     encoder_dir: PathBuf,
+    /// The encoder's arithmetic: auto (bf16 where the CPU has native bf16, else f32), f32
+    /// or bf16.
+    #[arg(long, env = "INSIGHTS_SENTIMENT_PRECISION", default_value = "auto")]
+    sentiment_precision: insights_sentiment::transformer::Precision,
 }
 
 impl ModelArgs {
@@ -47,6 +51,7 @@ impl ModelArgs {
             backend: self.sentiment_backend,
             model_dir: self.sentiment_model.clone(),
             encoder_dir: self.encoder_dir.clone(),
+            precision: self.sentiment_precision,
         }
     }
 }

@@ -62,6 +62,8 @@ pub struct ModelChoice {
     pub model_dir: PathBuf,
     /// The encoder's files.
     pub encoder_dir: PathBuf,
+    /// The encoder's arithmetic.
+    pub precision: crate::transformer::Precision,
 }
 
 impl Default for ModelChoice {
@@ -70,6 +72,7 @@ impl Default for ModelChoice {
             backend: BackendKind::Transformer,
             model_dir: crate::transformer::DEFAULT_MODEL_DIR.into(),
             encoder_dir: crate::transformer::DEFAULT_ENCODER_DIR.into(),
+            precision: crate::transformer::Precision::Auto,
         }
     }
 }
@@ -196,8 +199,9 @@ impl Scorer {
             BackendKind::Lexicon => lexicon(None),
             BackendKind::Transformer => {
                 let (model, encoder) = (choice.model_dir.clone(), choice.encoder_dir.clone());
+                let precision = choice.precision;
                 let factory = std::sync::Arc::new(move || {
-                    TransformerBackend::load(&model, &encoder)
+                    TransformerBackend::load_at(&model, &encoder, precision)
                         .map(|b| Box::new(b) as Box<dyn Backend>)
                 });
                 match Scorer::start(factory, config) {
@@ -462,6 +466,7 @@ mod tests {
             backend: BackendKind::Transformer,
             model_dir: "/nonexistent/model".into(),
             encoder_dir: "/nonexistent/encoder".into(),
+            ..ModelChoice::default()
         };
         let scorer = Scorer::open(&choice, &PoolConfig::default());
         assert_eq!(scorer.info().backend, BackendKind::Lexicon);

