@@ -611,38 +611,55 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_processor_keeps_demographics_and_never_the_values() {
-        let i = Interaction {
+    /// An English interaction of customer `cust-42` in conversation `c1` of `acme`.
+    fn interaction(text: &str) -> Interaction {
+        Interaction {
             interaction_id: Some("i1".into()),
             conversation_id: "c1".into(),
             customer_id: "cust-42".into(),
             channel: "email".into(),
             product: None,
             language: Some("en".into()),
-            text: "Call me on +44 20 7946 0958, email maria@example.com".into(),
-            demographics: BTreeMap::from([("age_band".into(), "25-34".into())]),
+            text: text.into(),
+            demographics: BTreeMap::new(),
             sent_at: Timestamp(5),
             tenant_id: "acme".into(),
-        };
-        let source = Source {
+        }
+    }
+
+    fn source() -> Source {
+        Source {
             topic: "interactions.raw".into(),
             partition: 0,
             offset: 1,
-        };
-        let ctx = Context {
+        }
+    }
+
+    fn ctx(source: &Source) -> Context<'_> {
+        Context {
             input_id: "interaction:i1",
             correlation_id: "interaction:i1",
             input_time: Timestamp(0),
             now: Timestamp(9),
-            source: &source,
-        };
-        let out = PrivacyProcessor::new(config())
-            .process(&i, &ctx)
-            .expect("processes");
+            source,
+        }
+    }
+
+    /// The processor's one event for `i`.
+    fn scrubbed(p: &mut PrivacyProcessor, i: &Interaction) -> InteractionScrubbed {
+        let source = source();
+        let out = p.process(i, &ctx(&source)).expect("processes");
         let Event::InteractionScrubbed(s) = &out[0].event else {
             panic!("scrubbed")
         };
+        s.clone()
+    }
+
+    #[test]
+    fn the_processor_keeps_demographics_and_never_the_values() {
+        let mut i = interaction("Call me on +44 20 7946 0958, email maria@example.com");
+        i.demographics = BTreeMap::from([("age_band".into(), "25-34".into())]);
+        let s = &scrubbed(&mut PrivacyProcessor::new(config()), &i);
         let json = serde_json::to_string(s).expect("json");
         for secret in ["7946 0958", "maria@example.com", "cust-42"] {
             assert!(!json.contains(secret), "{secret} leaked: {json}");
@@ -653,8 +670,9 @@ mod tests {
         assert!(s.sealed.is_empty(), "nothing is encrypted by default");
         let mut empty = i.clone();
         empty.conversation_id = " ".into();
+        let source = source();
         assert!(matches!(
-            PrivacyProcessor::new(config()).process(&empty, &ctx),
+            PrivacyProcessor::new(config()).process(&empty, &ctx(&source)),
             Err(ProcessError::Poison(_))
         ));
     }
@@ -667,38 +685,9 @@ mod tests {
         let keys = Arc::new(vault::MemoryKeys::default());
         let vault = Arc::new(vault::Vault::new(c.vault_kek(), keys.clone()));
         let mut processor = PrivacyProcessor::new(c.clone()).with_vault(vault.clone());
-        let i = Interaction {
-            interaction_id: Some("i1".into()),
-            conversation_id: "c1".into(),
-            customer_id: "cust-42".into(),
-            channel: "email".into(),
-            product: None,
-            language: Some("en".into()),
-            text: "My name is Maria Schmidt, mail maria@example.com; Maria Schmidt again".into(),
-            demographics: BTreeMap::new(),
-            sent_at: Timestamp(5),
-            tenant_id: "acme".into(),
-        };
-        let source = Source {
-            topic: "interactions.raw".into(),
-            partition: 0,
-            offset: 1,
-        };
-        let ctx = Context {
-            input_id: "interaction:i1",
-            correlation_id: "interaction:i1",
-            input_time: Timestamp(0),
-            now: Timestamp(9),
-            source: &source,
-        };
-        let scrubbed = |p: &mut PrivacyProcessor| {
-            let out = p.process(&i, &ctx).expect("processes");
-            let Event::InteractionScrubbed(s) = &out[0].event else {
-                panic!("scrubbed")
-            };
-            s.clone()
-        };
-        let s = scrubbed(&mut processor);
+        let i =
+            interaction("My name is Maria Schmidt, mail maria@example.com; Maria Schmidt again");
+        let s = scrubbed(&mut processor, &i);
         let json = serde_json::to_string(&s).expect("json");
         assert!(
             !json.contains("Maria") && !json.contains("maria@"),
@@ -730,7 +719,7 @@ mod tests {
             Err(vault::VaultError::Erased(_))
         ));
         // After erasure, new text of the subject is redacted, never sealed again.
-        let after = scrubbed(&mut processor);
+        let after = scrubbed(&mut processor, &i);
         assert!(after.sealed.is_empty());
         assert!(after.text.contains("<PERSON>"), "{}", after.text);
     }
