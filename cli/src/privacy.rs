@@ -37,10 +37,7 @@ struct Settings {
 }
 
 fn entity_type(name: &str) -> Result<&'static str> {
-    insights_privacy::tagger::ENTITY_TYPES
-        .iter()
-        .copied()
-        .find(|t| *t == name)
+    insights_privacy::tagger::entity_type(name)
         .ok_or_else(|| anyhow::anyhow!("[processors.privacy.config]: unknown entity type {name:?}"))
 }
 

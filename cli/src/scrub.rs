@@ -42,10 +42,7 @@ pub(crate) fn parse_threshold(s: &str) -> Result<(&'static str, f64), String> {
     let (ty, score) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?} is not TYPE=SCORE"))?;
-    let ty = insights_privacy::tagger::ENTITY_TYPES
-        .iter()
-        .copied()
-        .find(|t| *t == ty.trim())
+    let ty = insights_privacy::tagger::entity_type(ty.trim())
         .ok_or_else(|| format!("unknown entity type {ty:?}"))?;
     let score: f64 = score
         .trim()

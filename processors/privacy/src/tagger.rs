@@ -48,6 +48,19 @@ pub const ENTITY_TYPES: &[&str] = &[
 
 const MAGIC: &[u8; 10] = b"INSTAGGER1";
 
+/// The `'static` name of a known entity type.
+pub fn entity_type(name: &str) -> Option<&'static str> {
+    ENTITY_TYPES.iter().copied().find(|t| *t == name)
+}
+
+/// The next number of a xorshift64 generator (reproducible shuffles without a RNG crate).
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
 /// A token: a run of letters and digits, a literal `\n`-style escape, or one other
 /// non-space character. Byte offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,17 +129,15 @@ impl Example {
         bytes.push(text.len());
         let mut out = Vec::with_capacity(spans.len());
         for (entity, start, end) in spans {
-            let ty = ENTITY_TYPES
-                .iter()
-                .find(|t| **t == entity.as_str())
-                .ok_or_else(|| format!("unknown entity type {entity:?}"))?;
+            let ty =
+                entity_type(entity).ok_or_else(|| format!("unknown entity type {entity:?}"))?;
             let (Some(&s), Some(&e)) = (bytes.get(*start), bytes.get(*end)) else {
                 return Err(format!("span {start}..{end} is outside the text"));
             };
             if s >= e {
                 return Err(format!("span {start}..{end} is empty"));
             }
-            out.push((*ty, s, e));
+            out.push((ty, s, e));
         }
         Ok(Self {
             text,
@@ -286,15 +297,16 @@ fn static_features(v: &[TokenView], i: usize, out: &mut Vec<u64>) {
     out.push(fnv(0, &[]));
     out.push(fnv(1, &[word]));
     out.push(fnv(2, &[w.shape.as_bytes()]));
-    let chars: Vec<(usize, char)> = w.lower.char_indices().collect();
-    if chars.len() > 3 {
-        let p3 = chars[3].0;
-        let s3 = chars[chars.len() - 3].0;
+    // Affixes of words longer than three chars, without collecting the chars (hot path).
+    let n_chars = w.lower.chars().count();
+    if n_chars > 3 {
+        let p3 = w.lower.char_indices().nth(3).map_or(word.len(), |(b, _)| b);
+        let s3 = w.lower.char_indices().nth_back(2).map_or(0, |(b, _)| b);
         out.push(fnv(3, &[&word[..p3]]));
         out.push(fnv(4, &[&word[s3..]]));
     }
     out.push(fnv(5, &[&[u8::from(w.break_before)]]));
-    let len = chars.len().min(12) as u8;
+    let len = n_chars.min(12) as u8;
     if w.shape.starts_with('d') {
         out.push(fnv(6, &[&[len]]));
     }
@@ -362,12 +374,11 @@ fn tag_features(token: &TokenView, prev: u16, prev2: u16, out: &mut Vec<u64>) {
     ));
 }
 
-fn allowed(types: usize, prev: u16, tag: u16) -> bool {
+fn allowed(prev: u16, tag: u16) -> bool {
     // I-k (tag 2 + 2k) only continues B-k or I-k.
     if tag == 0 || tag % 2 == 1 {
         return true;
     }
-    let _ = types;
     prev != 0 && (prev - 1) / 2 == (tag - 2) / 2
 }
 
@@ -410,12 +421,11 @@ impl Model {
 
     /// The best allowed tag and its softmax probability among the allowed tags.
     fn pick(&self, prev: u16, scores: &[f32]) -> (u16, f32) {
-        let types = self.types.len();
         let mut best = 0u16;
         let mut best_score = f32::NEG_INFINITY;
         for (t, &s) in scores.iter().enumerate() {
             let t = t as u16;
-            if allowed(types, prev, t) && s > best_score {
+            if allowed(prev, t) && s > best_score {
                 best = t;
                 best_score = s;
             }
@@ -423,7 +433,7 @@ impl Model {
         let temperature = self.temperature.max(1e-3);
         let mut z = 0f32;
         for (t, &s) in scores.iter().enumerate() {
-            if allowed(types, prev, t as u16) {
+            if allowed(prev, t as u16) {
                 z += ((s - best_score) / temperature).exp();
             }
         }
@@ -537,11 +547,7 @@ impl Model {
                 .ok_or_else(|| format!("tagger model header has no {field}"))?
                 .iter()
                 .map(|t| {
-                    let name = t.as_str().unwrap_or_default();
-                    ENTITY_TYPES
-                        .iter()
-                        .copied()
-                        .find(|k| *k == name)
+                    entity_type(t.as_str().unwrap_or_default())
                         .ok_or_else(|| format!("tagger model has an unknown entity type {t}"))
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -719,10 +725,7 @@ pub fn train(
     for epoch in 0..options.epochs {
         // Fisher–Yates with xorshift64: reproducible without a RNG dependency.
         for i in (1..order.len()).rev() {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            order.swap(i, (rng % (i as u64 + 1)) as usize);
+            order.swap(i, (xorshift(&mut rng) % (i as u64 + 1)) as usize);
         }
         let (mut right, mut total) = (0usize, 0usize);
         for &x in &order {
@@ -746,7 +749,7 @@ pub fn train(
                 let mut guess = 0u16;
                 let mut best = f32::NEG_INFINITY;
                 for (t, &s) in scores.iter().enumerate() {
-                    if allowed(types.len(), prev, t as u16) && s > best {
+                    if allowed(prev, t as u16) && s > best {
                         best = s;
                         guess = t as u16;
                     }
@@ -771,10 +774,7 @@ pub fn train(
                 // Decode on with the truth (teacher forcing) or, with probability
                 // `1 - teacher_forcing`, with the guess, as prediction will: the model
                 // then also learns to end a span it should not have continued.
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                let forced = (rng % 1000) as f64 / 1000.0 < options.teacher_forcing;
+                let forced = (xorshift(&mut rng) % 1000) as f64 / 1000.0 < options.teacher_forcing;
                 predicted.push(if forced { truth } else { guess });
             }
         }
