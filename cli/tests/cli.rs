@@ -188,6 +188,108 @@ fn scrub_reports_spans_on_the_original_text_in_chars() {
 }
 
 #[test]
+fn train_privacy_writes_a_model_its_card_and_the_validation_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Templates 2–4 train; template 1 (`% 5 == 1`) validates; the first and last names
+    // differ, so what the validation sentences hold is partly new to the model.
+    let firsts = [
+        "Maria", "Jonas", "Akira", "Lena", "Omar", "Chloé", "Pavel", "Sunita",
+    ];
+    let lasts = [
+        "Schmidt", "Berg", "Tanaka", "Novak", "Haddad", "Martin", "Ivanov", "Rao",
+    ];
+    let mut data = String::new();
+    for (i, (first, last)) in firsts.iter().zip(lasts).enumerate() {
+        for (template, before, after) in [
+            (2, "Please call ", " back today."),
+            (3, "My name is ", " and I need help."),
+            (4, "Send it to ", " at the office."),
+            (1, "Ask ", " about the invoice."),
+        ] {
+            let name = format!("{first} {last}");
+            let start = before.chars().count();
+            let end = start + name.chars().count();
+            data.push_str(
+                &serde_json::json!({
+                    "template_id": template + 5 * i,
+                    "text": format!("{before}{name}{after}"),
+                    "spans": [{"type": "PERSON", "start": start, "end": end}],
+                })
+                .to_string(),
+            );
+            data.push('\n');
+        }
+    }
+    std::fs::write(dir.path().join("train.jsonl"), &data).expect("data");
+    let o = insights(
+        &[
+            "train",
+            "privacy",
+            "--data",
+            "train.jsonl",
+            "--out",
+            "model",
+            "--epochs",
+            "3",
+            "--errors",
+            "errors.jsonl",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        dir.path()
+            .join("model/tagger.bin")
+            .metadata()
+            .expect("model")
+            .len()
+            > 0
+    );
+    let card = std::fs::read_to_string(dir.path().join("model/README.md")).expect("card");
+    assert!(
+        card.contains("validating") || card.contains("Validation"),
+        "{card}"
+    );
+    // Every line of the errors file names a validation sentence and what went wrong in it.
+    let errors = std::fs::read_to_string(dir.path().join("errors.jsonl")).expect("errors");
+    for line in errors.lines().filter(|l| !l.is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        assert_eq!(v["template_id"].as_u64().map(|t| t % 5), Some(1), "{line}");
+        assert!(
+            v["text"].as_str().expect("text").starts_with("Ask "),
+            "{line}"
+        );
+        let listed = v["missed"].as_array().expect("missed").len()
+            + v["wrong"].as_array().expect("wrong").len();
+        assert!(listed > 0, "a line without an error: {line}");
+    }
+    // No errors listed only where validation was perfect.
+    assert_eq!(
+        errors.trim().is_empty(),
+        card.contains("combined **1.000**"),
+        "{errors}\n{card}"
+    );
+
+    // A span with an unknown type is one readable line naming the file and line.
+    std::fs::write(
+        dir.path().join("bad.jsonl"),
+        r#"{"template_id": 2, "text": "Hi Maria", "spans": [{"type": "NAME", "start": 3, "end": 8}]}"#,
+    )
+    .expect("bad data");
+    let o = insights(
+        &["train", "privacy", "--data", "bad.jsonl", "--out", "model2"],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("bad.jsonl line 1") && err.contains("NAME"),
+        "{err}"
+    );
+}
+
+#[test]
 fn produce_sends_every_line_even_one_that_is_not_utf8() {
     let tansu = testkit::Tansu::start();
     tansu.create_topic("interactions.raw", 1);
