@@ -50,6 +50,10 @@ pub(crate) struct Global {
     /// Event store URL (sqlite://PATH or postgres://...); overrides [store] url.
     #[arg(long, global = true, env = "INSIGHTS_STORE_URL")]
     pub(crate) store: Option<String>,
+    /// A privacy tagger written by `insights train privacy` (its tagger.bin), used in place
+    /// of the one built in.
+    #[arg(long, global = true, env = "INSIGHTS_PRIVACY_MODEL")]
+    pub(crate) privacy_model: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +175,13 @@ fn broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
+    if let Some(path) = &cli.global.privacy_model {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading the privacy model {}", path.display()))?;
+        let model = insights_privacy::tagger::Model::from_bytes(&bytes)
+            .map_err(|e| anyhow::anyhow!("the privacy model {}: {e}", path.display()))?;
+        insights_privacy::use_model(model).map_err(anyhow::Error::msg)?;
+    }
     match cli.command {
         Command::Topology(TopologyCommand::Check) => {
             let topology = load_topology(&cli.global)?;

@@ -283,10 +283,12 @@ Written by `insights train privacy --data {data} --out {out} --epochs {epochs} -
   features (word, shape, affixes, the words, shapes and gazetteer classes right before and
   after, rule findings, previous tags); a span must be plausible for its type (a phone
   number 6–20 digits, a street address a number, a name a letter); see `src/tagger.rs`.
-- **Data**: {sentences} sentences from {templates} presidio-evaluator templates
-  (`data/generate_training.py`: `PresidioSentenceFaker`, en_US, seed 1, 5% lower-cased),
-  only templates with `template_id % 5 != 0`; the evaluation (`benches/privacy_eval.py`,
-  seed 42) reports the test fifth (`% 5 == 0`) separately.
+- **Data**: {sentences} sentences (`data/generate_training.py`: `PresidioSentenceFaker`,
+  en_US, seed 1, 5% lower-cased) from {templates} presidio-evaluator templates — only
+  those with `template_id % 5 != 0`; the evaluation (`benches/privacy_eval.py`, seed 42)
+  reports the test fifth (`% 5 == 0`) separately — and {own_sentences} from {own_templates}
+  of our own customer-service templates (`data/customer_service_templates.txt`, ids from
+  1000: trained on, never validated or evaluated).
 - **Selection**: a first model trained without the validation templates
   (`template_id % 5 == 1`, {valid} sentences) decides per entity type whether the rules or
   the tagger answer (the higher F2; on a tie, fewer false positives); the shipped model
@@ -309,6 +311,8 @@ Faker (MIT); no sentence is stored in the repository, only the weights.
         features = model.features(),
         sentences = meta["sentences"],
         templates = meta["templates"],
+        own_templates = meta["own_templates"],
+        own_sentences = meta["own_sentences"],
         valid = v["sentences"],
         fallback = model.fallback_score,
         rules = f(&v["rules"], "f2"),

@@ -143,8 +143,10 @@ fn an_undeclared_processor_is_one_readable_line() {
 #[test]
 fn scrub_reports_spans_on_the_original_text_in_chars() {
     let input = "{\"text\":\"Grüße! My name is Maria Schmidt, IBAN DE89 3704 0044 0532 0130 00\"}\nnot json\n";
+    // The language declared, as the pipeline does from the interaction: undeclared, the
+    // English tagger reads the greeting "Grüße!" as a name (recorded on issue 4).
     let o = piped_with(
-        &["scrub"],
+        &["scrub", "--language", "de"],
         repo_root(),
         input,
         &[("INSIGHTS_PRIVACY_KEY", &"11".repeat(32))],
@@ -263,6 +265,22 @@ fn train_privacy_writes_a_model_its_card_and_the_validation_errors() {
             + v["wrong"].as_array().expect("wrong").len();
         assert!(listed > 0, "a line without an error: {line}");
     }
+    // The trained model serves `scrub` in place of the built-in one; a file that is not a
+    // model is one readable line.
+    let o = piped(
+        &["--privacy-model", "model/tagger.bin", "scrub"],
+        dir.path(),
+        "{\"text\":\"Please call Sunita Rao back today.\"}\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = piped(
+        &["--privacy-model", "model/README.md", "scrub"],
+        dir.path(),
+        "{\"text\":\"hello\"}\n",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a tagger model"), "{}", stderr(&o));
     // No errors listed only where validation was perfect.
     assert_eq!(
         errors.trim().is_empty(),

@@ -29,7 +29,7 @@ pub mod tagger;
 pub mod vault;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, OnceLock};
 
 use hmac::{Hmac, Mac};
 use insights_runtime::{Context, Output, ProcessError, Processor};
@@ -40,15 +40,24 @@ use sha2::Sha256;
 
 pub use recognizers::Finding;
 
-/// The shipped tagger (`model/tagger.bin`), parsed on first use.
-static MODEL: LazyLock<tagger::Model> = LazyLock::new(|| {
-    tagger::Model::from_bytes(include_bytes!("../model/tagger.bin"))
-        .unwrap_or_else(|e| panic!("the tagger model built into this binary is broken: {e}"))
-});
+/// The tagger: one set by [`use_model`] before first use, else the shipped one
+/// (`model/tagger.bin`, parsed on first use).
+static MODEL: OnceLock<tagger::Model> = OnceLock::new();
 
-/// The shipped tagger model.
+/// The tagger model in use.
 pub fn model() -> &'static tagger::Model {
-    &MODEL
+    MODEL.get_or_init(|| {
+        tagger::Model::from_bytes(include_bytes!("../model/tagger.bin"))
+            .unwrap_or_else(|e| panic!("the tagger model built into this binary is broken: {e}"))
+    })
+}
+
+/// Makes `model` (e.g. one `insights train privacy` wrote) the tagger of this process in
+/// place of the shipped one. Must come before the first detection; later it is an error.
+pub fn use_model(model: tagger::Model) -> Result<(), String> {
+    MODEL
+        .set(model)
+        .map_err(|_| "the tagger is already in use; choose its model before detecting".into())
 }
 
 /// Every finding in `text` (byte offsets, no overlaps, in order): the rule recognizers and
@@ -66,7 +75,7 @@ pub fn recognize_in(text: &str, language: Option<&str>) -> Vec<Finding> {
         l.is_empty() || l.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("en"))
     });
     if english {
-        MODEL.detect(text, recognizers::rules(text))
+        model().detect(text, recognizers::rules(text))
     } else {
         recognizers::rules(text)
     }

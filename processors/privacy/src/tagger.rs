@@ -842,10 +842,16 @@ pub const DEFAULT_FALLBACK_SCORE: f64 = 0.75;
 /// The fallback scores training chooses among.
 pub const FALLBACK_CANDIDATES: [f64; 5] = [0.4, 0.5, 0.6, 0.7, 0.75];
 
-/// Which examples validate: a fifth of the templates (`template_id % 5 == 1`; the
-/// evaluation's test fifth, `% 5 == 0`, is never in the training data at all).
+/// Template ids from this one on are the project's own templates
+/// (`data/customer_service_templates.txt`): always trained on, never validated.
+pub const OWN_TEMPLATES: u32 = 1000;
+
+/// Which examples validate: a fifth of presidio-evaluator's templates
+/// (`template_id % 5 == 1`; the evaluation's test fifth, `% 5 == 0`, is never in the
+/// training data at all).
 pub fn is_validation(e: &Example) -> bool {
-    e.template_id.is_some_and(|t| t % 5 == 1)
+    e.template_id
+        .is_some_and(|t| t < OWN_TEMPLATES && t % 5 == 1)
 }
 
 fn score_with(examples: &[&Example], find: &dyn Fn(&Example) -> Vec<Finding>) -> Scores {
@@ -948,9 +954,12 @@ pub fn train_detector(
     model.fallback_score = fallback_score;
     let templates: std::collections::BTreeSet<u32> =
         examples.iter().filter_map(|e| e.template_id).collect();
+    let own = |t: &u32| *t >= OWN_TEMPLATES;
     model.meta = serde_json::json!({
         "sentences": examples.len(),
-        "templates": templates.len(),
+        "templates": templates.iter().filter(|t| !own(t)).count(),
+        "own_templates": templates.iter().filter(|t| own(t)).count(),
+        "own_sentences": examples.iter().filter(|e| e.template_id.is_some_and(|t| own(&t))).count(),
         "validation": {
             "sentences": valid.len(),
             "rules": figures(&by_rules),
