@@ -80,6 +80,35 @@ pub trait Publisher: Send + Sync + std::fmt::Debug {
     async fn publish(&self, key: &str, events: &[Envelope]) -> Result<(), String>;
 }
 
+/// Re-identification: the original value behind a token of the privacy processor's
+/// encrypt operator, opened with the data subject's key from the vault.
+#[async_trait]
+pub trait Reidentifier: Send + Sync + std::fmt::Debug {
+    /// The entity type and the original value behind `token` in `tenant`.
+    async fn reveal(&self, tenant: &str, token: &str) -> Result<Revealed, RevealError>;
+}
+
+/// A value the vault opened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Revealed {
+    /// The entity type (`PERSON`, `EMAIL_ADDRESS`, …).
+    #[serde(rename = "type")]
+    pub entity_type: String,
+    /// The original value.
+    pub value: String,
+}
+
+/// Why a token could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevealError {
+    /// No scrubbed interaction of the tenant carries the token.
+    NotFound,
+    /// The data subject was erased: the value is gone for good.
+    Erased,
+    /// The vault failed (its store, or a value that does not authenticate).
+    Failed(String),
+}
+
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -93,6 +122,9 @@ pub struct AppState {
     pub publisher: Option<Arc<dyn Publisher>>,
     /// The projection views; `None` answers their endpoints with 503.
     pub views: Option<insights_projections::Views>,
+    /// Re-identification for auditors (`POST /v1/vault/reveal`); `None` where this process
+    /// has no privacy secret or nothing is encrypted.
+    pub vault: Option<Arc<dyn Reidentifier>>,
 }
 
 /// How long a `min_position` request waits for the projection, at most.
@@ -190,6 +222,7 @@ pub fn router_with(state: AppState, limit: RateLimit) -> Router {
         .route("/v1/reviews/{id}/claim", post(claim_review))
         .route("/v1/reviews/{id}/decision", post(decide_review))
         .route("/v1/audit/verify", get(audit_verify))
+        .route("/v1/vault/reveal", post(vault_reveal))
         .route("/v1/events", get(events::list_events))
         .route("/v1/events/stream", get(events::stream_events))
         .route("/v1/views", get(views::list))
@@ -539,6 +572,92 @@ async fn decide_review(
     let request: DecisionRequest = json_body(&body)?;
     let w = reviews::decide(&*state.store, id, &caller.subject, &request, now()).await?;
     written(&state, w).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevealRequest {
+    token: String,
+    #[serde(default = "default_tenant")]
+    tenant: String,
+}
+
+fn default_tenant() -> String {
+    "default".into()
+}
+
+/// `POST /v1/vault/reveal` (auditor), body `{"token", "tenant"?}`: the original value
+/// behind a token of the encrypt operator. Every call is logged with the caller; the
+/// answer is never cached.
+#[utoipa::path(
+    post,
+    path = "/v1/vault/reveal",
+    tag = "audit",
+    description = "Re-identify: the original value behind an encrypt-operator token (auditor). Body {\"token\": \"<PERSON_v…>\", \"tenant\"?: \"default\"}; answer {\"token\", \"type\", \"value\"}",
+    request_body(content = serde_json::Value, description = "The token and its tenant", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The value: token, type, value", body = serde_json::Value),
+        (status = 400, description = "A body that does not parse", body = serde_json::Value),
+        (status = 404, description = "No scrubbed interaction of the tenant carries the token", body = serde_json::Value),
+        (status = 410, description = "The data subject was erased; the value is gone", body = serde_json::Value),
+        (status = 503, description = "This server has no vault (no privacy secret, or nothing is encrypted)", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = serde_json::Value),
+        (status = 403, description = "The token lacks the role", body = serde_json::Value),
+    ),
+    security(("bearer" = []))
+)]
+async fn vault_reveal(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Auditor)?;
+    let request: RevealRequest = json_body(&body)?;
+    let Some(vault) = &state.vault else {
+        return Err(ApiError::unavailable(
+            "re-identification is not available here: this server has no privacy secret or \
+             encrypts nothing",
+        ));
+    };
+    let outcome = vault.reveal(&request.tenant, &request.token).await;
+    tracing::info!(
+        caller = %caller.subject,
+        tenant = %request.tenant,
+        token = %request.token,
+        revealed = outcome.is_ok(),
+        "vault reveal"
+    );
+    let revealed = match outcome {
+        Ok(r) => r,
+        Err(RevealError::NotFound) => {
+            return Err(ApiError::not_found(format!(
+                "no sealed value for {} in tenant {}",
+                request.token, request.tenant
+            )));
+        }
+        Err(RevealError::Erased) => {
+            return Err(ApiError::new(
+                StatusCode::GONE,
+                "erased",
+                format!(
+                    "the data subject of {} was erased; the value cannot be recovered",
+                    request.token
+                ),
+            ));
+        }
+        Err(RevealError::Failed(e)) => return Err(ApiError::internal(e)),
+    };
+    let mut response = Json(serde_json::json!({
+        "token": request.token,
+        "type": revealed.entity_type,
+        "value": revealed.value,
+    }))
+    .into_response();
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
 }
 
 /// `GET /v1/audit/verify` (auditor): walks the log up to the head as of the call, checks

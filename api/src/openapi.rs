@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         crate::claim_review,
         crate::decide_review,
         crate::audit_verify,
+        crate::vault_reveal,
         crate::events::list_events,
         crate::events::stream_events,
         crate::views::list,
@@ -36,7 +37,7 @@ use utoipa::{Modify, OpenApi};
         (name = "views", description = "Projection views (analyst, auditor)"),
         (name = "reviews", description = "The human-review workflow"),
         (name = "events", description = "The event log (auditor, analyst)"),
-        (name = "audit", description = "Hash-chain verification (auditor)"),
+        (name = "audit", description = "Hash-chain verification and re-identification (auditor)"),
     )
 )]
 struct ApiDoc;

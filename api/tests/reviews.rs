@@ -50,6 +50,7 @@ impl Harness {
             reviews,
             publisher: None,
             views: Some(insights_projections::Views::new(db, list)),
+            vault: None,
         };
         Harness {
             _dir: dir,
@@ -650,6 +651,7 @@ async fn each_client_is_rate_limited_with_retry_after() {
         reviews: ReviewQueue::default(),
         publisher: None,
         views: None,
+        vault: None,
     };
     let app = insights_api::router_with(
         state,
@@ -820,6 +822,7 @@ async fn the_openapi_document_covers_every_endpoint() {
             "/v1/reviews/{id}",
             "/v1/reviews/{id}/claim",
             "/v1/reviews/{id}/decision",
+            "/v1/vault/reveal",
             "/v1/views",
             "/v1/views/anomalies",
             "/v1/views/conversations",
@@ -833,12 +836,13 @@ async fn the_openapi_document_covers_every_endpoint() {
     // Each documented path answers (not the router's 404) — with 401 here, no token.
     for path in &paths {
         let uri = path.replace("{id}", "00000000-0000-0000-0000-000000000000");
-        let method = if uri.ends_with("/claim") || uri.ends_with("/decision") {
-            "POST"
-        } else {
-            "GET"
-        };
-        let (status, body, _) = h.call(method, &uri, None, None).await;
+        // The method the document names for the path.
+        let method = doc["paths"][*path]
+            .as_object()
+            .and_then(|m| m.keys().next())
+            .expect("a method")
+            .to_uppercase();
+        let (status, body, _) = h.call(&method, &uri, None, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}: {body}");
     }
     let sentiment = &doc["paths"]["/v1/views/sentiment"]["get"];

@@ -296,6 +296,12 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
     } else {
         None
     };
+    // Auditors re-identify over the API where this process can open the vault: the one
+    // privacy runs with, else one opened with the privacy secret if it is at hand.
+    let api_vault = match &vault {
+        Some(v) => Some(Arc::clone(v)),
+        None => reveal_vault(&args.privacy_key_file, &topology, global),
+    };
     let registry = registry(
         (privacy_config, vault),
         args.sentiment.choice(),
@@ -358,6 +364,7 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
             &kafka,
             &store,
             views.clone(),
+            api_vault,
             embedded.is_some(),
         )?;
         let mut rx = stop_rx.clone();
@@ -442,6 +449,7 @@ fn api_router(
     kafka: &KafkaSettings,
     store: &Arc<dyn EventStore>,
     views: Option<insights_projections::Views>,
+    vault: Option<Arc<insights_privacy::vault::Vault>>,
     embedded: bool,
 ) -> Result<axum::Router> {
     if !embedded && !args.secret.configured() {
@@ -489,9 +497,36 @@ fn api_router(
             reviews,
             publisher,
             views,
+            vault: vault.map(|v| {
+                Arc::new(crate::privacy::StoreReidentifier::new(Arc::clone(store), v))
+                    as Arc<dyn insights_api::Reidentifier>
+            }),
         },
         limit,
     ))
+}
+
+/// A vault for re-identification in a process that does not run privacy (`--views-only`,
+/// an API replica): only where the privacy secret can be read (never created here) and the
+/// topology encrypts something; otherwise the reveal endpoint answers 503.
+fn reveal_vault(
+    key_file: &Path,
+    topology: &Topology,
+    global: &crate::Global,
+) -> Option<Arc<insights_privacy::vault::Vault>> {
+    let key = privacy_key(key_file, false).ok()?;
+    let config = crate::privacy::config(key, topology).ok()?;
+    if !crate::privacy::encrypts(&config) {
+        return None;
+    }
+    let (url, _) = crate::store_url(global).ok()?;
+    match crate::privacy::vault(&config, &url) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            eprintln!("insights: re-identification over the API is off: {e:#}");
+            None
+        }
+    }
 }
 
 /// The topic reviewers' events are published to.

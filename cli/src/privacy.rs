@@ -407,6 +407,51 @@ pub async fn run(global: &crate::Global, command: VaultCommand) -> Result<ExitCo
     }
 }
 
+/// Re-identification over the API (`POST /v1/vault/reveal`): the sealed value found in the
+/// store's scrubbed interactions, opened by the vault.
+pub struct StoreReidentifier {
+    store: Arc<dyn EventStore>,
+    vault: Arc<Vault>,
+}
+
+impl StoreReidentifier {
+    /// Reveals from `store` with `vault`.
+    pub fn new(store: Arc<dyn EventStore>, vault: Arc<Vault>) -> Self {
+        Self { store, vault }
+    }
+}
+
+impl std::fmt::Debug for StoreReidentifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreReidentifier").finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl insights_api::Reidentifier for StoreReidentifier {
+    async fn reveal(
+        &self,
+        tenant: &str,
+        token: &str,
+    ) -> Result<insights_api::Revealed, insights_api::RevealError> {
+        use insights_api::RevealError;
+        let sealed = find_sealed(&*self.store, tenant, token)
+            .await
+            .map_err(|e| RevealError::Failed(format!("{e:#}")))?
+            .ok_or(RevealError::NotFound)?;
+        let entity_type = sealed.entity_type.clone();
+        let (vault, tenant) = (Arc::clone(&self.vault), tenant.to_owned());
+        let opened = tokio::task::spawn_blocking(move || vault.reveal(&tenant, &sealed))
+            .await
+            .map_err(|e| RevealError::Failed(e.to_string()))?;
+        match opened {
+            Ok(value) => Ok(insights_api::Revealed { entity_type, value }),
+            Err(VaultError::Erased(_)) => Err(RevealError::Erased),
+            Err(e) => Err(RevealError::Failed(e.to_string())),
+        }
+    }
+}
+
 /// The sealed value behind `token`: the scrubbed interactions are searched newest first.
 async fn find_sealed(
     store: &dyn EventStore,

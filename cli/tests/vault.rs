@@ -3,8 +3,14 @@
 //! reveal` re-identifies a token, `insights vault erase` destroys the key — the value is
 //! gone, a `SubjectErased` event is appended, and the hash chain still verifies.
 
+mod common;
+
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{free_port, http, spawn_run};
 
 use insights_event_store::{EventFilter, EventStore, SqliteStore};
 
@@ -139,6 +145,67 @@ async fn sealed_values_reveal_until_the_subject_is_erased() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).1.contains("no sealed value"), "{}", text(&o).1);
 
+    // Over HTTP, for auditors: a views-only server, which opens the vault with the privacy
+    // secret the pipeline created.
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
+        .parse()
+        .expect("address");
+    let listen = addr.to_string();
+    let (_server, rx) = spawn_run(
+        dir.path(),
+        &[
+            "--views-only".as_ref(),
+            "--listen".as_ref(),
+            listen.as_ref(),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut log = Vec::new();
+    while !log
+        .iter()
+        .any(|l: &String| l.contains("API, metrics and health"))
+    {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("the views-only server did not serve HTTP: {log:#?}"));
+        log.push(line);
+    }
+    let token = |role: &str| {
+        let o = insights(
+            dir.path(),
+            &["token", "issue", "--subject", "dpo", "--role", role],
+        );
+        assert!(o.status.success(), "{}", text(&o).1);
+        text(&o).0.trim().to_owned()
+    };
+    let (auditor, analyst) = (token("auditor"), token("analyst"));
+    let reveal_http = |bearer: &str, token: &str| {
+        http(
+            addr,
+            "POST",
+            "/v1/vault/reveal",
+            bearer,
+            Some(serde_json::json!({"token": token, "tenant": "acme"})),
+        )
+    };
+    let (status, body) = reveal_http(&auditor, &person_token);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["value"], "Maria Schmidt", "{body}");
+    assert_eq!(body["type"], "PERSON", "{body}");
+    let (status, body) = reveal_http(&analyst, &person_token);
+    assert_eq!(status, 403, "analysts do not re-identify: {body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    let (status, body) = reveal_http(&auditor, "<PERSON_v0000000000000000>");
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/v1/vault/reveal",
+        &auditor,
+        Some(serde_json::json!({"tokn": person_token})),
+    );
+    assert_eq!(status, 400, "a misspelt field: {body}");
+
     let o = insights(
         dir.path(),
         &[
@@ -161,6 +228,9 @@ async fn sealed_values_reveal_until_the_subject_is_erased() {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains("erased"), "{err}");
     }
+    let (status, body) = reveal_http(&auditor, &person_token);
+    assert_eq!(status, 410, "erased is gone over HTTP too: {body}");
+    assert_eq!(body["error"]["code"], "erased", "{body}");
     // The other subject is untouched.
     let kwame = scrubbed[2]["sealed"][0]["token"]
         .as_str()
