@@ -296,11 +296,13 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    // Auditors re-identify over the API where this process can open the vault: the one
-    // privacy runs with, else one opened with the privacy secret if it is at hand.
-    let api_vault = match &vault {
-        Some(v) => Some(Arc::clone(v)),
-        None => reveal_vault(&args.privacy_key_file, &topology, global),
+    // Auditors re-identify over the API with the vault privacy runs with, else (opened only
+    // if the API is served) one opened with the privacy secret if it is at hand.
+    let api_vault = {
+        let running = vault.clone();
+        let topology = &topology;
+        let key_file = args.privacy_key_file.clone();
+        move || running.or_else(|| reveal_vault(&key_file, topology, global))
     };
     let registry = registry(
         (privacy_config, vault),
@@ -449,7 +451,7 @@ fn api_router(
     kafka: &KafkaSettings,
     store: &Arc<dyn EventStore>,
     views: Option<insights_projections::Views>,
-    vault: Option<Arc<insights_privacy::vault::Vault>>,
+    vault: impl FnOnce() -> Option<Arc<insights_privacy::vault::Vault>>,
     embedded: bool,
 ) -> Result<axum::Router> {
     if !embedded && !args.secret.configured() {
@@ -461,6 +463,7 @@ fn api_router(
         return Ok(axum::Router::new());
     }
     let auth = args.secret.auth(embedded)?;
+    let vault = vault();
     let reviews = insights_api::ReviewQueue::default();
     {
         let reviews = reviews.clone();
