@@ -6,8 +6,9 @@ English addresses lack.
 
     pip install Faker==40.54.0 && python3 processors/privacy/data/build_gazetteer.py
 
-Writes first_names.txt, last_names.txt and places.txt (cities, countries, states and
-regions) here, one entry a line, sorted. Only Latin-script entries of at least two letters
+Writes first_names.txt, last_names.txt, places.txt (cities, countries, states and
+regions), occupations.txt (lower-cased words of job titles) and languages.txt here, one
+entry a line, sorted. Only Latin-script entries of at least two letters
 are kept; the detector matches them case-sensitively as capitalised words.
 """
 import importlib
@@ -59,6 +60,21 @@ import zoneinfo  # noqa: E402
 
 tz_cities = {z.rsplit("/", 1)[-1].replace("_", " ") for z in zoneinfo.available_timezones() if "/" in z}
 places = sorted(set(places) | {c for c in tz_cities if LATIN.match(c) and not any(ch.isdigit() for ch in c)})
-for name, rows in [("first_names", first), ("last_names", last), ("places", places)]:
+# Words of occupations (the tagger's TITLE covers job titles as well as "Mr."/"Dr."): the
+# lower-cased words of Faker's English job titles, without function words.
+FUNCTION = {"and", "of", "the", "for", "in", "to", "on", "at", "or", "with", "other", "all", "not"}
+jobs = importlib.import_module("faker.providers.job.en_US").Provider.jobs
+occupations = sorted({w for job in jobs for w in re.findall(r"[a-z]+", job.lower())
+                      if len(w) > 2 and w not in FUNCTION})
+# Language names (ISO 639, Faker's person provider), most of which are also the adjective of a
+# nationality (NRP): "German", "Polish", "Danish".
+# Of a multi-word name ("Central Khmer", "Sotho, Southern") only the words that are no
+# compass point or qualifier.
+QUALIFIERS = {"Central", "Church", "North", "Northern", "South", "Southern", "Western", "Hiri", "Sichuan"}
+languages = sorted({w for name in importlib.import_module("faker.providers.person").Provider.language_names
+                    for w in name.replace(",", " ").split()
+                    if LATIN.match(w) and w[0].isupper() and w not in QUALIFIERS})
+for name, rows in [("first_names", first), ("last_names", last), ("places", places),
+                   ("occupations", occupations), ("languages", languages)]:
     (here / f"{name}.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
     print(f"{name}: {len(rows)}")

@@ -15,6 +15,10 @@ static LAST: LazyLock<HashSet<&'static str>> =
     LazyLock::new(|| lines(include_str!("../data/last_names.txt")));
 static PLACES: LazyLock<HashSet<&'static str>> =
     LazyLock::new(|| lines(include_str!("../data/places.txt")));
+static OCCUPATIONS: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| lines(include_str!("../data/occupations.txt")));
+static LANGUAGES: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| lines(include_str!("../data/languages.txt")));
 static WORD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"[\p{L}][\p{L}'’-]*").unwrap_or_else(|e| panic!("word pattern: {e}"))
 });
@@ -47,15 +51,18 @@ fn lines(text: &'static str) -> HashSet<&'static str> {
 }
 
 /// The gazetteer classes of one word as bits: 1 first name, 2 last name, 4 place,
-/// 8 stopword. A lower-case word is looked up capitalised too.
-pub fn classes(word: &str) -> u8 {
+/// 8 stopword, 16 a word of an occupation ("technician", "nurse"; matched lower-cased,
+/// `lower` is `word` lower-cased), 32 a language name ("German", "Polish", mostly also a
+/// nationality). A lower-case word is looked up capitalised too.
+pub fn classes(word: &str, lower: &str) -> u8 {
     let look = |w: &str| {
         u8::from(FIRST.contains(w))
             | (u8::from(LAST.contains(w)) << 1)
             | (u8::from(PLACES.contains(w)) << 2)
             | (u8::from(STOPWORDS.contains(w)) << 3)
+            | (u8::from(LANGUAGES.contains(w)) << 5)
     };
-    let direct = look(word);
+    let direct = look(word) | (u8::from(OCCUPATIONS.contains(lower)) << 4);
     let mut chars = word.chars();
     match chars.next() {
         Some(c) if c.is_lowercase() => {
