@@ -286,8 +286,9 @@ Written by `insights train privacy --data {data} --out {out} --epochs {epochs} -
 (this file too). Loaded into the binary at build time (`include_bytes!`).
 
 - **Model**: averaged structured perceptron, greedy BIO decoding, {features} hashed sparse
-  features (word, shape, affixes, the words, shapes and gazetteer classes right before and
-  after, rule findings, previous tags); a span must be plausible for its type (a phone
+  features (word, shape, affixes, the words, shapes and gazetteer classes — first and last
+  names, places, stopwords, occupation words, language names — right before and after, rule
+  findings, previous tags); a span must be plausible for its type (a phone
   number 6–20 digits, a street address a number, a name a letter); see `src/tagger.rs`.
 - **Data**: {sentences} sentences (`data/generate_training.py`: `PresidioSentenceFaker`,
   en_US, seed 1, 5% lower-cased) from {templates} presidio-evaluator templates — only
@@ -298,8 +299,9 @@ Written by `insights train privacy --data {data} --out {out} --epochs {epochs} -
 - **Selection**, cross-validated over template folds {folds:?} (fold k: `template_id % 5
   == k`, {valid} sentences in all): per fold a model trained without that fold's
   templates is scored on them, and summed over the folds the higher F2 decides per entity
-  type whether the rules or the tagger answer (on a tie, fewer false positives); the
-  shipped model is then trained on all {sentences} sentences.
+  type whether the rules or the tagger answer (on a tie, fewer false positives), then one
+  sweep flips a type where the combined F2 gains; the shipped model is then trained on all
+  {sentences} sentences.
   Validated identifiers (score ≥ 0.95) always win; confident rule findings (≥ {fallback})
   fill in where neither found anything.
 - **Validation** (span F2, IoU ≥ 0.5, same type): rules alone {rules}, tagger alone

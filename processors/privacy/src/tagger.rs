@@ -1168,6 +1168,20 @@ mod tests {
     }
 
     #[test]
+    fn folds_hold_presidio_templates_only_and_never_the_test_fifth() {
+        let with = |t| Example {
+            text: String::new(),
+            spans: Vec::new(),
+            template_id: t,
+        };
+        assert_eq!(fold_of(&with(Some(131))), Some(1));
+        assert_eq!(fold_of(&with(Some(204))), Some(4));
+        assert_eq!(fold_of(&with(Some(130))), None, "the test split");
+        assert_eq!(fold_of(&with(Some(OWN_TEMPLATES + 1))), None, "our own");
+        assert_eq!(fold_of(&with(None)), None);
+    }
+
+    #[test]
     fn tokens_split_words_digits_punctuation_and_escaped_breaks() {
         let text = "Helena Carlsen\\n637 Strojírenská, Apt. 5";
         let words: Vec<&str> = tokenize(text)
