@@ -73,10 +73,90 @@ static YEAR: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)\b(?:born(?: in)?|birth year|year of birth|class of|geboren(?: im jahr)?|né en|nacido en)\s+((?:19|20)\d{2})\b",
     )
 });
+/// Legal forms that end an organization's name, as written in Title
+/// case; their upper-case forms (`CORPORATION`) are accepted too, except for the two-letter
+/// ones (upper case already, and "AS" or "SA" lower-cased are words). "Co." with "Ltd" is
+/// matched in any case and spacing ("Co.,Ltd.", "CO.LTD", "Co. Ltd.").
+const LEGAL_FORMS: &[&str] = &[
+    "Co.",
+    "Inc.",
+    "Ltd.",
+    "Corp.",
+    "N.V.",
+    "B.V.",
+    "S.A.",
+    "S.p.A.",
+    "L.L.C.",
+    "L.P.",
+    "K.K.",
+    "Inc",
+    "Ltd",
+    "Limited",
+    "Incorporated",
+    "LLC",
+    "LLP",
+    "LP",
+    "Corp",
+    "Corporation",
+    "Bancorp",
+    "GmbH",
+    "AG",
+    "KGaA",
+    "NV",
+    "BV",
+    "SA",
+    "SE",
+    "SpA",
+    "SAS",
+    "SARL",
+    "SCA",
+    "A/S",
+    "Oyj",
+    "plc",
+    "Plc",
+    "Pty",
+    "Group",
+    "Holdings",
+    "Company",
+    "Companies",
+    "Bank",
+    "Labs",
+    "Trust",
+    "Industries",
+    "Partners",
+];
+
 static ORGANIZATION: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"\b(?:The\s+)?(?:\p{Lu}[\p{L}&'.-]*\s+){0,4}\p{Lu}[\p{L}&'.-]*,?\s+(?:Inc\.|Inc\b|Ltd\.|Ltd\b|Limited\b|LLC\b|Corp\.|Corp\b|Corporation\b|GmbH\b|AG\b|NV\b|N\.V\.|BV\b|B\.V\.|SA\b|S\.A\.|SE\b|plc\b|PLC\b|Group\b|Holdings\b|Co\.|Company\b|Companies\b|Bank\b|Labs\b)",
-    )
+    let mut forms: Vec<String> = LEGAL_FORMS.iter().map(|f| (*f).to_owned()).collect();
+    let letters = |f: &str| f.chars().filter(|c| c.is_alphabetic()).count();
+    forms.extend(
+        LEGAL_FORMS
+            .iter()
+            .filter(|f| letters(f) > 2)
+            .map(|f| f.to_uppercase()),
+    );
+    // Longest first, so "Corporation" is not cut at "Corp".
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    let alternation = |keep: &dyn Fn(&str) -> bool| {
+        forms
+            .iter()
+            .filter(|f| keep(f))
+            .map(|f| regex::escape(f))
+            .collect::<Vec<_>>()
+            .join("|")
+    };
+    let co_ltd = r"(?i:co\.?,?\s?ltd)(?:\.|\b)";
+    let dotted = alternation(&|f| f.ends_with('.'));
+    let words = alternation(&|f| !f.ends_with('.'));
+    let long_words = alternation(&|f| !f.ends_with('.') && letters(f) >= 5);
+    // Up to seven capitalised words before the form, each maybe followed by "&" or "and"
+    // (not "of": "Jane Doe of Acme Inc." is a person and a company). A form ending in a letter must end a word; a dotted or long one may
+    // also be glued to the name ("GroupInc.", "WILLCo.Ltd.", "CompanyLimited", as some
+    // listings write them).
+    let word = r"\p{Lu}[\p{L}\d&'.\-]*";
+    re(&format!(
+        r"\b(?:The\s+)?(?:{word}\s+(?:(?:&|and)\s+)?){{0,7}}(?:{word},?\s+(?:{co_ltd}|{dotted}|(?:{words})\b)|\p{{Lu}}[\p{{L}}\d&'\-]*?(?:{co_ltd}|{dotted}|(?:{long_words})\b))"
+    ))
 });
 static UNIT: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b(?:Apt\.?|Apartment|Suite|Unit|Flat)\s*#?\d+[A-Za-z]?\b"));
@@ -327,7 +407,9 @@ fn organization(text: &str, out: &mut Vec<Finding>) {
             "ORGANIZATION",
             m.start(),
             m.end(),
-            0.7,
+            // Above the gazetteers' full names (0.8): "Petra Acquisition Inc." is a
+            // company even where its first words are also a name.
+            0.85,
             "organization_legal_form",
         );
     }
@@ -558,6 +640,49 @@ mod tests {
             found("I work at Amkor Technology Inc. now"),
             vec![("ORGANIZATION", "Amkor Technology Inc.".into())]
         );
+        // Upper-case listings, forms glued to the name, "&" inside it.
+        for org in [
+            "KOBAYASHI PHARMACEUTICAL CO.LTD.",
+            "SATO SHOJI CORPORATION",
+            "Petra Acquisition Inc.",
+            "Prudential plc",
+            "Rothschild & Co SCA",
+            "Fukuoka Financial GroupInc.",
+            "M2i SA",
+            "Soma Textiles and Industries Ltd",
+            "Nippon Sheet Glass CompanyLimited",
+            "Kyoei Steel Co.LTD",
+            "La-Z-Boy Incorporated",
+        ] {
+            assert_eq!(
+                found(&format!("a letter from {org} today")),
+                vec![("ORGANIZATION", org.into())],
+                "{org}"
+            );
+        }
+        // A legal form must end a word, and the upper-case forms of two-letter ones
+        // ("SA", "AS") are not taken from lower-case words.
+        assert_eq!(
+            found("shares of Acme Inc. rose"),
+            vec![("ORGANIZATION", "Acme Inc.".into())]
+        );
+        assert_eq!(
+            found("Ask Mia Jansen of Tokai Carbon Co.LTD. today")
+                .into_iter()
+                .filter(|(ty, _)| *ty == "ORGANIZATION")
+                .collect::<Vec<_>>(),
+            vec![("ORGANIZATION", "Tokai Carbon Co.LTD.".into())]
+        );
+        for text in [
+            "Paris as well",
+            "the Incas built it",
+            "Tom said Inc is short",
+        ] {
+            assert!(
+                found(text).iter().all(|(ty, _)| *ty != "ORGANIZATION"),
+                "{text}"
+            );
+        }
         assert_eq!(
             found("flat: Apt. 474"),
             vec![("STREET_ADDRESS", "Apt. 474".into())]

@@ -891,6 +891,7 @@ pub fn train_detector(
     // without them.
     type Fold<'a> = (Vec<(&'a Example, Vec<Finding>)>, Model);
     let mut folds: Vec<Fold<'_>> = Vec::new();
+    let mut folds_used: Vec<u32> = Vec::new();
     for &k in &options.folds {
         let (valid, fit): (Vec<&Example>, Vec<&Example>) =
             examples.iter().partition(|e| fold_of(e) == Some(k));
@@ -906,6 +907,7 @@ pub fn train_detector(
         let model = train(&fit, rules, options, progress);
         let valid = valid.into_iter().map(|e| (e, rules(&e.text))).collect();
         folds.push((valid, model));
+        folds_used.push(k);
     }
     type Find<'a> = &'a dyn Fn(&Model, &str, &[Finding]) -> Vec<Finding>;
     let score = |folds: &[Fold<'_>], find: Find<'_>| {
@@ -937,7 +939,7 @@ pub fn train_detector(
     // Each type alone is not the whole story: what answers for one type decides which
     // findings of the others survive overlaps. One sweep over the types seen in
     // validation keeps a flip where the combined F2 gains.
-    let combined_f2 = |folds: &mut [Fold<'_>], rule_types: &[&'static str], fallback: f64| {
+    let combined = |folds: &mut [Fold<'_>], rule_types: &[&'static str], fallback: f64| {
         for (_, model) in folds.iter_mut() {
             model.rule_types = rule_types.to_vec();
             model.fallback_score = fallback;
@@ -945,10 +947,10 @@ pub fn train_detector(
         score(folds, &|model, text, found| {
             model.detect(text, found.to_vec())
         })
-        .prf(None)
-        .2
     };
-    let mut current = combined_f2(&mut folds, &rule_types, DEFAULT_FALLBACK_SCORE);
+    let mut current = combined(&mut folds, &rule_types, DEFAULT_FALLBACK_SCORE)
+        .prf(None)
+        .2;
     for ty in ENTITY_TYPES {
         if !by_rules.counts.contains_key(*ty) && !by_tagger.counts.contains_key(*ty) {
             continue;
@@ -960,7 +962,9 @@ pub fn train_detector(
             flipped.push(ty);
             flipped.sort_unstable();
         }
-        let f2 = combined_f2(&mut folds, &flipped, DEFAULT_FALLBACK_SCORE);
+        let f2 = combined(&mut folds, &flipped, DEFAULT_FALLBACK_SCORE)
+            .prf(None)
+            .2;
         if f2 > current {
             progress(format!(
                 "selection: {ty} flips (combined F2 {current:.4} -> {f2:.4})"
@@ -969,19 +973,11 @@ pub fn train_detector(
             current = f2;
         }
     }
-    for (_, model) in &mut folds {
-        model.rule_types.clone_from(&rule_types);
-    }
     // The fallback score, chosen on validation too, but never above the phone and age
     // recognizers' 0.75: what the rules find and the tagger leaves alone is kept.
     let mut best: Option<(f64, f64, Scores)> = None;
     for fallback in FALLBACK_CANDIDATES {
-        for (_, model) in &mut folds {
-            model.fallback_score = fallback;
-        }
-        let s = score(&folds, &|model, text, found| {
-            model.detect(text, found.to_vec())
-        });
+        let s = combined(&mut folds, &rule_types, fallback);
         let f2 = s.prf(None).2;
         if best.as_ref().is_none_or(|b| f2 > b.1) {
             best = Some((fallback, f2, s));
@@ -989,6 +985,7 @@ pub fn train_detector(
     }
     let (fallback_score, _, combined) = best.expect("at least one candidate");
     for (valid, model) in &mut folds {
+        model.rule_types.clone_from(&rule_types);
         model.fallback_score = fallback_score;
         for (e, found) in valid.iter() {
             validated(e, &model.detect(&e.text, found.clone()));
@@ -1013,12 +1010,6 @@ pub fn train_detector(
         })
         .collect();
     let (_, _, f2) = combined.prf(None);
-    let folds_used: Vec<u32> = options
-        .folds
-        .iter()
-        .copied()
-        .filter(|k| examples.iter().any(|e| fold_of(e) == Some(*k)))
-        .collect();
     let validation_sentences: usize = folds.iter().map(|(valid, _)| valid.len()).sum();
     progress(format!(
         "validation F2: rules {:.3}, tagger {:.3}, combined {f2:.3}; rules answer for {rule_types:?}; \
