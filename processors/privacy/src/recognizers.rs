@@ -660,8 +660,8 @@ mod tests {
                 "{org}"
             );
         }
-        // A legal form must end a word, and the upper-case forms of two-letter ones
-        // ("SA", "AS") are not taken from lower-case words.
+        // A name starts with a capitalised word, and "of" does not join a person to the
+        // company after it.
         assert_eq!(
             found("shares of Acme Inc. rose"),
             vec![("ORGANIZATION", "Acme Inc.".into())]
@@ -673,6 +673,8 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![("ORGANIZATION", "Tokai Carbon Co.LTD.".into())]
         );
+        // A legal form must end a word, and the upper-case forms of two-letter ones
+        // ("SA", "AS") are not taken from lower-case words.
         for text in [
             "Paris as well",
             "the Incas built it",
