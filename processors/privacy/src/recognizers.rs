@@ -73,10 +73,10 @@ static YEAR: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)\b(?:born(?: in)?|birth year|year of birth|class of|geboren(?: im jahr)?|né en|nacido en)\s+((?:19|20)\d{2})\b",
     )
 });
-/// Legal forms that end an organization's name, as written in Title
-/// case; their upper-case forms (`CORPORATION`) are accepted too, except for the two-letter
-/// ones (upper case already, and "AS" or "SA" lower-cased are words). "Co." with "Ltd" is
-/// matched in any case and spacing ("Co.,Ltd.", "CO.LTD", "Co. Ltd.").
+/// Legal forms that end an organization's name, as written in Title case; their upper-case
+/// forms (`CORPORATION`) are accepted too, except for the two-letter ones (upper case
+/// already, and "AS" or "SA" lower-cased are words). "Co." with "Ltd" is matched in any
+/// case and spacing ("Co.,Ltd.", "CO.LTD", "Co. Ltd.").
 const LEGAL_FORMS: &[&str] = &[
     "Co.",
     "Inc.",
@@ -150,9 +150,10 @@ static ORGANIZATION: LazyLock<Regex> = LazyLock::new(|| {
     let words = alternation(&|f| !f.ends_with('.'));
     let long_words = alternation(&|f| !f.ends_with('.') && letters(f) >= 5);
     // Up to seven capitalised words before the form, each maybe followed by "&" or "and"
-    // (not "of": "Jane Doe of Acme Inc." is a person and a company). A form ending in a letter must end a word; a dotted or long one may
-    // also be glued to the name ("GroupInc.", "WILLCo.Ltd.", "CompanyLimited", as some
-    // listings write them).
+    // (not "of": "Jane Doe of Acme Inc." is a person and a company). A form ending in a
+    // letter must end a word; a dotted or long one (five letters or more) may also be
+    // glued to the name ("GroupInc.", "WILLCo.Ltd.", "CompanyLimited", as some listings
+    // write them).
     let word = r"\p{Lu}[\p{L}\d&'.\-]*";
     re(&format!(
         r"\b(?:The\s+)?(?:{word}\s+(?:(?:&|and)\s+)?){{0,7}}(?:{word},?\s+(?:{co_ltd}|{dotted}|(?:{words})\b)|\p{{Lu}}[\p{{L}}\d&'\-]*?(?:{co_ltd}|{dotted}|(?:{long_words})\b))"
