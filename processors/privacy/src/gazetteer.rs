@@ -50,6 +50,23 @@ fn lines(text: &'static str) -> HashSet<&'static str> {
         .collect()
 }
 
+/// Whether `text` is a place of the gazetteer ("Estonia", "New Zealand") none of whose
+/// words is also a first or last name ("Jordan", "Chad" and "Paris" are).
+pub fn place_only(text: &str) -> bool {
+    PLACES.contains(text)
+        && text
+            .split_whitespace()
+            .all(|w| !FIRST.contains(w) && !LAST.contains(w))
+}
+
+/// Whether every word of `text` is a first or last name and the whole is no place.
+pub fn name_only(text: &str) -> bool {
+    !PLACES.contains(text)
+        && text
+            .split_whitespace()
+            .all(|w| (FIRST.contains(w) || LAST.contains(w)) && !PLACES.contains(w))
+}
+
 /// The gazetteer classes of one word as bits: 1 first name, 2 last name, 4 place,
 /// 8 stopword, 16 a word of an occupation ("technician", "nurse"; matched lower-cased,
 /// `lower` is `word` lower-cased), 32 a language name ("German", "Polish", mostly also a
@@ -197,6 +214,17 @@ mod tests {
         out.into_iter()
             .map(|f| (f.entity_type, text[f.start..f.end].to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn places_only_and_names_only() {
+        assert!(place_only("Estonia"));
+        assert!(place_only("New Zealand"));
+        assert!(!place_only("Jordan"), "also a name");
+        assert!(!place_only("Ingrid"), "no place");
+        assert!(name_only("Ingrid Brown"));
+        assert!(!name_only("Paris"), "also a place");
+        assert!(!name_only("Estonia"));
     }
 
     #[test]

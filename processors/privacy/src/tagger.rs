@@ -439,6 +439,17 @@ impl Model {
         }
         let mut spans = self.spans(&tokens, &tags);
         spans.retain(|f| plausible(f.entity_type, &text[f.start..f.end]));
+        // What the context suggests against what the gazetteer knows: a "name" it knows
+        // only as a place ("hear that Estonia is moving …") is the place, a "place" whose
+        // every word it knows only as a name is the person.
+        for f in &mut spans {
+            let span = &text[f.start..f.end];
+            if f.entity_type == "PERSON" && crate::gazetteer::place_only(span) {
+                f.entity_type = "LOCATION";
+            } else if f.entity_type == "LOCATION" && crate::gazetteer::name_only(span) {
+                f.entity_type = "PERSON";
+            }
+        }
         spans
     }
 
