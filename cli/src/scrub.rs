@@ -287,8 +287,8 @@ Written by `insights train privacy --data {data} --out {out} --epochs {epochs} -
 
 - **Model**: averaged structured perceptron, greedy BIO decoding, {features} hashed sparse
   features (word, shape, affixes, the words, shapes and gazetteer classes — first and last
-  names, places, stopwords, occupation words, language names — right before and after, rule
-  findings, previous tags); a span must be plausible for its type (a phone
+  names, places, stopwords, occupation words, language names, common English words — right
+  before and after, rule findings, previous tags); a span must be plausible for its type (a phone
   number 6–20 digits, a street address a number, a name a letter), and a person or place
   the gazetteer knows only as the other type is retyped; see `src/tagger.rs`.
 - **Data**: {sentences} sentences (`data/generate_training.py`: `PresidioSentenceFaker`,

@@ -1,6 +1,9 @@
 //! Names and places without context words: gazetteers built from Faker's locale data
 //! (`data/build_gazetteer.py`, MIT, see `data/LICENSE-Faker.txt`), matched on runs of
-//! capitalised words, with a stoplist of common words that are also names or towns.
+//! capitalised words, with a stoplist of common words that are also names or towns. The
+//! tagger also reads which class a word is in, among them the common English words of
+//! SCOWL (`data/common_words.txt`, see `data/LICENSE-SCOWL.txt`): a capitalised "Patient"
+//! or "Comedy" at the start of a sentence is a word, not a name.
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
@@ -19,6 +22,8 @@ static OCCUPATIONS: LazyLock<HashSet<&'static str>> =
     LazyLock::new(|| lines(include_str!("../data/occupations.txt")));
 static LANGUAGES: LazyLock<HashSet<&'static str>> =
     LazyLock::new(|| lines(include_str!("../data/languages.txt")));
+static COMMON: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| lines(include_str!("../data/common_words.txt")));
 static WORD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"[\p{L}][\p{L}'’-]*").unwrap_or_else(|e| panic!("word pattern: {e}"))
 });
@@ -70,7 +75,9 @@ pub fn name_only(text: &str) -> bool {
 /// The gazetteer classes of one word as bits: 1 first name, 2 last name, 4 place,
 /// 8 stopword, 16 a word of an occupation ("technician", "nurse"; matched lower-cased,
 /// `lower` is `word` lower-cased), 32 a language name ("German", "Polish", mostly also a
-/// nationality). A lower-case word is looked up capitalised too.
+/// nationality), 64 a common English word ("patient", "comedy", "curry": the lower-case
+/// entries of SCOWL's size-50 list; matched lower-cased). A lower-case word is looked up
+/// capitalised too.
 pub fn classes(word: &str, lower: &str) -> u8 {
     let look = |w: &str| {
         u8::from(FIRST.contains(w))
@@ -79,7 +86,9 @@ pub fn classes(word: &str, lower: &str) -> u8 {
             | (u8::from(STOPWORDS.contains(w)) << 3)
             | (u8::from(LANGUAGES.contains(w)) << 5)
     };
-    let direct = look(word) | (u8::from(OCCUPATIONS.contains(lower)) << 4);
+    let direct = look(word)
+        | (u8::from(OCCUPATIONS.contains(lower)) << 4)
+        | (u8::from(COMMON.contains(lower)) << 6);
     let mut chars = word.chars();
     match chars.next() {
         Some(c) if c.is_lowercase() => {
@@ -225,6 +234,28 @@ mod tests {
         assert!(name_only("Ingrid Brown"));
         assert!(!name_only("Paris"), "also a place");
         assert!(!name_only("Estonia"));
+    }
+
+    #[test]
+    fn word_classes() {
+        const FIRST_NAME: u8 = 1;
+        const PLACE: u8 = 4;
+        const COMMON: u8 = 64;
+        assert_ne!(classes("Patient", "patient") & COMMON, 0);
+        assert_ne!(classes("comedy", "comedy") & COMMON, 0);
+        assert_eq!(
+            classes("Kwiatkowski", "kwiatkowski") & COMMON,
+            0,
+            "a name only"
+        );
+        let curry = classes("Curry", "curry");
+        assert_ne!(curry & COMMON, 0, "a dish as well as a name");
+        assert_eq!(classes("Berlin", "berlin") & (PLACE | COMMON), PLACE);
+        assert_ne!(
+            classes("maria", "maria") & FIRST_NAME,
+            0,
+            "looked up capitalised"
+        );
     }
 
     #[test]

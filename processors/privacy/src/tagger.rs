@@ -288,13 +288,14 @@ fn views(text: &str, tokens: &[Token], rules: &[Finding]) -> Vec<TokenView> {
         .collect()
 }
 
-const GZ_NAMES: [&[u8]; 6] = [
+const GZ_NAMES: [&[u8]; 7] = [
     b"first",
     b"last",
     b"place",
     b"stop",
     b"occupation",
     b"language",
+    b"common",
 ];
 
 /// The features of token `i` that do not depend on the tags before it.
