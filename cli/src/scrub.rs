@@ -288,9 +288,9 @@ Written by `insights train privacy --data {data} --out {out} --epochs {epochs} -
 - **Model**: averaged structured perceptron, greedy BIO decoding, {features} hashed sparse
   features (word, shape, affixes, the words, shapes and gazetteer classes — first and last
   names, places, stopwords, occupation words, language names, common English words — right
-  before and after, rule findings, previous tags); a span must be plausible for its type (a phone
-  number 6–20 digits, a street address a number, a name a letter), and a person or place
-  the gazetteer knows only as the other type is retyped; see `src/tagger.rs`.
+  before and after, rule findings, previous tags); a span must be plausible for its type (a
+  phone number 6–20 digits, a street address a number, a name a letter), and a person or
+  place the gazetteer knows only as the other type is retyped; see `src/tagger.rs`.
 - **Data**: {sentences} sentences (`data/generate_training.py`: `PresidioSentenceFaker`,
   en_US, seed 1, 5% lower-cased) from {templates} presidio-evaluator templates — only
   those with `template_id % 5 != 0`; the evaluation (`benches/privacy_eval.py`, seed 42)
