@@ -217,6 +217,46 @@ async fn select_key(
     row.map(|r| r.try_get::<Option<String>, _>(0)).transpose()
 }
 
+/// Subjects looked up (or inserted) per statement: two or four parameters each, well
+/// under SQLite's and PostgreSQL's limits.
+const KEYS_PER_QUERY: usize = 500;
+
+fn wrapped_hex(key: StoredKey) -> Option<String> {
+    match key {
+        StoredKey::Wrapped(nonce, bytes) => Some(hex::encode([&nonce[..], &bytes].concat())),
+        StoredKey::Erased => None,
+    }
+}
+
+/// The stored (wrapped) keys of `subjects` that have a row, by (tenant, subject).
+async fn select_keys(
+    pool: &AnyPool,
+    subjects: &[(String, String)],
+) -> Result<std::collections::HashMap<(String, String), Option<String>>, sqlx::Error> {
+    let mut found = std::collections::HashMap::new();
+    for chunk in subjects.chunks(KEYS_PER_QUERY) {
+        let pairs: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let sql = format!(
+            "SELECT tenant, subject, wrapped FROM vault_subject_keys \
+             WHERE (tenant, subject) IN ({})",
+            pairs.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (t, s) in chunk {
+            query = query.bind(t.clone()).bind(s.clone());
+        }
+        for row in query.fetch_all(pool).await? {
+            found.insert(
+                (row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?),
+                row.try_get::<Option<String>, _>(2)?,
+            );
+        }
+    }
+    Ok(found)
+}
+
 impl KeyStore for SqlKeys {
     fn key(&self, tenant: &str, subject: &str) -> Result<Option<StoredKey>, VaultError> {
         let (t, s) = (tenant.to_owned(), subject.to_owned());
@@ -230,10 +270,7 @@ impl KeyStore for SqlKeys {
         subject: &str,
         key: StoredKey,
     ) -> Result<StoredKey, VaultError> {
-        let wrapped = match key {
-            StoredKey::Wrapped(nonce, bytes) => Some(hex::encode([&nonce[..], &bytes].concat())),
-            StoredKey::Erased => None,
-        };
+        let wrapped = wrapped_hex(key);
         let (t, s) = (tenant.to_owned(), subject.to_owned());
         let stored = self.call(move |pool| async move {
             sqlx::query(
@@ -249,6 +286,67 @@ impl KeyStore for SqlKeys {
             select_key(&pool, &t, &s).await
         })?;
         decode_key(stored.flatten())
+    }
+
+    fn keys(&self, subjects: &[(String, String)]) -> Result<Vec<Option<StoredKey>>, VaultError> {
+        let wanted = subjects.to_vec();
+        let found = self.call(move |pool| async move { select_keys(&pool, &wanted).await })?;
+        subjects
+            .iter()
+            .map(|name| found.get(name).cloned().map(decode_key).transpose())
+            .collect()
+    }
+
+    fn insert_keys(
+        &self,
+        keys: Vec<((String, String), StoredKey)>,
+    ) -> Result<Vec<StoredKey>, VaultError> {
+        let names: Vec<(String, String)> = keys.iter().map(|(n, _)| n.clone()).collect();
+        let rows: Vec<(String, String, Option<String>)> = keys
+            .into_iter()
+            .map(|((t, s), key)| (t, s, wrapped_hex(key)))
+            .collect();
+        let wanted = names.clone();
+        let found = self.call(move |pool| async move {
+            let now = now_micros();
+            for chunk in rows.chunks(KEYS_PER_QUERY) {
+                let values: Vec<String> = (0..chunk.len())
+                    .map(|i| {
+                        format!(
+                            "(${}, ${}, ${}, ${})",
+                            4 * i + 1,
+                            4 * i + 2,
+                            4 * i + 3,
+                            4 * i + 4
+                        )
+                    })
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO vault_subject_keys (tenant, subject, wrapped, created_at) \
+                     VALUES {} ON CONFLICT (tenant, subject) DO NOTHING",
+                    values.join(", ")
+                );
+                let mut query = sqlx::query(&sql);
+                for (t, s, w) in chunk {
+                    query = query
+                        .bind(t.clone())
+                        .bind(s.clone())
+                        .bind(w.clone())
+                        .bind(now);
+                }
+                query.execute(&pool).await?;
+            }
+            select_keys(&pool, &wanted).await
+        })?;
+        names
+            .iter()
+            .map(|name| match found.get(name) {
+                Some(stored) => decode_key(stored.clone()),
+                None => Err(VaultError::Store(
+                    "a subject key just stored is not there".into(),
+                )),
+            })
+            .collect()
     }
 
     fn erase_key(&self, tenant: &str, subject: &str) -> Result<bool, VaultError> {

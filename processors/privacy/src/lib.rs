@@ -426,6 +426,28 @@ impl Processor for PrivacyProcessor {
         VERSION
     }
 
+    /// Reads the batch's subject keys from the vault in one go; a failure here shows
+    /// again, per input, in `process`.
+    fn prepare(&mut self, inputs: &[&Interaction]) {
+        let Some(vault) = self.vault.as_ref().filter(|_| self.encrypts()) else {
+            return;
+        };
+        let subjects: Vec<(&str, String)> = inputs
+            .iter()
+            .filter(|i| !i.customer_id.trim().is_empty())
+            .map(|i| {
+                (
+                    i.tenant_id.as_str(),
+                    self.config.customer_pseudonym(&i.tenant_id, &i.customer_id),
+                )
+            })
+            .collect();
+        let pairs: Vec<(&str, &str)> = subjects.iter().map(|(t, s)| (*t, s.as_str())).collect();
+        // A failure is not lost: the inputs ask the store again in `process`, and the
+        // error comes back there, classified.
+        let _ = vault.preload(&pairs);
+    }
+
     fn process(&mut self, i: &Interaction, ctx: &Context<'_>) -> Result<Vec<Output>, ProcessError> {
         if i.conversation_id.trim().is_empty() {
             return Err(ProcessError::Poison("conversation_id is empty".into()));
@@ -435,9 +457,17 @@ impl Processor for PrivacyProcessor {
         }
         let subject = self.config.customer_pseudonym(&i.tenant_id, &i.customer_id);
         let key = match &self.vault {
-            Some(vault) if self.encrypts() => vault
-                .subject_key(&i.tenant_id, &subject)
-                .map_err(|e| ProcessError::Retryable(e.to_string()))?,
+            Some(vault) if self.encrypts() => {
+                vault
+                    .subject_key(&i.tenant_id, &subject)
+                    .map_err(|e| match e {
+                        // The key store is down: nothing is wrong with the message.
+                        vault::VaultError::Store(_) => ProcessError::Unavailable(e.to_string()),
+                        // A stored key that does not open under our secret: the secret
+                        // is wrong, and every message would fail the same way.
+                        _ => ProcessError::Fatal(e.to_string()),
+                    })?
+            }
             _ => None,
         };
         let scope = Scope {

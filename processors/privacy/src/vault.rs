@@ -15,8 +15,9 @@
 //! - The keys live in a [`KeyStore`], outside the log (IO lives outside this crate: the CLI
 //!   provides one on the event store's database; [`MemoryKeys`] serves tests).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
@@ -78,6 +79,20 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<StoredKey, VaultError>;
     /// Replaces the subject's key by [`StoredKey::Erased`]; whether a key was there.
     fn erase_key(&self, tenant: &str, subject: &str) -> Result<bool, VaultError>;
+    /// The stored keys of many subjects, (tenant, subject) in, in order. A store that can
+    /// answer them in one round trip should; the default asks one by one.
+    fn keys(&self, subjects: &[(String, String)]) -> Result<Vec<Option<StoredKey>>, VaultError> {
+        subjects.iter().map(|(t, s)| self.key(t, s)).collect()
+    }
+    /// [`KeyStore::insert_key`] for many subjects: the stored keys, in order.
+    fn insert_keys(
+        &self,
+        keys: Vec<((String, String), StoredKey)>,
+    ) -> Result<Vec<StoredKey>, VaultError> {
+        keys.into_iter()
+            .map(|((t, s), k)| self.insert_key(&t, &s, k))
+            .collect()
+    }
 }
 
 /// An in-memory [`KeyStore`].
@@ -133,10 +148,21 @@ fn random_nonce() -> Result<[u8; 12], VaultError> {
     Ok(n)
 }
 
-/// Seals and opens values; holds the key-encryption key.
+/// How long the vault trusts a subject key it has read (or an erasure it has seen)
+/// without asking the store again. An erasure made elsewhere (`insights vault erase`,
+/// another replica) reaches this vault within this time; one made through this vault
+/// reaches it at once.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// A subject key as the vault read it (`None`: erased), and when.
+type Cached = (Option<SubjectKey>, Instant);
+
+/// Seals and opens values; holds the key-encryption key, and a short-lived cache of the
+/// subject keys in use (see [`KEY_CACHE_TTL`]).
 pub struct Vault {
     kek: Aes256Gcm,
     store: std::sync::Arc<dyn KeyStore>,
+    cache: Mutex<HashMap<(String, String), Cached>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -151,7 +177,83 @@ impl Vault {
         Self {
             kek: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&kek)),
             store,
+            cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn cached(&self, tenant: &str, subject: &str) -> Option<Option<SubjectKey>> {
+        let cache = self.cache.lock().ok()?;
+        let (key, at) = cache.get(&(tenant.to_owned(), subject.to_owned()))?;
+        (at.elapsed() < KEY_CACHE_TTL).then(|| key.clone())
+    }
+
+    fn remember(&self, tenant: &str, subject: &str, key: Option<SubjectKey>) {
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() > 100_000 {
+                cache.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
+            }
+            cache.insert(
+                (tenant.to_owned(), subject.to_owned()),
+                (key, Instant::now()),
+            );
+        }
+    }
+
+    /// A new key for the subject, wrapped for the store.
+    fn new_wrapped(&self, tenant: &str, subject: &str) -> Result<StoredKey, VaultError> {
+        let key = SubjectKey::generate()?;
+        let nonce = random_nonce()?;
+        let wrapped = self
+            .kek
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &key.0,
+                    aad: &aad(&["subject-key", tenant, subject]),
+                },
+            )
+            .map_err(|_| VaultError::Store("AES-GCM refused to wrap a key".into()))?;
+        Ok(StoredKey::Wrapped(nonce, wrapped))
+    }
+
+    /// Reads (or creates) the keys of many subjects in two round trips to the store at
+    /// most, so that [`Vault::subject_key`] answers them from the cache: what a batch of
+    /// messages does before sealing their values.
+    pub fn preload(&self, subjects: &[(&str, &str)]) -> Result<(), VaultError> {
+        let mut wanted: Vec<(String, String)> = subjects
+            .iter()
+            .filter(|(t, s)| self.cached(t, s).is_none())
+            .map(|(t, s)| ((*t).to_owned(), (*s).to_owned()))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let found = self.store.keys(&wanted)?;
+        let mut missing = Vec::new();
+        for ((tenant, subject), stored) in wanted.into_iter().zip(found) {
+            match stored {
+                Some(stored) => {
+                    let key = self.unwrap_key(&tenant, &subject, &stored)?;
+                    self.remember(&tenant, &subject, key);
+                }
+                None => {
+                    let wrapped = self.new_wrapped(&tenant, &subject)?;
+                    missing.push(((tenant, subject), wrapped));
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<(String, String)> = missing.iter().map(|(n, _)| n.clone()).collect();
+        let stored = self.store.insert_keys(missing)?;
+        for ((tenant, subject), stored) in names.into_iter().zip(stored) {
+            let key = self.unwrap_key(&tenant, &subject, &stored)?;
+            self.remember(&tenant, &subject, key);
+        }
+        Ok(())
     }
 
     fn unwrap_key(
@@ -186,25 +288,19 @@ impl Vault {
         tenant: &str,
         subject: &str,
     ) -> Result<Option<SubjectKey>, VaultError> {
-        if let Some(stored) = self.store.key(tenant, subject)? {
-            return self.unwrap_key(tenant, subject, &stored);
+        if let Some(key) = self.cached(tenant, subject) {
+            return Ok(key);
         }
-        let key = SubjectKey::generate()?;
-        let nonce = random_nonce()?;
-        let wrapped = self
-            .kek
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &key.0,
-                    aad: &aad(&["subject-key", tenant, subject]),
-                },
-            )
-            .map_err(|_| VaultError::Store("AES-GCM refused to wrap a key".into()))?;
-        let stored = self
-            .store
-            .insert_key(tenant, subject, StoredKey::Wrapped(nonce, wrapped))?;
-        self.unwrap_key(tenant, subject, &stored)
+        let key = match self.store.key(tenant, subject)? {
+            Some(stored) => self.unwrap_key(tenant, subject, &stored)?,
+            None => {
+                let wrapped = self.new_wrapped(tenant, subject)?;
+                let stored = self.store.insert_key(tenant, subject, wrapped)?;
+                self.unwrap_key(tenant, subject, &stored)?
+            }
+        };
+        self.remember(tenant, subject, key.clone());
+        Ok(key)
     }
 
     /// The original value of a sealed one, for an authorised caller.
@@ -220,7 +316,9 @@ impl Vault {
 
     /// Destroys the subject's key; whether there was one to destroy.
     pub fn erase(&self, tenant: &str, subject: &str) -> Result<bool, VaultError> {
-        self.store.erase_key(tenant, subject)
+        let erased = self.store.erase_key(tenant, subject)?;
+        self.remember(tenant, subject, None);
+        Ok(erased)
     }
 }
 

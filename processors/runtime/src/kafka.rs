@@ -6,13 +6,15 @@ use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaResult;
 use rdkafka::producer::FutureProducer;
-use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 /// How to reach the brokers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +51,7 @@ impl KafkaSettings {
 /// A consumer in `group` that never commits on its own: the worker commits after the
 /// outputs are stored and published.
 pub fn consumer(settings: &KafkaSettings, group: &str) -> KafkaResult<StreamConsumer> {
-    consumer_config(settings, group).create()
+    settings.finish(consumer_config(settings, group)).create()
 }
 
 /// The worker's consumer: like [`consumer`], with a context that commits what the worker
@@ -58,13 +60,22 @@ pub(crate) fn worker_consumer(
     settings: &KafkaSettings,
     group: &str,
 ) -> KafkaResult<StreamConsumer<RebalanceContext>> {
-    consumer_config(settings, group).create_with_context(RebalanceContext::default())
+    let mut c = consumer_config(settings, group);
+    // Lag comes from the statistics (high watermarks seen in fetch responses), not from a
+    // ListOffsets round trip per partition.
+    c.set("statistics.interval.ms", "1000");
+    settings
+        .finish(c)
+        .create_with_context(RebalanceContext::default())
 }
 
 /// Commits, when partitions are revoked, the offsets of everything the worker has
 /// stored and published, and records the revocation so that the worker drops messages of
 /// those partitions that it fetched but has not handled (their next owner, or this
-/// consumer after reassignment, reads them again from the committed offset).
+/// consumer after reassignment, reads them again from the committed offset). Keeps the
+/// partitions assigned now, so that a batch still in flight when its partition was
+/// revoked does not commit over its next owner, and librdkafka's statistics (high
+/// watermarks), so that lag is known without a round trip to the broker.
 #[derive(Debug, Default)]
 pub(crate) struct RebalanceContext {
     /// Per partition, the next offset to read, for everything handled so far.
@@ -73,9 +84,82 @@ pub(crate) struct RebalanceContext {
     pub(crate) revocations: AtomicU64,
     /// Partitions revoked since the worker last looked.
     pub(crate) revoked: Mutex<BTreeSet<(String, i32)>>,
+    /// Partitions assigned to this consumer now.
+    pub(crate) assigned: Mutex<BTreeSet<(String, i32)>>,
+    /// The latest statistics: when they came, and per assigned partition its high
+    /// watermark and committed offset as librdkafka last saw them.
+    pub(crate) watermarks: Mutex<Option<Watermarks>>,
 }
 
-impl ClientContext for RebalanceContext {}
+/// Per partition, what librdkafka's latest statistics say about it.
+#[derive(Debug, Clone)]
+pub(crate) struct Watermarks {
+    /// When the statistics arrived.
+    pub(crate) at: Instant,
+    /// (topic, partition) → (high watermark, committed offset); -1 where unknown.
+    pub(crate) partitions: std::collections::BTreeMap<(String, i32), (i64, i64)>,
+}
+
+impl RebalanceContext {
+    /// Whether `partition` of `topic` is assigned to this consumer now.
+    pub(crate) fn owns(&self, topic: &str, partition: i32) -> bool {
+        self.assigned
+            .lock()
+            .map(|a| a.contains(&(topic.to_owned(), partition)))
+            .unwrap_or(false)
+    }
+
+    /// Per assigned partition, messages behind the high watermark from what has been
+    /// handled (or, where nothing has, from the committed offset), as of statistics that
+    /// arrived after `since`; `None` if there are none that recent or nothing is assigned.
+    pub(crate) fn lags_since(&self, since: Instant) -> Option<Vec<(String, i32, i64)>> {
+        let marks = self.watermarks.lock().ok()?.clone()?;
+        if marks.at < since {
+            return None;
+        }
+        let assigned = self.assigned.lock().ok()?.clone();
+        if assigned.is_empty() {
+            return None;
+        }
+        let handled = self.handled.lock().ok()?.clone();
+        let mut out = Vec::with_capacity(assigned.len());
+        for (topic, partition) in assigned {
+            let (high, committed) = *marks.partitions.get(&(topic.clone(), partition))?;
+            if high < 0 {
+                return None;
+            }
+            let done = match handled
+                .find_partition(&topic, partition)
+                .map(|e| e.offset())
+            {
+                Some(Offset::Offset(o)) => o.max(committed),
+                _ => committed.max(0),
+            };
+            out.push((topic, partition, (high - done).max(0)));
+        }
+        Some(out)
+    }
+}
+
+impl ClientContext for RebalanceContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut partitions = std::collections::BTreeMap::new();
+        for (name, topic) in statistics.topics {
+            for (id, p) in topic.partitions {
+                // -1 is librdkafka's internal "unassigned" partition.
+                if id >= 0 {
+                    partitions.insert((name.clone(), id), (p.hi_offset, p.committed_offset));
+                }
+            }
+        }
+        if let Ok(mut w) = self.watermarks.lock() {
+            *w = Some(Watermarks {
+                at: Instant::now(),
+                partitions,
+            });
+        }
+    }
+}
 
 impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -111,7 +195,24 @@ impl ConsumerContext for RebalanceContext {
                     .map(|e| (e.topic().to_owned(), e.partition())),
             );
         }
+        if let Ok(mut assigned) = self.assigned.lock() {
+            for e in tpl.elements() {
+                assigned.remove(&(e.topic().to_owned(), e.partition()));
+            }
+        }
         self.revocations.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance
+            && let Ok(mut assigned) = self.assigned.lock()
+        {
+            assigned.extend(
+                tpl.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition())),
+            );
+        }
     }
 }
 
@@ -125,8 +226,14 @@ fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
         // Fast group joins and failure detection (librdkafka's 45 s default makes the first
         // join take ~23 s against Tansu).
         .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "1000");
-    settings.finish(c)
+        .set("heartbeat.interval.ms", "1000")
+        // A fetch waits at most this long for data. Requests on a broker connection are
+        // answered in order by some brokers (Tansu), so every other request of this client
+        // (offset commits, metadata) can wait behind a long poll; Tansu 0.6.0 also holds
+        // every fetch for part of this time even when it has data. 100 ms keeps a hop's
+        // latency low everywhere, for at most ten empty fetches a second on an idle topic.
+        .set("fetch.wait.max.ms", "100");
+    c
 }
 
 /// An idempotent producer: retries never duplicate or reorder within a partition.

@@ -67,10 +67,16 @@ pub enum ProcessError {
     /// The input itself is unusable: dead-letter it and go on.
     #[error("rejected input: {0}")]
     Poison(String),
-    /// Something outside the input failed (a model server, a rate limit): retry with
-    /// backoff, then dead-letter.
+    /// Handling this input failed in a way that may pass (a rate limit on this request):
+    /// retry it with backoff, then dead-letter it.
     #[error("transient failure: {0}")]
     Retryable(String),
+    /// A dependency is down (a database, a key store, a model server): nothing about the
+    /// input is wrong, so it is never dead-lettered. The runtime stops the batch at this
+    /// input and, after a backoff that shutdown interrupts, goes on from it — for as long
+    /// as the outage lasts.
+    #[error("dependency unavailable: {0}")]
+    Unavailable(String),
     /// The processor cannot go on (misconfiguration, a broken invariant): stop cleanly.
     #[error("fatal: {0}")]
     Fatal(String),
@@ -134,8 +140,12 @@ impl Input for Envelope {
         self.correlation_id.clone()
     }
 
+    /// The time of the interaction the event is about (when the customer sent it), for
+    /// the events that carry one; else when the event occurred. Not `occurred_at` for
+    /// those: a processor's outputs occur when it runs, so ids derived from that time
+    /// would differ between two runs over the same input.
     fn input_time(&self) -> Timestamp {
-        self.occurred_at
+        self.event.context().map_or(self.occurred_at, |c| c.sent_at)
     }
 }
 

@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backoff::ExponentialBackoff;
@@ -22,6 +22,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::kafka::{KafkaSettings, RebalanceContext, producer, worker_consumer};
 use crate::metrics::Metrics;
@@ -96,31 +97,66 @@ enum Outcome {
 /// Runs `processor` until `shutdown` resolves (or, with [`StopWhen::Idle`], its inputs
 /// are drained). Returns what it did, or the error that stopped it; offsets of everything
 /// stored and published are committed either way.
+///
+/// The batches flow through three stages, each a task of its own joined by bounded
+/// channels: *process* (fetch, decode and run the processor on the blocking pool), *store*
+/// (one append per batch) and *publish* (send, wait for delivery, commit the offsets).
+/// While batch *n* is appended and published, batch *n + 1* is fetched and processed. At
+/// most `concurrency` batches (topology.toml) are between fetch and commit; the next fetch
+/// waits for a slot. The processor sees its inputs one at a time, in order, and each
+/// stage handles the batches in the order they were fetched, so a key's events keep their
+/// order in the store and on every output topic, and offsets are committed in order.
 pub async fn run<P: Processor>(
     processor: P,
     settings: ProcessorSettings,
     shared: Shared,
     stop: StopWhen,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Summary, RuntimeError> {
     let consumer = Arc::new(worker_consumer(&shared.kafka, &settings.group)?);
     let topics: Vec<&str> = settings.inputs.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     let producer = producer(&shared.kafka)?;
+    let concurrency = settings.concurrency.max(1);
+    // `halt` turns true on shutdown or when a stage fails: waits between retries end, and
+    // the process stage stops fetching.
+    let (halt_tx, halt) = watch::channel(false);
+    let halt_tx = Arc::new(halt_tx);
+    let forward = {
+        let halt_tx = Arc::clone(&halt_tx);
+        tokio::spawn(async move {
+            shutdown.await;
+            halt_tx.send_replace(true);
+        })
+    };
+    let sink = Arc::new(Sink {
+        settings: settings.clone(),
+        shared: shared.clone(),
+        consumer: Arc::clone(&consumer),
+        producer,
+        summary: Mutex::new(Summary::default()),
+        failure: Mutex::new(None),
+        halt: halt.clone(),
+        halt_tx,
+        last_lag_update: Mutex::new(Instant::now()),
+    });
+    let (store_tx, store_rx) = mpsc::channel::<Processed>(concurrency);
+    let (publish_tx, publish_rx) = mpsc::channel::<Stored>(concurrency);
+    let store_stage = tokio::spawn(Arc::clone(&sink).store_stage(store_rx, publish_tx));
+    let publish_stage = tokio::spawn(Arc::clone(&sink).publish_stage(publish_rx));
+    let slots = Arc::new(Semaphore::new(concurrency));
+
     let mut worker = Worker {
         processor: std::sync::Mutex::new(Some(processor)),
         settings,
         shared,
         consumer,
-        producer,
-        summary: Summary::default(),
-        last_lag_update: Instant::now(),
+        consumed: 0,
         consumer_backoff: ExponentialBackoff {
             max_elapsed_time: None,
             ..backoff_policy()
         },
     };
-    tokio::pin!(shutdown);
     let idle_after = match &stop {
         StopWhen::Idle(d) | StopWhen::IdleAfterUpstream(d, _) => Some(*d),
         StopWhen::Shutdown => None,
@@ -129,29 +165,57 @@ pub async fn run<P: Processor>(
         StopWhen::IdleAfterUpstream(_, upstream) => *upstream.borrow(),
         _ => true,
     };
+    let mut halted = halt.clone();
+    // When the last message arrived (or the worker started).
+    let mut last_message = Instant::now();
     let result = loop {
+        let slot = tokio::select! {
+            biased;
+            _ = halted.wait_for(|h| *h) => break Ok(()),
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break Ok(()),
+            },
+        };
         let batch = tokio::select! {
             biased;
-            () = &mut shutdown => break Ok(()),
+            _ = halted.wait_for(|h| *h) => break Ok(()),
             batch = worker.next_batch(idle_after) => batch,
         };
         match batch {
             Err(e) => break Err(e),
             Ok(Batch::Messages(messages)) if messages.is_empty() => {}
             Ok(Batch::Messages(messages)) => {
-                if let Err(e) = worker.handle(messages).await {
-                    break Err(e);
+                last_message = Instant::now();
+                match worker.process(messages, slot, &halt).await {
+                    Ok(Some(processed)) => {
+                        if store_tx.send(processed).await.is_err() {
+                            // The store stage failed; its error is in `failure`.
+                            break Ok(());
+                        }
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
                 }
             }
-            Ok(Batch::Idle) => {
-                if upstream_done() && worker.caught_up().await {
+            Ok(Batch::Quiet) => {
+                drop(slot);
+                if idle_after.is_some_and(|idle| last_message.elapsed() >= idle)
+                    && upstream_done()
+                    && slots.available_permits() == concurrency
+                    && worker.caught_up(last_message)
+                {
                     break Ok(());
                 }
             }
         }
     };
-    // Batches are committed asynchronously as they complete; commit the last offsets
-    // synchronously so that a clean stop leaves nothing to redeliver.
+    // Let the batches in flight finish (their retries end early on shutdown), then commit
+    // the last offsets synchronously so that a clean stop leaves nothing to redeliver.
+    drop(store_tx);
+    let _ = store_stage.await;
+    let _ = publish_stage.await;
+    forward.abort();
     let handled = worker
         .consumer
         .context()
@@ -166,14 +230,68 @@ pub async fn run<P: Processor>(
             "final commit failed; the last batch will be redelivered");
     }
     worker.consumer.unsubscribe();
-    result.map(|()| worker.summary)
+    let failure = sink.failure.lock().ok().and_then(|mut f| f.take());
+    let mut summary = sink.summary.lock().map(|s| s.clone()).unwrap_or_default();
+    summary.consumed = worker.consumed;
+    match (result, failure) {
+        (Err(e), _) | (Ok(()), Some(e)) => Err(e),
+        (Ok(()), None) => Ok(summary),
+    }
 }
 
 enum Batch {
     Messages(Vec<OwnedMessage>),
-    Idle,
+    /// Nothing arrived for a while (see [`IDLE_POLL`]).
+    Quiet,
 }
 
+/// How often a worker that stops when idle looks whether it is.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+
+/// A batch out of the process stage: each message's outcome, and its slot.
+struct Processed {
+    messages: Vec<OwnedMessage>,
+    outcomes: Vec<Outcome>,
+    started: Instant,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// A batch in the store: what to publish, then whose offsets to commit.
+struct Stored {
+    messages: Vec<OwnedMessage>,
+    publish: Vec<Publish>,
+    started: Instant,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// One message to publish.
+struct Publish {
+    topic: String,
+    key: String,
+    payload: Vec<u8>,
+    headers: Option<OwnedHeaders>,
+}
+
+/// Why a stage gave a batch up.
+enum Abandoned {
+    /// Shutdown (or another stage's failure) came during a wait between retries: nothing
+    /// of the batch is committed, so it is redelivered.
+    Halted,
+    /// A failure that retries did not fix.
+    Failed(RuntimeError),
+}
+
+/// Where one input's processing stopped short.
+struct Stall {
+    /// The input's index in the batch.
+    at: usize,
+    /// Whether a dependency is down (retried for as long as it takes) or the input's own
+    /// handling failed transiently (retried, then dead-lettered).
+    dependency: bool,
+    error: String,
+}
+
+/// The process stage: fetches batches and runs the processor over them.
 struct Worker<P: Processor> {
     /// Moved to the blocking pool for each batch and back. (A mutex only so that the
     /// worker is `Sync` while the processor, like a model, need not be.)
@@ -181,9 +299,7 @@ struct Worker<P: Processor> {
     settings: ProcessorSettings,
     shared: Shared,
     consumer: Arc<StreamConsumer<RebalanceContext>>,
-    producer: FutureProducer,
-    summary: Summary,
-    last_lag_update: Instant,
+    consumed: u64,
     /// Waits between consumer errors; reset by every batch.
     consumer_backoff: ExponentialBackoff,
 }
@@ -193,11 +309,15 @@ impl<P: Processor> Worker<P> {
     /// when nothing arrived for `idle_after`.
     async fn next_batch(&mut self, idle_after: Option<Duration>) -> Result<Batch, RuntimeError> {
         let first = match idle_after {
-            Some(idle) => match tokio::time::timeout(idle, self.consumer.recv()).await {
-                Ok(Ok(m)) => m,
-                Ok(Err(e)) => return self.consumer_error(e).await,
-                Err(_) => return Ok(Batch::Idle),
-            },
+            // Look up often (cheap: no broker round trip) so that a worker whose inputs
+            // went quiet stops soon after `idle`, also when its upstream stops later.
+            Some(idle) => {
+                match tokio::time::timeout(idle.min(IDLE_POLL), self.consumer.recv()).await {
+                    Ok(Ok(m)) => m,
+                    Ok(Err(e)) => return self.consumer_error(e).await,
+                    Err(_) => return Ok(Batch::Quiet),
+                }
+            }
             None => match self.consumer.recv().await {
                 Ok(m) => m,
                 Err(e) => return self.consumer_error(e).await,
@@ -219,9 +339,6 @@ impl<P: Processor> Worker<P> {
             }
         }
         self.drop_revoked(&mut batch, &mut seen);
-        if batch.is_empty() {
-            return Ok(Batch::Messages(Vec::new()));
-        }
         Ok(Batch::Messages(batch))
     }
 
@@ -270,7 +387,25 @@ impl<P: Processor> Worker<P> {
         }
     }
 
-    async fn handle(&mut self, messages: Vec<OwnedMessage>) -> Result<(), RuntimeError> {
+    /// Whether every assigned partition has been handled up to its high watermark, by
+    /// statistics newer than `since` (no broker round trip: lag never blocks the loop).
+    fn caught_up(&self, since: Instant) -> bool {
+        self.consumer
+            .context()
+            .lags_since(since)
+            .is_some_and(|lags| lags.iter().all(|(_, _, lag)| *lag == 0))
+    }
+
+    /// The process stage of one batch: decodes and processes every message on the
+    /// blocking pool. A dependency outage stops the batch at the input that met it; after
+    /// a backoff the stage goes on from that input, for as long as the outage lasts (never
+    /// dead-lettering). `None` when `halt` came first.
+    async fn process(
+        &mut self,
+        messages: Vec<OwnedMessage>,
+        slot: OwnedSemaphorePermit,
+        halt: &watch::Receiver<bool>,
+    ) -> Result<Option<Processed>, RuntimeError> {
         let started = Instant::now();
         self.consumer_backoff.reset();
         let name = self.settings.name.clone();
@@ -281,92 +416,276 @@ impl<P: Processor> Worker<P> {
                 .with_label_values(&[&name, m.topic()])
                 .inc();
         }
-        self.summary.consumed += messages.len() as u64;
-
-        // The pure stage, off the async runtime: decode and process every message.
-        let taken = self.processor.lock().map(|mut p| p.take()).unwrap_or(None);
-        let mut processor = taken.ok_or_else(|| RuntimeError::Fatal {
-            processor: name.clone(),
-            message: "processor lost after a panic".into(),
-        })?;
-        let codec = self.shared.codec.clone();
-        let settings = self.settings.clone();
-        let format = self.shared.output_format;
-        let metrics = self.shared.metrics.clone();
-        let (processor, messages, outcomes) = tokio::task::spawn_blocking(move || {
-            let outcomes = pure_stage(&mut processor, &settings, &codec, &metrics, &messages);
-            (processor, messages, outcomes)
-        })
-        .await
-        .map_err(|e| RuntimeError::Fatal {
-            processor: name.clone(),
-            message: format!("processing panicked: {e}"),
-        })?;
-        if let Ok(mut slot) = self.processor.lock() {
-            *slot = Some(processor);
+        self.consumed += messages.len() as u64;
+        let mut messages = messages;
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(messages.len());
+        // The input being retried, and its backoff.
+        let mut retrying: Option<(usize, ExponentialBackoff)> = None;
+        let mut outage = ExponentialBackoff {
+            max_elapsed_time: None,
+            ..backoff_policy()
+        };
+        let mut halt = halt.clone();
+        loop {
+            let taken = self.processor.lock().map(|mut p| p.take()).unwrap_or(None);
+            let mut processor = taken.ok_or_else(|| RuntimeError::Fatal {
+                processor: name.clone(),
+                message: "processor lost after a panic".into(),
+            })?;
+            let codec = self.shared.codec.clone();
+            let settings = self.settings.clone();
+            let (back, messages_back, outcomes_back, stall) =
+                tokio::task::spawn_blocking(move || {
+                    let stall =
+                        pure_stage(&mut processor, &settings, &codec, &messages, &mut outcomes);
+                    (processor, messages, outcomes, stall)
+                })
+                .await
+                .map_err(|e| RuntimeError::Fatal {
+                    processor: name.clone(),
+                    message: format!("processing panicked: {e}"),
+                })?;
+            if let Ok(mut slot) = self.processor.lock() {
+                *slot = Some(back);
+            }
+            messages = messages_back;
+            outcomes = outcomes_back;
+            let Some(stall) = stall? else {
+                return Ok(Some(Processed {
+                    messages,
+                    outcomes,
+                    started,
+                    _slot: slot,
+                }));
+            };
+            let wait = if stall.dependency {
+                outage.next_backoff().unwrap_or(outage.max_interval)
+            } else {
+                let backoff = match &mut retrying {
+                    Some((at, backoff)) if *at == stall.at => backoff,
+                    _ => &mut retrying.insert((stall.at, backoff_policy())).1,
+                };
+                match backoff.next_backoff() {
+                    Some(wait) => wait,
+                    None => {
+                        outcomes.push(Outcome::Dead {
+                            class: ErrorClass::RetriesExhausted,
+                            error: stall.error,
+                        });
+                        retrying = None;
+                        continue;
+                    }
+                }
+            };
+            let what = if stall.dependency {
+                "dependency"
+            } else {
+                "process"
+            };
+            tracing::warn!(processor = %name, error = %stall.error, ?wait, input = stall.at,
+                "{what} failure; the batch goes on from this input after the wait");
+            self.shared
+                .metrics
+                .retries
+                .with_label_values(&[&name, what])
+                .inc();
+            tokio::select! {
+                biased;
+                _ = halt.wait_for(|h| *h) => return Ok(None),
+                () = tokio::time::sleep(wait) => {}
+            }
         }
-        let outcomes = outcomes?;
+    }
+}
 
-        // Everything this batch writes goes to the store in one append.
+/// The store and publish stages, shared by their two tasks.
+struct Sink {
+    settings: ProcessorSettings,
+    shared: Shared,
+    consumer: Arc<StreamConsumer<RebalanceContext>>,
+    producer: FutureProducer,
+    summary: Mutex<Summary>,
+    /// The error a stage stopped on.
+    failure: Mutex<Option<RuntimeError>>,
+    halt: watch::Receiver<bool>,
+    halt_tx: Arc<watch::Sender<bool>>,
+    last_lag_update: Mutex<Instant>,
+}
+
+impl Sink {
+    /// Records the error that stops the worker, and halts the other stages' retries.
+    fn fail(&self, error: RuntimeError) {
+        if let Ok(mut f) = self.failure.lock() {
+            f.get_or_insert(error);
+        }
+        self.halt_tx.send_replace(true);
+    }
+
+    fn count(&self, f: impl FnOnce(&mut Summary)) {
+        if let Ok(mut s) = self.summary.lock() {
+            f(&mut s);
+        }
+    }
+
+    async fn store_stage(
+        self: Arc<Self>,
+        mut batches: mpsc::Receiver<Processed>,
+        next: mpsc::Sender<Stored>,
+    ) {
+        while let Some(batch) = batches.recv().await {
+            match self.store(batch).await {
+                Ok(stored) => {
+                    if next.send(stored).await.is_err() {
+                        return;
+                    }
+                }
+                Err(Abandoned::Halted) => return,
+                Err(Abandoned::Failed(e)) => return self.fail(e),
+            }
+        }
+    }
+
+    async fn publish_stage(self: Arc<Self>, mut batches: mpsc::Receiver<Stored>) {
+        while let Some(batch) = batches.recv().await {
+            let Stored {
+                messages,
+                publish,
+                started,
+                _slot,
+            } = batch;
+            match self.publish(publish).await {
+                Ok(()) => {}
+                Err(Abandoned::Halted) => return,
+                Err(Abandoned::Failed(e)) => return self.fail(e),
+            }
+            if let Err(e) = self.commit(&messages) {
+                return self.fail(e);
+            }
+            self.shared
+                .metrics
+                .batch_seconds
+                .with_label_values(&[&self.settings.name])
+                .observe(started.elapsed().as_secs_f64());
+            self.update_lag();
+        }
+    }
+
+    /// Turns a processed batch into events and appends them in one transaction.
+    async fn store(&self, batch: Processed) -> Result<Stored, Abandoned> {
+        let name = &self.settings.name;
+        let Processed {
+            messages,
+            outcomes,
+            started,
+            _slot,
+        } = batch;
         let mut envelopes = Vec::new();
-        let mut publish: Vec<(String, String, Vec<u8>, Option<OwnedHeaders>)> = Vec::new();
+        let mut publish = Vec::new();
         for (m, outcome) in messages.iter().zip(outcomes) {
             match outcome {
                 Outcome::Outputs(outputs) => {
                     for (envelope, topic, key) in outputs {
-                        let bytes = self.shared.codec.encode(&envelope, format).map_err(|e| {
-                            RuntimeError::Fatal {
-                                processor: name.clone(),
-                                message: format!(
-                                    "cannot encode {} output: {e}",
-                                    envelope.event_type()
-                                ),
-                            }
-                        })?;
+                        let payload = self
+                            .shared
+                            .codec
+                            .encode(&envelope, self.shared.output_format)
+                            .map_err(|e| {
+                                Abandoned::Failed(RuntimeError::Fatal {
+                                    processor: name.clone(),
+                                    message: format!(
+                                        "cannot encode {} output: {e}",
+                                        envelope.event_type()
+                                    ),
+                                })
+                            })?;
                         envelopes.push(envelope);
-                        publish.push((topic, key, bytes, None));
+                        publish.push(Publish {
+                            topic,
+                            key,
+                            payload,
+                            headers: None,
+                        });
                     }
                 }
                 Outcome::Dead { class, error } => {
                     envelopes.push(self.dead_letter_event(m, class, &error));
-                    let headers = dead_letter_headers(&name, class, &error, m);
-                    let key = m
-                        .key()
-                        .map(|k| String::from_utf8_lossy(k).into_owned())
-                        .unwrap_or_default();
-                    publish.push((
-                        self.settings.dead_letter_topic.clone(),
-                        key,
-                        m.payload().unwrap_or_default().to_vec(),
-                        Some(headers),
-                    ));
+                    publish.push(Publish {
+                        topic: self.settings.dead_letter_topic.clone(),
+                        key: m
+                            .key()
+                            .map(|k| String::from_utf8_lossy(k).into_owned())
+                            .unwrap_or_default(),
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                        headers: Some(dead_letter_headers(name, class, &error, m)),
+                    });
                     self.shared
                         .metrics
                         .dead_lettered
-                        .with_label_values(&[&name, class.as_str()])
+                        .with_label_values(&[name, class.as_str()])
                         .inc();
-                    self.summary.dead_lettered += 1;
+                    self.count(|s| s.dead_lettered += 1);
                 }
             }
         }
-
         let results = self.append(envelopes).await?;
         let new = results.iter().filter(|a| !a.duplicate).count() as u64;
-        self.summary.appended += new;
-        self.summary.duplicates += results.len() as u64 - new;
+        self.count(|s| {
+            s.appended += new;
+            s.duplicates += results.len() as u64 - new;
+        });
+        Ok(Stored {
+            messages,
+            publish,
+            started,
+            _slot,
+        })
+    }
 
-        self.publish(publish).await?;
-        self.commit(&messages)?;
+    /// Waits `wait` before a retry of `operation`; `false` if halted first.
+    async fn pause(
+        &self,
+        operation: &str,
+        error: &(dyn std::fmt::Display + Sync),
+        wait: Duration,
+    ) -> bool {
+        tracing::warn!(processor = %self.settings.name, %error, ?wait, "{operation} failed; retrying");
         self.shared
             .metrics
-            .batch_seconds
-            .with_label_values(&[&name])
-            .observe(started.elapsed().as_secs_f64());
-        if self.last_lag_update.elapsed() > Duration::from_secs(5) {
-            self.last_lag_update = Instant::now();
-            self.update_lag().await;
+            .retries
+            .with_label_values(&[&self.settings.name, operation])
+            .inc();
+        let mut halt = self.halt.clone();
+        tokio::select! {
+            biased;
+            _ = halt.wait_for(|h| *h) => false,
+            () = tokio::time::sleep(wait) => true,
         }
-        Ok(())
+    }
+
+    /// Updates the lag gauges from the latest statistics, at most once a second.
+    fn update_lag(&self) {
+        let Ok(mut last) = self.last_lag_update.lock() else {
+            return;
+        };
+        if last.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        *last = Instant::now();
+        let since = Instant::now()
+            .checked_sub(Duration::from_secs(60))
+            .unwrap_or_else(Instant::now);
+        for (topic, partition, lag) in self
+            .consumer
+            .context()
+            .lags_since(since)
+            .unwrap_or_default()
+        {
+            self.shared
+                .metrics
+                .lag
+                .with_label_values(&[&self.settings.name, &topic, &partition.to_string()])
+                .set(lag);
+        }
     }
 
     fn dead_letter_event(&self, m: &OwnedMessage, class: ErrorClass, error: &str) -> Envelope {
@@ -404,7 +723,7 @@ impl<P: Processor> Worker<P> {
     async fn append(
         &self,
         envelopes: Vec<Envelope>,
-    ) -> Result<Vec<insights_event_store::Appended>, RuntimeError> {
+    ) -> Result<Vec<insights_event_store::Appended>, Abandoned> {
         if envelopes.is_empty() {
             return Ok(Vec::new());
         }
@@ -415,17 +734,13 @@ impl<P: Processor> Worker<P> {
                 Ok(r) => return Ok(r),
                 Err(e) if e.is_retryable() => match backoff.next_backoff() {
                     Some(wait) => {
-                        tracing::warn!(processor = %self.settings.name, error = %e, ?wait, "store append failed; retrying");
-                        self.shared
-                            .metrics
-                            .retries
-                            .with_label_values(&[&self.settings.name, "store"])
-                            .inc();
-                        tokio::time::sleep(wait).await;
+                        if !self.pause("store", &e, wait).await {
+                            return Err(Abandoned::Halted);
+                        }
                     }
-                    None => return Err(RuntimeError::Store(e)),
+                    None => return Err(Abandoned::Failed(RuntimeError::Store(e))),
                 },
-                Err(e) => return Err(RuntimeError::Store(e)),
+                Err(e) => return Err(Abandoned::Failed(RuntimeError::Store(e))),
             }
         }
     }
@@ -433,19 +748,16 @@ impl<P: Processor> Worker<P> {
     /// Sends every message and waits for all deliveries; failed sends are retried with
     /// backoff, and if they keep failing the worker stops without committing (nothing is
     /// lost: the batch will be redelivered).
-    async fn publish(
-        &self,
-        messages: Vec<(String, String, Vec<u8>, Option<OwnedHeaders>)>,
-    ) -> Result<(), RuntimeError> {
+    async fn publish(&self, messages: Vec<Publish>) -> Result<(), Abandoned> {
         let name = &self.settings.name;
         let mut pending = messages;
         let mut backoff = backoff_policy();
         loop {
-            let sends = pending.iter().map(|(topic, key, payload, headers)| {
-                let mut record = FutureRecord::to(topic)
-                    .payload(payload.as_slice())
-                    .key(key.as_str());
-                if let Some(h) = headers {
+            let sends = pending.iter().map(|p| {
+                let mut record = FutureRecord::to(&p.topic)
+                    .payload(p.payload.as_slice())
+                    .key(p.key.as_str());
+                if let Some(h) = &p.headers {
                     record = record.headers(h.clone());
                 }
                 self.producer.send(record, Duration::from_secs(30))
@@ -459,7 +771,7 @@ impl<P: Processor> Worker<P> {
                         self.shared
                             .metrics
                             .produced
-                            .with_label_values(&[name, &msg.0])
+                            .with_label_values(&[name, &msg.topic])
                             .inc();
                     }
                     Err((e, _)) => {
@@ -473,22 +785,21 @@ impl<P: Processor> Worker<P> {
             };
             match backoff.next_backoff() {
                 Some(wait) => {
-                    tracing::warn!(processor = %name, %error, failed = failed.len(), ?wait, "publish failed; retrying");
-                    self.shared
-                        .metrics
-                        .retries
-                        .with_label_values(&[name, "publish"])
-                        .inc();
-                    tokio::time::sleep(wait).await;
+                    if !self.pause("publish", &error, wait).await {
+                        return Err(Abandoned::Halted);
+                    }
                     pending = failed;
                 }
-                None => return Err(RuntimeError::Kafka(error)),
+                None => return Err(Abandoned::Failed(RuntimeError::Kafka(error))),
             }
         }
     }
 
-    /// Commits, per partition, the offset after the last message of the batch.
+    /// Commits, per partition, the offset after the last message of the batch — of the
+    /// partitions still assigned: one revoked while the batch was in flight has a new
+    /// owner, which reads on from the offset committed at the revocation.
     fn commit(&self, messages: &[OwnedMessage]) -> Result<(), RuntimeError> {
+        let ctx = self.consumer.context();
         let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for m in messages {
             let e = next
@@ -496,13 +807,17 @@ impl<P: Processor> Worker<P> {
                 .or_insert(0);
             *e = (*e).max(m.offset() + 1);
         }
+        next.retain(|(topic, partition), _| ctx.owns(topic, *partition));
+        if next.is_empty() {
+            return Ok(());
+        }
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), offset) in &next {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
         }
         self.consumer.commit(&tpl, CommitMode::Async)?;
         // Remember everything handled, for commits on revocation and on a clean stop.
-        if let Ok(mut all) = self.consumer.context().handled.lock() {
+        if let Ok(mut all) = ctx.handled.lock() {
             for ((topic, partition), offset) in next {
                 if all.find_partition(&topic, partition).is_some() {
                     all.set_partition_offset(&topic, partition, Offset::Offset(offset))?;
@@ -513,79 +828,22 @@ impl<P: Processor> Worker<P> {
         }
         Ok(())
     }
-
-    /// Whether every assigned partition has been read up to its high watermark.
-    async fn caught_up(&self) -> bool {
-        let consumer = Arc::clone(&self.consumer);
-        tokio::task::spawn_blocking(move || caught_up(&consumer).unwrap_or(false))
-            .await
-            .unwrap_or(false)
-    }
-
-    async fn update_lag(&self) {
-        let consumer = Arc::clone(&self.consumer);
-        let metrics = self.shared.metrics.clone();
-        let name = self.settings.name.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            for (topic, partition, lag) in lags(&consumer).unwrap_or_default() {
-                metrics
-                    .lag
-                    .with_label_values(&[&name, &topic, &partition.to_string()])
-                    .set(lag);
-            }
-        })
-        .await;
-    }
 }
 
-/// (topic, partition, messages behind the high watermark) for every assigned partition.
-fn lags(
-    consumer: &StreamConsumer<RebalanceContext>,
-) -> Result<Vec<(String, i32, i64)>, rdkafka::error::KafkaError> {
-    let positions = consumer.position()?;
-    // Before the first fetch of a partition its position is unset; the committed offset
-    // (or, with none, the start of the log) is where reading will begin.
-    let committed = consumer.committed(Duration::from_secs(5))?;
-    let mut out = Vec::new();
-    for e in positions.elements() {
-        let (low, high) =
-            consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(5))?;
-        let start = match e.offset() {
-            Offset::Offset(p) => p,
-            _ => match committed
-                .find_partition(e.topic(), e.partition())
-                .map(|c| c.offset())
-            {
-                Some(Offset::Offset(c)) => c,
-                _ => low,
-            },
-        };
-        out.push((e.topic().to_owned(), e.partition(), (high - start).max(0)));
-    }
-    Ok(out)
-}
-
-fn caught_up(
-    consumer: &StreamConsumer<RebalanceContext>,
-) -> Result<bool, rdkafka::error::KafkaError> {
-    let assignment = consumer.assignment()?;
-    if assignment.count() == 0 {
-        return Ok(false);
-    }
-    Ok(lags(consumer)?.iter().all(|(_, _, lag)| *lag == 0))
-}
-
-/// The pure stage of a batch, on the blocking pool: decodes every message, lets the
-/// processor see the whole batch ([`Processor::prepare`]), then processes each message
-/// (retrying transient failures).
+/// The pure stage of a batch, on the blocking pool: decodes the messages from
+/// `outcomes.len()` on, lets the processor see them together ([`Processor::prepare`]),
+/// then processes each, pushing its outcome. Stops at the first input whose processing
+/// failed in a way a retry may fix, and says where.
 fn pure_stage<P: Processor>(
     processor: &mut P,
     settings: &ProcessorSettings,
     codec: &Codec,
-    metrics: &Metrics,
     messages: &[OwnedMessage],
-) -> Result<Vec<Outcome>, RuntimeError> {
-    let decoded: Vec<Result<P::Input, String>> = messages
+    outcomes: &mut Vec<Outcome>,
+) -> Result<Option<Stall>, RuntimeError> {
+    let from = outcomes.len();
+    let rest = messages.get(from..).unwrap_or_default();
+    let decoded: Vec<Result<P::Input, String>> = rest
         .iter()
         .map(|m| decode::<P>(settings, codec, m))
         .collect();
@@ -593,17 +851,26 @@ fn pure_stage<P: Processor>(
     if !inputs.is_empty() {
         processor.prepare(&inputs);
     }
-    messages
-        .iter()
-        .zip(&decoded)
-        .map(|(m, input)| match input {
-            Ok(input) => process_one(processor, settings, metrics, m, input),
-            Err(error) => Ok(Outcome::Dead {
+    for (i, (m, input)) in rest.iter().zip(&decoded).enumerate() {
+        let outcome = match input {
+            Ok(input) => match process_one(processor, settings, m, input)? {
+                Ok(outcome) => outcome,
+                Err((dependency, error)) => {
+                    return Ok(Some(Stall {
+                        at: from + i,
+                        dependency,
+                        error,
+                    }));
+                }
+            },
+            Err(error) => Outcome::Dead {
                 class: ErrorClass::Poison,
                 error: error.clone(),
-            }),
-        })
-        .collect()
+            },
+        };
+        outcomes.push(outcome);
+    }
+    Ok(None)
 }
 
 /// A message's input, or why it has none.
@@ -623,14 +890,15 @@ fn decode<P: Processor>(
     codec.decode(payload).map_err(|e| e.to_string())
 }
 
-/// Processes one decoded message, retrying transient failures with backoff.
+/// Processes one decoded message: its outcome, or (is a dependency down?, the error) for
+/// a failure that a retry may fix.
+#[allow(clippy::type_complexity)]
 fn process_one<P: Processor>(
     processor: &mut P,
     settings: &ProcessorSettings,
-    metrics: &Metrics,
     m: &OwnedMessage,
     input: &P::Input,
-) -> Result<Outcome, RuntimeError> {
+) -> Result<Result<Outcome, (bool, String)>, RuntimeError> {
     let source = source_of(m);
     let input_id = input.input_id(&source);
     let correlation_id = input.correlation_id(&source);
@@ -641,37 +909,21 @@ fn process_one<P: Processor>(
         now: now(),
         source: &source,
     };
-    let mut backoff = backoff_policy();
-    let outputs = loop {
-        match processor.process(input, &ctx) {
-            Ok(outputs) => break outputs,
-            Err(ProcessError::Poison(error)) => {
-                return Ok(Outcome::Dead {
-                    class: ErrorClass::Poison,
-                    error,
-                });
-            }
-            Err(ProcessError::Retryable(error)) => match backoff.next_backoff() {
-                Some(wait) => {
-                    metrics
-                        .retries
-                        .with_label_values(&[&settings.name, "process"])
-                        .inc();
-                    std::thread::sleep(wait);
-                }
-                None => {
-                    return Ok(Outcome::Dead {
-                        class: ErrorClass::RetriesExhausted,
-                        error,
-                    });
-                }
-            },
-            Err(ProcessError::Fatal(message)) => {
-                return Err(RuntimeError::Fatal {
-                    processor: settings.name.clone(),
-                    message,
-                });
-            }
+    let outputs = match processor.process(input, &ctx) {
+        Ok(outputs) => outputs,
+        Err(ProcessError::Poison(error)) => {
+            return Ok(Ok(Outcome::Dead {
+                class: ErrorClass::Poison,
+                error,
+            }));
+        }
+        Err(ProcessError::Retryable(error)) => return Ok(Err((false, error))),
+        Err(ProcessError::Unavailable(error)) => return Ok(Err((true, error))),
+        Err(ProcessError::Fatal(message)) => {
+            return Err(RuntimeError::Fatal {
+                processor: settings.name.clone(),
+                message,
+            });
         }
     };
     let name = processor.name().to_owned();
@@ -693,7 +945,7 @@ fn process_one<P: Processor>(
         }
         envelopes.push((envelope, output.topic, output.key));
     }
-    Ok(Outcome::Outputs(envelopes))
+    Ok(Ok(Outcome::Outputs(envelopes)))
 }
 
 fn source_of(m: &OwnedMessage) -> Source {
