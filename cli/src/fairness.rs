@@ -111,10 +111,17 @@ pub async fn streaming(
     if let Some(t) = spec.and_then(|p| p.outputs.first()) {
         config.reports_topic = t.clone();
     }
-    // The first input is the one every interaction passes through: it drives the watermark.
-    if let Some(t) = spec.and_then(|p| p.inputs.first()) {
-        config.watermark_topic = t.clone();
-        config.watermark_partitions = topology.topic(t).map_or(0, |s| s.partitions);
+    // The watermark topics must be inputs (one never consumed would hold it forever).
+    let inputs = spec.map(|p| p.inputs.clone()).unwrap_or_default();
+    for t in &config.watermark_topics {
+        if !inputs.contains(t) {
+            anyhow::bail!(
+                "[processors.fairness.config] watermark_topics: `{t}` is not an input of fairness"
+            );
+        }
+        config
+            .watermark_partitions
+            .insert(t.clone(), topology.topic(t).map_or(0, |s| s.partitions));
     }
     let mut processor = insights_fairness::FairnessProcessor::new(config)
         .map_err(|p| anyhow::anyhow!("[processors.fairness.config]: {}", p.join("; ")))?;

@@ -16,15 +16,25 @@
 //! Labels arrive when reviewers decide, long after the message, so the labelled outcome's
 //! windows accept `label_allowed_lateness`.
 //!
-//! **Watermark**: the minimum, over the partitions of the watermark topic (the one every
-//! interaction passes through, `interactions.scored`), of the latest event time each has
-//! delivered — a consumer that reads one partition's backlog before another's does not
-//! make the other's outcomes late. Every partition of the topic (as many as topology.toml
-//! gives it) holds the watermark from the first input on, also before it has delivered
-//! anything, until it has been silent for `idle_partition` of processing time (a quiet
-//! partition, or one another replica of the group owns, must not stall reports forever).
-//! The watermark never goes back. Outcomes from the other topics are placed by their own
-//! event time and are late only past their window's allowed lateness.
+//! **Watermark**: the minimum, over the partitions of the watermark topics (those every
+//! interaction passes through: `interactions.scored` and `responses.drafted`), of the
+//! latest event time each has delivered — a consumer that reads one partition's or one
+//! topic's backlog before another's does not make the other's outcomes late. Every
+//! partition of those topics (as many as topology.toml gives them) holds the watermark
+//! from the first input on, also before it has delivered anything, until it has been
+//! silent for `idle_partition` of processing time (a quiet partition, or one another
+//! replica of the group owns, must not stall reports forever). The watermark never goes
+//! back. A draft whose decision (automatic approval, or a review request on its own
+//! topic) has not arrived yet holds the watermark at its time too.
+//!
+//! **Same input, same reports**: interactions arrive in event-time order within a
+//! partition (as producers write them, keyed by conversation), so with every topic that
+//! carries an interaction's outcomes holding the watermark, no outcome can arrive after
+//! its window closed, however fast or slow each upstream processor runs: a window holds
+//! the same outcomes in every run. Two things stay timing-dependent, by nature: a
+//! partition silent for `idle_partition` of processing time stops holding the watermark,
+//! and `slow_draft` measures drafting time. Reviewers' decisions (the labelled outcome)
+//! come when people make them and are placed within `label_allowed_lateness`.
 //!
 //! **Exactly once**: an event id is counted once (a set of the ids in open windows), so
 //! replaying the store on start ([`FairnessProcessor::replay`]) and Kafka redelivering the
@@ -74,21 +84,21 @@ pub struct FairnessConfig {
     pub privileged: BTreeMap<String, String>,
     /// A draft slower than this is a `slow_draft` outcome.
     pub slow_draft_ms: u64,
-    /// A partition of the watermark topic silent this long (processing time) no longer
+    /// A partition of a watermark topic silent this long (processing time) no longer
     /// holds the watermark back.
     pub idle_partition: String,
+    /// The topics whose partitions drive the watermark: those every interaction passes
+    /// through.
+    pub watermark_topics: Vec<String>,
     /// Alert thresholds.
     pub alerts: AlertThresholds,
     /// Where reports go (from topology.toml).
     #[serde(skip)]
     pub reports_topic: String,
-    /// The topic whose partitions drive the watermark: the one every interaction passes
-    /// through (from topology.toml: the processor's first input).
+    /// The partition count of each watermark topic (from topology.toml); a topic not
+    /// listed counts only the partitions seen.
     #[serde(skip)]
-    pub watermark_topic: String,
-    /// Its partition count (from topology.toml); 0: only partitions seen count.
-    #[serde(skip)]
-    pub watermark_partitions: u32,
+    pub watermark_partitions: BTreeMap<String, u32>,
 }
 
 impl Default for FairnessConfig {
@@ -111,8 +121,8 @@ impl Default for FairnessConfig {
             idle_partition: "10m".into(),
             alerts: AlertThresholds::default(),
             reports_topic: "fairness.reports".into(),
-            watermark_topic: "interactions.scored".into(),
-            watermark_partitions: 0,
+            watermark_topics: vec!["interactions.scored".into(), "responses.drafted".into()],
+            watermark_partitions: BTreeMap::new(),
         }
     }
 }
@@ -173,6 +183,9 @@ impl FairnessConfig {
         }
         if self.attributes.is_empty() && self.intersections.is_empty() {
             problems.push("no attributes to report on".into());
+        }
+        if self.watermark_topics.is_empty() {
+            problems.push("watermark_topics names no topic".into());
         }
         for set in &self.intersections {
             if set.len() < 2 {
@@ -250,10 +263,15 @@ pub struct FairnessProcessor {
     tracks: Vec<Track>,
     /// The watermark (see the module docs).
     watermark: Option<i64>,
-    /// Per partition of the watermark topic: its latest event time (none yet), and when
+    /// Per partition of the watermark topics: its latest event time (none yet), and when
     /// (processing time) it last delivered (or, never having delivered, when it was
     /// first expected).
-    marks: HashMap<i32, (Option<i64>, i64)>,
+    marks: HashMap<(String, i32), (Option<i64>, i64)>,
+    /// Drafts read from Kafka whose decision has not arrived: their event time and when
+    /// (processing time) they came; and decisions whose draft has not arrived (read from
+    /// their topic first), with their event time.
+    undecided: HashMap<Uuid, (i64, i64)>,
+    decided_early: HashMap<Uuid, i64>,
     /// Processing time after which a silent partition stops holding the watermark.
     idle_after: i64,
     /// Ids counted, with their event time, while their windows may be open.
@@ -261,8 +279,6 @@ pub struct FairnessProcessor {
     seen_by_time: BTreeSet<(i64, Uuid)>,
     /// The model's label per open review item (for the labelled outcome).
     review_labels: HashMap<Uuid, (String, i64)>,
-    /// Reports of windows closed during a replay, emitted with the next input.
-    pending: Vec<Output>,
     /// Outcomes dropped as later than every window that could take them.
     late: u64,
     horizon: i64,
@@ -308,11 +324,12 @@ impl FairnessProcessor {
             tracks,
             watermark: None,
             marks: HashMap::new(),
+            undecided: HashMap::new(),
+            decided_early: HashMap::new(),
             idle_after,
             seen: HashMap::new(),
             seen_by_time: BTreeSet::new(),
             review_labels: HashMap::new(),
-            pending: Vec::new(),
             late: 0,
             horizon,
         })
@@ -323,13 +340,14 @@ impl FairnessProcessor {
         self.late + self.tracks.iter().map(|t| t.windows.late).sum::<u64>()
     }
 
-    /// Rebuilds state from stored events (in store order), before the first input. Reports
-    /// of windows that close on the way are kept and emitted with the next input: their ids
-    /// are the window's, so those already stored are not stored twice.
+    /// Rebuilds state from stored events (in store order), before the first input: counts
+    /// them (once per id), closing no window — the watermark comes from live input only
+    /// (see [`FairnessProcessor::next_watermark`]), so a window is never reported before
+    /// every outcome in it could arrive, also after a restart.
     pub fn replay<'a>(&mut self, events: impl IntoIterator<Item = &'a Envelope>) {
         for e in events {
-            let reports = self.observe(e, None);
-            self.pending.extend(reports);
+            let closed = self.observe(e, None);
+            debug_assert!(closed.is_empty(), "a replay closes no window");
         }
     }
 
@@ -400,15 +418,25 @@ impl FairnessProcessor {
     /// (`None`: the store, in log order).
     fn next_watermark(&mut self, t: i64, source: Option<(&Source, i64)>) -> Option<i64> {
         let candidate = match source {
-            None => Some(t),
-            Some((s, now)) if s.topic == self.config.watermark_topic => {
+            // The store holds each processor's outputs in the order it wrote them, with no
+            // trace of their partitions: the log cannot tell which windows are complete,
+            // so a replay counts and closes nothing. The live input (redelivered from the
+            // committed offsets, or new) moves the watermark from there.
+            None => None,
+            Some((s, now)) if self.config.watermark_topics.contains(&s.topic) => {
                 if self.marks.is_empty() {
-                    let n = i32::try_from(self.config.watermark_partitions).unwrap_or(i32::MAX);
-                    for p in 0..n {
-                        self.marks.insert(p, (None, now));
+                    for topic in &self.config.watermark_topics {
+                        let n = self.config.watermark_partitions.get(topic).copied();
+                        let n = i32::try_from(n.unwrap_or(0)).unwrap_or(i32::MAX);
+                        for p in 0..n {
+                            self.marks.insert((topic.clone(), p), (None, now));
+                        }
                     }
                 }
-                let mark = self.marks.entry(s.partition).or_insert((None, now));
+                let mark = self
+                    .marks
+                    .entry((s.topic.clone(), s.partition))
+                    .or_insert((None, now));
                 *mark = (Some(mark.0.map_or(t, |m| m.max(t))), now);
                 let live: Vec<Option<i64>> = self
                     .marks
@@ -443,8 +471,25 @@ impl FairnessProcessor {
         let demographics = context.demographics.clone();
         self.seen.insert(e.event_id, t);
         self.seen_by_time.insert((t, e.event_id));
+        if let Some((_, now)) = source {
+            self.track_decision(e, t, now);
+        }
         let watermark = self.next_watermark(t, source);
         self.watermark = watermark;
+        // A window closes only once the decisions of its drafts are in (or, as for a quiet
+        // partition, `idle_partition` has passed without them).
+        let idle_after = self.idle_after;
+        let now = source.map(|(_, now)| now);
+        let oldest_undecided = self
+            .undecided
+            .values()
+            .filter(|(_, since)| now.is_none_or(|now| now - since <= idle_after))
+            .map(|(t, _)| *t)
+            .min();
+        let watermark = match (watermark, oldest_undecided) {
+            (Some(w), Some(u)) => Some(w.min(u)),
+            (w, _) => w,
+        };
         let mut closed: Vec<(usize, ClosedWindow)> = Vec::new();
         for (i, track) in self.tracks.iter_mut().enumerate() {
             if let Some((_, predicted, actual)) =
@@ -477,6 +522,25 @@ impl FairnessProcessor {
             .collect()
     }
 
+    /// Keeps track of drafts whose decision (an automatic approval on the drafts' topic, a
+    /// review request on its own) has not been seen.
+    fn track_decision(&mut self, e: &Envelope, t: i64, now: i64) {
+        let decided = match &e.event {
+            Event::ResponseDrafted(_) => {
+                if self.decided_early.remove(&e.event_id).is_none() {
+                    self.undecided.insert(e.event_id, (t, now));
+                }
+                return;
+            }
+            Event::ResponseApproved(a) if a.automatic => a.draft_event_id,
+            Event::ReviewRequested(r) => r.draft_event_id,
+            _ => return,
+        };
+        if self.undecided.remove(&decided).is_none() {
+            self.decided_early.insert(decided, t);
+        }
+    }
+
     /// Forgets ids and review labels older than any window that could still take them.
     fn prune(&mut self, watermark: i64) {
         let before = watermark - self.horizon;
@@ -488,6 +552,12 @@ impl FairnessProcessor {
             self.seen.remove(&id);
         }
         self.review_labels.retain(|_, (_, t)| *t >= before);
+        self.decided_early.retain(|_, t| *t >= before);
+        let idle_after = self.idle_after;
+        if let Some(newest) = self.undecided.values().map(|(_, since)| *since).max() {
+            self.undecided
+                .retain(|_, (_, since)| newest - *since <= idle_after);
+        }
     }
 
     /// The id of a window's report.
@@ -693,9 +763,7 @@ impl Processor for FairnessProcessor {
             | Event::ReviewRequested(_)
             | Event::ReviewDecided(_)
             | Event::ReviewClaimed(_) => {
-                let mut out = std::mem::take(&mut self.pending);
-                out.extend(self.observe(input, Some((ctx.source, ctx.now.micros()))));
-                Ok(out)
+                Ok(self.observe(input, Some((ctx.source, ctx.now.micros()))))
             }
             other => Err(ProcessError::Poison(format!(
                 "fairness consumes outcome events, not {}",
@@ -1103,7 +1171,7 @@ mod tests {
         // Three partitions expected: partition 1 never delivers and partition 2 once; both
         // hold the watermark until they have been silent for `idle_partition` (10 min).
         let mut p = FairnessProcessor::new(FairnessConfig {
-            watermark_partitions: 3,
+            watermark_partitions: [("interactions.scored".to_owned(), 3)].into(),
             ..config()
         })
         .expect("valid");
