@@ -1,0 +1,73 @@
+"""Produces a JSON-lines file of interactions with a third-party client (confluent-kafka,
+idempotent, keyed by conversation id), at a fixed rate or as fast as the broker takes them,
+and writes each interaction's produce time (microseconds since the epoch) for the latency
+figures of benches/e2e.sh.
+
+    python benches/e2e_produce.py --brokers B --file F --times OUT [--rate N]
+"""
+
+import argparse
+import json
+import time
+
+from confluent_kafka import Producer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--brokers", required=True)
+    ap.add_argument("--file", required=True)
+    ap.add_argument("--times", required=True)
+    ap.add_argument("--topic", default="interactions.raw")
+    ap.add_argument("--rate", type=float, default=0, help="messages per second; 0: as fast as possible")
+    args = ap.parse_args()
+    producer = Producer(
+        {
+            "bootstrap.servers": args.brokers,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+        }
+    )
+    with open(args.file, "rb") as f:
+        lines = [line.rstrip(b"\n") for line in f if line.strip()]
+    times = []
+    failed = []
+    start = time.time()
+    for n, line in enumerate(lines):
+        if args.rate > 0:
+            due = start + n / args.rate
+            pause = due - time.time()
+            if pause > 0:
+                time.sleep(pause)
+        try:
+            record = json.loads(line)
+            key = record.get("conversation_id") or ""
+            ident = record.get("interaction_id")
+        except ValueError:
+            key, ident = "", None
+        while True:
+            try:
+                producer.produce(
+                    args.topic,
+                    key=key.encode(),
+                    value=line,
+                    on_delivery=lambda err, _msg: err and failed.append(str(err)),
+                )
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+        if ident:
+            times.append((ident, int(time.time() * 1_000_000)))
+    producer.flush(60)
+    if failed:
+        raise SystemExit(f"e2e_produce: {len(failed)} messages not delivered: {failed[0]}")
+    with open(args.times, "w") as out:
+        for ident, t in times:
+            out.write(f"interaction:{ident}\t{t}\n")
+    print(json.dumps({"produced": len(lines), "seconds": round(time.time() - start, 2)}))
+
+
+if __name__ == "__main__":
+    main()
