@@ -24,8 +24,7 @@ while [ $# -gt 0 ]; do
 done
 scripts/setup.sh >/dev/null
 cargo build --release --locked --bin insights
-bin="$(pwd)/${CARGO_TARGET_DIR:-target}/release/insights"
-[ -x "$bin" ] || bin="${CARGO_TARGET_DIR}/release/insights"
+bin="$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)/insights"
 export OMP_WAIT_POLICY=PASSIVE PGHOST=127.0.0.1 PGUSER=postgres
 work=$(mktemp -d /tmp/insights-e2e.XXXXXX)
 pids=()

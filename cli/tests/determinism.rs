@@ -128,6 +128,18 @@ fn consumed(port: u16) -> u64 {
         .sum::<f64>() as u64
 }
 
+/// Waits until the fairness process has consumed `n` messages; fails at `deadline`.
+async fn await_consumed(port: u16, n: u64, deadline: Instant, what: &str) {
+    while consumed(port) < n {
+        assert!(
+            Instant::now() < deadline,
+            "fairness did not read the {n} {what} in time (read {})",
+            consumed(port)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_input_gives_the_same_facts_however_fast_each_processor_runs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -214,14 +226,7 @@ async fn the_same_input_gives_the_same_facts_however_fast_each_processor_runs() 
     assert!(scored > 2_900, "run B scored {scored} interactions");
     // Fairness reads every score while no draft exists: it must hold every window.
     let deadline = Instant::now() + limit;
-    while consumed(port) < scored {
-        assert!(
-            Instant::now() < deadline,
-            "fairness did not read the {scored} scores within {limit:?} (read {})",
-            consumed(port)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    await_consumed(port, scored, deadline, "scores").await;
     assert_eq!(
         count(&["FairnessReported"]).await,
         0,
@@ -246,14 +251,7 @@ async fn the_same_input_gives_the_same_facts_however_fast_each_processor_runs() 
         "ReviewRequested",
     ])
     .await;
-    while consumed(port) < expected {
-        assert!(
-            Instant::now() < deadline,
-            "fairness did not read the {expected} outcome events within {limit:?} (read {})",
-            consumed(port)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    await_consumed(port, expected, deadline, "outcome events").await;
     // SIGTERM: fairness finishes the batch in flight and stops.
     let _ = Command::new("kill")
         .args(["-TERM", &fairness.id().to_string()])

@@ -97,7 +97,7 @@ pub(crate) struct Watermarks {
     /// When the statistics arrived.
     pub(crate) at: Instant,
     /// (topic, partition) → (high watermark, committed offset); -1 where unknown.
-    pub(crate) partitions: std::collections::BTreeMap<(String, i32), (i64, i64)>,
+    pub(crate) partitions: BTreeMap<(String, i32), (i64, i64)>,
 }
 
 impl RebalanceContext {
@@ -143,7 +143,7 @@ impl RebalanceContext {
 
 impl ClientContext for RebalanceContext {
     fn stats(&self, statistics: Statistics) {
-        let mut partitions = std::collections::BTreeMap::new();
+        let mut partitions = BTreeMap::new();
         for (name, topic) in statistics.topics {
             for (id, p) in topic.partitions {
                 // -1 is librdkafka's internal "unassigned" partition.
