@@ -1,9 +1,11 @@
 //! Projections: the event log folded into SQL views that the HTTP API and the dashboard
 //! read.
 //!
-//! A [`Projection`] says which tables it owns and how one stored event changes them. The
-//! [`Runner`] feeds it the log from its checkpoint, a page at a time, and commits the
-//! page's view changes **and** the new checkpoint in one transaction: a crash (kill -9
+//! A [`Projection`] says which tables it owns and how a page of stored events changes them.
+//! The [`Runner`] feeds it the log from its checkpoint, a page at a time (1,000 events by
+//! default), and the view folds the page in memory and writes each row it changes once
+//! (set-based statements, not one statement per event). The runner commits the page's
+//! view changes **and** the new checkpoint in one transaction: a crash (kill -9
 //! included) loses the whole page or nothing, and a restart goes on from the checkpoint,
 //! so each event is applied exactly once. A rebuild folds the log from position 0 into a
 //! fresh set of tables (`<table>__next`) while the live ones keep serving, then swaps them
@@ -22,10 +24,12 @@
 //!
 //! # Layout
 //! - `db` — the database, the checkpoint and outbox tables.
+//! - `fold` — set-based reads and writes of the rows a page touches.
 //! - `runner` — catch-up, live following, rebuild and swap, lag.
 //! - `views/` — one module per view: its tables, its fold, and the queries the API serves.
 
 pub mod db;
+mod fold;
 mod runner;
 pub mod views;
 
@@ -131,8 +135,15 @@ pub trait Projection: Send + Sync + std::fmt::Debug {
     /// The event types it reads; `None` for all.
     fn event_types(&self) -> Option<&'static [&'static str]>;
 
-    /// Applies one event inside the runner's transaction.
-    async fn apply(&self, tx: &mut ViewTx<'_>, event: Recorded<'_>) -> Result<(), ProjectionError>;
+    /// Applies a page of events, in log order, inside the runner's transaction. The result
+    /// must not depend on where pages begin and end: a view folded a page at a time equals
+    /// the same view folded one event at a time, row for row (the views fold a page in
+    /// memory and write each row it changes once; see `fold`).
+    async fn apply(
+        &self,
+        tx: &mut ViewTx<'_>,
+        page: &[Recorded<'_>],
+    ) -> Result<(), ProjectionError>;
 }
 
 /// The views as readers (the API) see them: their database, which there are, and the

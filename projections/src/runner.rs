@@ -287,18 +287,15 @@ impl Runner {
         suffix: &'static str,
     ) -> Result<(), ProjectionError> {
         let mut tx = ViewTx::new(conn, suffix);
-        for (r, envelope) in events {
-            self.view
-                .apply(
-                    &mut tx,
-                    Recorded {
-                        position: r.position,
-                        recorded_at: r.recorded_at,
-                        envelope,
-                    },
-                )
-                .await?;
-        }
+        let page: Vec<Recorded<'_>> = events
+            .iter()
+            .map(|(r, envelope)| Recorded {
+                position: r.position,
+                recorded_at: r.recorded_at,
+                envelope,
+            })
+            .collect();
+        self.view.apply(&mut tx, &page).await?;
         let emitted = tx.take_emitted();
         for e in &emitted {
             sqlx::query(

@@ -392,11 +392,19 @@ impl Projection for Failing {
     fn event_types(&self) -> Option<&'static [&'static str]> {
         self.inner.event_types()
     }
-    async fn apply(&self, tx: &mut ViewTx<'_>, r: Recorded<'_>) -> Result<(), ProjectionError> {
-        if self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
+    async fn apply(
+        &self,
+        tx: &mut ViewTx<'_>,
+        page: &[Recorded<'_>],
+    ) -> Result<(), ProjectionError> {
+        let before = self.seen.fetch_add(page.len(), Ordering::SeqCst);
+        // Applies the events before the failing one first, as a crash mid-page would.
+        if (before + 1..=before + page.len()).contains(&self.fail_at) {
+            let ok = self.fail_at - before - 1;
+            self.inner.apply(tx, &page[..ok]).await?;
             return Err(ProjectionError::Config("crash".into()));
         }
-        self.inner.apply(tx, r).await
+        self.inner.apply(tx, page).await
     }
 }
 
@@ -819,6 +827,87 @@ async fn each_interaction_counts_once_per_model_version(fx: Fixture) {
     fx.drop_schema().await;
 }
 
+/// The test log with each day's fairness report right after that day's messages, and then
+/// late negative scores for every day, 24 of them for day 5 (after their day's report, so
+/// the anomaly view judges those buckets again after each, and flags day 5's then).
+fn interleaved() -> Vec<Envelope> {
+    let (reports, rest): (Vec<_>, Vec<_>) = log()
+        .into_iter()
+        .partition(|e| matches!(e.event, Event::FairnessReported(_)));
+    let mut reports = reports.into_iter().peekable();
+    let mut out = Vec::new();
+    for e in rest {
+        if let Some(t) = e.event.context().map(|c| c.sent_at.micros()) {
+            while let Some(r) = reports.next_if(
+                |r| matches!(&r.event, Event::FairnessReported(f) if f.window_end.micros() <= t),
+            ) {
+                out.push(r);
+            }
+        }
+        out.push(e);
+    }
+    out.extend(reports);
+    for day in 0..DAYS {
+        for k in 0..if day == 5 { 24 } else { 1 } {
+            let n = 50_000 + u128::try_from(day * 100 + k).expect("small");
+            let mut c = context(n, START + day * DAY + k + 1);
+            c.product = Some("tv-box".into());
+            c.channel = "chat".into();
+            out.push(scored_in(
+                n + 1_000,
+                c,
+                "text",
+                SentimentLabel::Negative,
+                0.9,
+            ));
+        }
+    }
+    out
+}
+
+async fn a_page_at_a_time_equals_one_event_at_a_time(fx: Fixture) {
+    fill(&*fx.store, &interleaved()).await;
+    for name in views::NAMES {
+        let mut dumps = Vec::new();
+        for page in [1, 7, 1_000] {
+            // Pages of 7 in the backend under test, the others in SQLite in memory.
+            let db = if page == 7 {
+                fx.db().await
+            } else {
+                Db::memory().await.expect("memory db")
+            };
+            let mut runner = Runner::new(db.clone(), Arc::clone(&fx.store), view(name))
+                .without_emitting()
+                .with_page(page);
+            runner.open().await.expect("open");
+            runner.catch_up(None).await.expect("catch up");
+            dumps.push((page, dump(&db, &*view(name)).await));
+        }
+        if *name == "anomalies" {
+            // The late scores of day 5 had its buckets judged again, and flagged.
+            let day5 = START + 5 * DAY;
+            let flagged = dumps[0].1[0]
+                .1
+                .iter()
+                .filter(|r| r["bucket_start"] == day5 && r["judged"] == 2)
+                .count();
+            assert_eq!(
+                flagged, 2,
+                "day 5's product and channel buckets are flagged"
+            );
+        }
+        let rows: usize = dumps[0].1.iter().map(|(_, rows)| rows.len()).sum();
+        assert!(rows > 0, "{name}: the view holds rows");
+        for (page, d) in &dumps[1..] {
+            assert!(
+                *d == dumps[0].1,
+                "{name}: pages of {page} differ from one event at a time"
+            );
+        }
+    }
+    fx.drop_schema().await;
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -848,6 +937,7 @@ both_backends!(
     anomalies_are_raised_once,
     an_event_time_watermark_needs_no_fairness_reports,
     each_interaction_counts_once_per_model_version,
+    a_page_at_a_time_equals_one_event_at_a_time,
 );
 
 #[tokio::test]

@@ -18,13 +18,18 @@
 //! anomaly.
 
 use async_trait::async_trait;
-use insights_schemas::{AnomalyDetected, Envelope, Event, Timestamp, current_version};
+use std::collections::BTreeMap;
+
+use insights_schemas::{
+    AnomalyDetected, Envelope, Event, SentimentScored, Timestamp, current_version,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
 
 use super::{MINUTE, bucket, dim, page, polarity, range};
 use crate::db::{Db, row_json, to_i64};
+use crate::fold::{fold, insert_new, load};
 use crate::{Projection, ProjectionError, Recorded, Table, ViewTx};
 
 /// Detection settings (`[projections.anomalies]`).
@@ -263,6 +268,14 @@ impl Anomalies {
     }
 }
 
+/// The series a score counts in: its product's and its channel's.
+fn series(s: &SentimentScored) -> [(&'static str, &str); 2] {
+    [
+        ("product", dim(s.context.product.as_deref())),
+        ("channel", dim(Some(&s.context.channel))),
+    ]
+}
+
 #[allow(clippy::too_many_arguments)]
 fn anomaly_event(
     dimension: &str,
@@ -317,7 +330,100 @@ impl Projection for Anomalies {
         Some(&["SentimentScored", "FairnessReported", "AnomalyDetected"])
     }
 
-    async fn apply(&self, tx: &mut ViewTx<'_>, r: Recorded<'_>) -> Result<(), ProjectionError> {
+    async fn apply(
+        &self,
+        tx: &mut ViewTx<'_>,
+        page: &[Recorded<'_>],
+    ) -> Result<(), ProjectionError> {
+        let mut i = 0;
+        while i < page.len() {
+            let scored = |r: &Recorded<'_>| matches!(r.envelope.event, Event::SentimentScored(_));
+            if self.config.watermark == Watermark::Fairness && scored(&page[i]) {
+                let run = page[i..].iter().take_while(|r| scored(r)).count();
+                self.apply_scored(tx, &page[i..i + run]).await?;
+                i += run;
+            } else {
+                self.apply_one(tx, page[i]).await?;
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Anomalies {
+    /// A run of `SentimentScored` events with the fairness watermark (which they do not
+    /// move): only additions to open buckets, folded in one pass, unless one of them
+    /// falls in a bucket already judged; then one at a time, as that bucket is judged
+    /// again after each.
+    async fn apply_scored(
+        &self,
+        tx: &mut ViewTx<'_>,
+        run: &[Recorded<'_>],
+    ) -> Result<(), ProjectionError> {
+        let mut interactions = Vec::with_capacity(run.len());
+        let mut changes = Vec::with_capacity(run.len() * 2);
+        for r in run {
+            let Event::SentimentScored(s) = &r.envelope.event else {
+                continue;
+            };
+            interactions.push((s.context.interaction_id.clone(),));
+            let start = bucket(s.context.sent_at.micros(), self.width());
+            let p = polarity(s);
+            for (dimension, value) in series(s) {
+                changes.push(((dimension.to_owned(), value.to_owned(), start), p));
+            }
+        }
+        let table = tx.table("view_anomaly_buckets");
+        let keys = ["dimension", "value", "bucket_start"];
+        let states: BTreeMap<(String, String, i64), (i64,)> = load(
+            tx.conn(),
+            &table,
+            &keys,
+            &["judged"],
+            changes.iter().map(|(k, _)| k),
+        )
+        .await?;
+        if states.values().any(|&(judged,)| judged != PENDING) {
+            for r in run {
+                self.apply_one(tx, *r).await?;
+            }
+            return Ok(());
+        }
+        // One score per interaction: the first (a reprocessing with another model does not
+        // count it twice).
+        let seen = tx.table("view_anomaly_seen");
+        let fresh = insert_new(
+            tx.conn(),
+            &seen,
+            &["interaction_id"],
+            &["interaction_id"],
+            &interactions,
+            Clone::clone,
+        )
+        .await?;
+        let fresh: Vec<((String, String, i64), f64)> = fresh
+            .into_iter()
+            .flat_map(|i| changes[2 * i..2 * i + 2].iter().cloned())
+            .collect();
+        fold(
+            tx.conn(),
+            &table,
+            &keys,
+            &["n", "polarity_sum", "polarity_sqsum", "judged"],
+            &fresh,
+            |row: &mut Option<(i64, f64, f64, i64)>, &p| {
+                let r = row.get_or_insert((0, 0.0, 0.0, PENDING));
+                r.0 += 1;
+                r.1 += p;
+                r.2 += p * p;
+            },
+        )
+        .await
+    }
+
+    /// One event, as it comes.
+    async fn apply_one(&self, tx: &mut ViewTx<'_>, r: Recorded<'_>) -> Result<(), ProjectionError> {
         let e = r.envelope;
         match &e.event {
             Event::SentimentScored(s) => {
@@ -336,10 +442,7 @@ impl Projection for Anomalies {
                 }
                 let start = bucket(s.context.sent_at.micros(), self.width());
                 let table = tx.table("view_anomaly_buckets");
-                for (dimension, value) in [
-                    ("product", dim(s.context.product.as_deref())),
-                    ("channel", dim(Some(&s.context.channel))),
-                ] {
+                for (dimension, value) in series(s) {
                     let p = polarity(s);
                     let judged: i64 = sqlx::query_scalar(&format!(
                         "INSERT INTO {table} AS t (dimension, value, bucket_start, n, polarity_sum, \

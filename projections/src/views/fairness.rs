@@ -57,14 +57,28 @@ impl Projection for Fairness {
         Some(&["FairnessReported", "FairnessAlertRaised"])
     }
 
-    async fn apply(&self, tx: &mut ViewTx<'_>, r: Recorded<'_>) -> Result<(), ProjectionError> {
-        let e = r.envelope;
-        match &e.event {
-            Event::FairnessReported(f) => {
-                // A later window replaces an earlier one; a late report of an older window
-                // does not.
-                let table = tx.table("view_fairness_latest");
-                sqlx::query(&format!(
+    async fn apply(
+        &self,
+        tx: &mut ViewTx<'_>,
+        page: &[Recorded<'_>],
+    ) -> Result<(), ProjectionError> {
+        // A report or an alert a day per attribute set and outcome: one statement each is
+        // cheap.
+        for r in page {
+            apply_one(tx, *r).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn apply_one(tx: &mut ViewTx<'_>, r: Recorded<'_>) -> Result<(), ProjectionError> {
+    let e = r.envelope;
+    match &e.event {
+        Event::FairnessReported(f) => {
+            // A later window replaces an earlier one; a late report of an older window
+            // does not.
+            let table = tx.table("view_fairness_latest");
+            sqlx::query(&format!(
                     "INSERT INTO {table} AS t (attributes, outcome, window_start, window_end, report_event_id, \
                      position, min_group_size, groups, metrics, excluded_groups, reported_groups) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
@@ -94,10 +108,10 @@ impl Projection for Fairness {
                 )
                 .execute(tx.conn())
                 .await?;
-            }
-            Event::FairnessAlertRaised(a) => {
-                let table = tx.table("view_fairness_alerts");
-                sqlx::query(&format!(
+        }
+        Event::FairnessAlertRaised(a) => {
+            let table = tx.table("view_fairness_alerts");
+            sqlx::query(&format!(
                     "INSERT INTO {table} (event_id, position, attributes, outcome, metric, value, threshold, \
                      groups, window_start, window_end) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                      ON CONFLICT (event_id) DO NOTHING"
@@ -114,11 +128,10 @@ impl Projection for Fairness {
                 .bind(a.window_end.micros())
                 .execute(tx.conn())
                 .await?;
-            }
-            _ => {}
         }
-        Ok(())
+        _ => {}
     }
+    Ok(())
 }
 
 /// `GET /v1/views/fairness` parameters.

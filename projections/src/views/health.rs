@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::{MINUTE, bucket, with_times};
 use crate::db::{Db, now_micros, row_json, to_i64};
+use crate::fold::fold;
 use crate::{Projection, ProjectionError, Recorded, Table, ViewTx};
 
 /// The pipeline health view.
@@ -56,45 +57,67 @@ impl Projection for Health {
         None
     }
 
-    async fn apply(&self, tx: &mut ViewTx<'_>, r: Recorded<'_>) -> Result<(), ProjectionError> {
-        let e = r.envelope;
-        let rate = tx.table("view_event_rate");
-        sqlx::query(&format!(
-            "INSERT INTO {rate} AS t (minute, event_type, n) VALUES ($1, $2, 1) \
-             ON CONFLICT (minute, event_type) DO UPDATE SET n = t.n + 1"
-        ))
-        .bind(bucket(r.recorded_at, MINUTE))
-        .bind(e.event_type())
-        .execute(tx.conn())
-        .await?;
-        let producers = tx.table("view_producers");
-        sqlx::query(&format!(
-            "INSERT INTO {producers} AS t (producer, producer_version, n, last_position, last_recorded_at) \
-             VALUES ($1, $2, 1, $3, $4) ON CONFLICT (producer, producer_version) DO UPDATE SET \
-             n = t.n + 1, last_position = excluded.last_position, last_recorded_at = excluded.last_recorded_at"
-        ))
-        .bind(&e.producer)
-        .bind(&e.producer_version)
-        .bind(to_i64(r.position))
-        .bind(r.recorded_at)
-        .execute(tx.conn())
-        .await?;
-        if let Event::DeadLettered(d) = &e.event {
-            let dead = tx.table("view_dead_letters");
-            sqlx::query(&format!(
-                "INSERT INTO {dead} AS t (processor, error_class, n, last_error, last_topic, last_at) \
-                 VALUES ($1, $2, 1, $3, $4, $5) ON CONFLICT (processor, error_class) DO UPDATE SET \
-                 n = t.n + 1, last_error = excluded.last_error, last_topic = excluded.last_topic, \
-                 last_at = excluded.last_at"
-            ))
-            .bind(&d.processor)
-            .bind(&d.error_class)
-            .bind(&d.error)
-            .bind(&d.topic)
-            .bind(r.recorded_at)
-            .execute(tx.conn())
-            .await?;
+    async fn apply(
+        &self,
+        tx: &mut ViewTx<'_>,
+        page: &[Recorded<'_>],
+    ) -> Result<(), ProjectionError> {
+        let mut rates = Vec::with_capacity(page.len());
+        let mut producers = Vec::with_capacity(page.len());
+        let mut dead = Vec::new();
+        for r in page {
+            let e = r.envelope;
+            rates.push((
+                (bucket(r.recorded_at, MINUTE), e.event_type().to_owned()),
+                (),
+            ));
+            producers.push((
+                (e.producer.clone(), e.producer_version.clone()),
+                (to_i64(r.position), r.recorded_at),
+            ));
+            if let Event::DeadLettered(d) = &e.event {
+                dead.push((
+                    (d.processor.clone(), d.error_class.clone()),
+                    (d.error.clone(), d.topic.clone(), r.recorded_at),
+                ));
+            }
         }
+        let table = tx.table("view_event_rate");
+        fold(
+            tx.conn(),
+            &table,
+            &["minute", "event_type"],
+            &["n"],
+            &rates,
+            |row: &mut Option<(i64,)>, _| row.get_or_insert((0,)).0 += 1,
+        )
+        .await?;
+        let table = tx.table("view_producers");
+        fold(
+            tx.conn(),
+            &table,
+            &["producer", "producer_version"],
+            &["n", "last_position", "last_recorded_at"],
+            &producers,
+            |row: &mut Option<(i64, i64, i64)>, &(position, at)| {
+                let n = row.map_or(0, |r| r.0);
+                *row = Some((n + 1, position, at));
+            },
+        )
+        .await?;
+        let table = tx.table("view_dead_letters");
+        fold(
+            tx.conn(),
+            &table,
+            &["processor", "error_class"],
+            &["n", "last_error", "last_topic", "last_at"],
+            &dead,
+            |row: &mut Option<(i64, String, String, i64)>, (error, topic, at)| {
+                let n = row.as_ref().map_or(0, |r| r.0);
+                *row = Some((n + 1, error.clone(), topic.clone(), *at));
+            },
+        )
+        .await?;
         Ok(())
     }
 }

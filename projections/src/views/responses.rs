@@ -8,14 +8,15 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use insights_schemas::Event;
 use insights_schemas::Timestamp;
+use insights_schemas::{Envelope, Event};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
 
 use super::{DAY, bucket, range};
 use crate::db::Db;
+use crate::fold::fold;
 use crate::{Projection, ProjectionError, Recorded, Table, ViewTx};
 
 /// The response metrics view.
@@ -52,72 +53,93 @@ impl Projection for Responses {
         ])
     }
 
-    async fn apply(&self, tx: &mut ViewTx<'_>, r: Recorded<'_>) -> Result<(), ProjectionError> {
-        let e = r.envelope;
-        let mut rows: Vec<(&str, String, f64)> = Vec::new();
-        let sent_at = match &e.event {
-            Event::ResponseDrafted(d) => {
-                rows.push((
-                    "drafts",
-                    d.backend.clone(),
-                    d.latency_micros as f64 / 1_000.0,
-                ));
-                rows.push((
-                    "time_to_draft_s",
-                    d.backend.clone(),
-                    (e.occurred_at.micros() - d.context.sent_at.micros()).max(0) as f64 / 1e6,
-                ));
-                if d.fell_back {
-                    rows.push(("fell_back", d.backend.clone(), 0.0));
-                }
-                for g in d.guardrails.iter().filter(|g| !g.passed) {
-                    rows.push(("guardrail_hit", g.name.clone(), 0.0));
-                }
-                rows.push(("intent", d.intent.clone(), 0.0));
-                d.context.sent_at
+    async fn apply(
+        &self,
+        tx: &mut ViewTx<'_>,
+        page: &[Recorded<'_>],
+    ) -> Result<(), ProjectionError> {
+        let mut changes = Vec::new();
+        for r in page {
+            let Some((sent_at, rows)) = metrics(r.envelope) else {
+                continue;
+            };
+            let day = bucket(sent_at.micros(), DAY);
+            for (metric, dim, total) in rows {
+                changes.push(((day, metric.to_owned(), dim), total));
             }
-            Event::ResponseApproved(a) => {
-                let metric = if a.automatic {
-                    "auto_approved"
-                } else {
-                    "reviewer_approved"
-                };
-                rows.push((metric, String::new(), 0.0));
-                a.context.sent_at
-            }
-            Event::ReviewRequested(q) => {
-                rows.push(("review_requested", q.priority.clone(), 0.0));
-                for reason in &q.reasons {
-                    rows.push(("review_reason", reason.clone(), 0.0));
-                }
-                q.context.sent_at
-            }
-            Event::ReviewDecided(d) => {
-                let decision = serde_json::to_value(d.decision)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                rows.push(("review_decided", decision, 0.0));
-                d.context.sent_at
-            }
-            _ => return Ok(()),
-        };
-        let day = bucket(sent_at.micros(), DAY);
-        let table = tx.table("view_response_metrics");
-        for (metric, dim, total) in rows {
-            sqlx::query(&format!(
-                "INSERT INTO {table} AS t (day, metric, dim, n, total) VALUES ($1, $2, $3, 1, $4) \
-                 ON CONFLICT (day, metric, dim) DO UPDATE SET n = t.n + 1, total = t.total + excluded.total"
-            ))
-            .bind(day)
-            .bind(metric)
-            .bind(dim)
-            .bind(total)
-            .execute(tx.conn())
-            .await?;
         }
-        Ok(())
+        let table = tx.table("view_response_metrics");
+        fold(
+            tx.conn(),
+            &table,
+            &["day", "metric", "dim"],
+            &["n", "total"],
+            &changes,
+            |row: &mut Option<(i64, f64)>, total| {
+                let (n, sum) = row.get_or_insert((0, 0.0));
+                *n += 1;
+                *sum += total;
+            },
+        )
+        .await
     }
+}
+
+/// What one event adds to a metric: `(metric, dim, quantity)`.
+type Metric = (&'static str, String, f64);
+
+/// The metrics one event adds to, and the time of the customer's message it is about;
+/// `None` for events the view does not count.
+fn metrics(e: &Envelope) -> Option<(Timestamp, Vec<Metric>)> {
+    let mut rows: Vec<Metric> = Vec::new();
+    let sent_at = match &e.event {
+        Event::ResponseDrafted(d) => {
+            rows.push((
+                "drafts",
+                d.backend.clone(),
+                d.latency_micros as f64 / 1_000.0,
+            ));
+            rows.push((
+                "time_to_draft_s",
+                d.backend.clone(),
+                (e.occurred_at.micros() - d.context.sent_at.micros()).max(0) as f64 / 1e6,
+            ));
+            if d.fell_back {
+                rows.push(("fell_back", d.backend.clone(), 0.0));
+            }
+            for g in d.guardrails.iter().filter(|g| !g.passed) {
+                rows.push(("guardrail_hit", g.name.clone(), 0.0));
+            }
+            rows.push(("intent", d.intent.clone(), 0.0));
+            d.context.sent_at
+        }
+        Event::ResponseApproved(a) => {
+            let metric = if a.automatic {
+                "auto_approved"
+            } else {
+                "reviewer_approved"
+            };
+            rows.push((metric, String::new(), 0.0));
+            a.context.sent_at
+        }
+        Event::ReviewRequested(q) => {
+            rows.push(("review_requested", q.priority.clone(), 0.0));
+            for reason in &q.reasons {
+                rows.push(("review_reason", reason.clone(), 0.0));
+            }
+            q.context.sent_at
+        }
+        Event::ReviewDecided(d) => {
+            let decision = serde_json::to_value(d.decision)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            rows.push(("review_decided", decision, 0.0));
+            d.context.sent_at
+        }
+        _ => return None,
+    };
+    Some((sent_at, rows))
 }
 
 /// `GET /v1/views/responses` parameters.

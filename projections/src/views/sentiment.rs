@@ -10,13 +10,14 @@
 
 use async_trait::async_trait;
 use insights_schemas::Timestamp;
-use insights_schemas::{Event, SentimentLabel};
+use insights_schemas::{Event, SentimentLabel, SentimentScored};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
 
 use super::{DAY, HOUR, bucket, dim, polarity, range};
 use crate::db::{Db, to_i64};
+use crate::fold::{fold, insert_new};
 use crate::{Projection, ProjectionError, Recorded, Table, ViewTx};
 
 /// The sentiment view.
@@ -65,71 +66,106 @@ impl Projection for Sentiment {
         Some(&["SentimentScored"])
     }
 
-    async fn apply(&self, tx: &mut ViewTx<'_>, r: Recorded<'_>) -> Result<(), ProjectionError> {
-        let Event::SentimentScored(s) = &r.envelope.event else {
-            return Ok(());
-        };
-        let c = &s.context;
-        let version = model_version(&s.model_name, &s.model_version);
-        let segment = c
-            .demographics
-            .get("segment")
-            .or_else(|| c.demographics.get("plan"))
-            .map(String::as_str);
-        let (neg, neu, pos) = match s.label {
-            SentimentLabel::Negative => (1_i64, 0_i64, 0_i64),
-            SentimentLabel::Neutral => (0, 1, 0),
-            SentimentLabel::Positive => (0, 0, 1),
-        };
+    async fn apply(
+        &self,
+        tx: &mut ViewTx<'_>,
+        page: &[Recorded<'_>],
+    ) -> Result<(), ProjectionError> {
+        let scored: Vec<(&Recorded<'_>, &SentimentScored, String)> = page
+            .iter()
+            .filter_map(|r| match &r.envelope.event {
+                Event::SentimentScored(s) => {
+                    Some((r, s, model_version(&s.model_name, &s.model_version)))
+                }
+                _ => None,
+            })
+            .collect();
         // Each interaction counts once per model version, however often it was scored (a
         // reprocessing run with the version that scored it live).
-        let seen = tx.table("view_sentiment_seen");
-        let fresh = sqlx::query(&format!(
-            "INSERT INTO {seen} (interaction_id, model_version) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-        ))
-        .bind(&c.interaction_id)
-        .bind(&version)
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
-        if fresh == 0 {
-            return Ok(());
+        let seen: Vec<(String, String)> = scored
+            .iter()
+            .map(|(_, s, version)| (s.context.interaction_id.clone(), version.clone()))
+            .collect();
+        let table = tx.table("view_sentiment_seen");
+        let fresh = insert_new(
+            tx.conn(),
+            &table,
+            &["interaction_id", "model_version"],
+            &["interaction_id", "model_version"],
+            &seen,
+            Clone::clone,
+        )
+        .await?;
+        let mut buckets = Vec::with_capacity(fresh.len() * 2);
+        let mut models = Vec::with_capacity(fresh.len());
+        for i in fresh {
+            let (r, s, version) = &scored[i];
+            let c = &s.context;
+            let segment = c
+                .demographics
+                .get("segment")
+                .or_else(|| c.demographics.get("plan"))
+                .map(String::as_str);
+            let counts = match s.label {
+                SentimentLabel::Negative => (1_i64, 0_i64, 0_i64),
+                SentimentLabel::Neutral => (0, 1, 0),
+                SentimentLabel::Positive => (0, 0, 1),
+            };
+            for (granularity, width) in [("hour", HOUR), ("day", DAY)] {
+                buckets.push((
+                    (
+                        granularity.to_owned(),
+                        bucket(c.sent_at.micros(), width),
+                        c.channel.clone(),
+                        dim(c.product.as_deref()).to_owned(),
+                        dim(c.language.as_deref()).to_owned(),
+                        dim(segment).to_owned(),
+                        version.clone(),
+                    ),
+                    (counts, polarity(s)),
+                ));
+            }
+            models.push(((version.clone(),), to_i64(r.position)));
         }
         let table = tx.table("view_sentiment");
-        for (granularity, width) in [("hour", HOUR), ("day", DAY)] {
-            sqlx::query(&format!(
-                "INSERT INTO {table} AS t (granularity, bucket_start, channel, product, language, segment, \
-                 model_version, n, negative, neutral, positive, polarity_sum) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11) \
-                 ON CONFLICT (granularity, bucket_start, channel, product, language, segment, model_version) \
-                 DO UPDATE SET n = t.n + 1, negative = t.negative + excluded.negative, \
-                 neutral = t.neutral + excluded.neutral, positive = t.positive + excluded.positive, \
-                 polarity_sum = t.polarity_sum + excluded.polarity_sum"
-            ))
-            .bind(granularity)
-            .bind(bucket(c.sent_at.micros(), width))
-            .bind(&c.channel)
-            .bind(dim(c.product.as_deref()))
-            .bind(dim(c.language.as_deref()))
-            .bind(dim(segment))
-            .bind(&version)
-            .bind(neg)
-            .bind(neu)
-            .bind(pos)
-            .bind(polarity(s))
-            .execute(tx.conn())
-            .await?;
-        }
-        let models = tx.table("view_sentiment_models");
-        sqlx::query(&format!(
-            "INSERT INTO {models} AS t (model_version, n, first_position, last_position) VALUES ($1, 1, $2, $2) \
-             ON CONFLICT (model_version) DO UPDATE SET n = t.n + 1, last_position = excluded.last_position"
-        ))
-        .bind(&version)
-        .bind(to_i64(r.position))
-        .execute(tx.conn())
+        fold(
+            tx.conn(),
+            &table,
+            &[
+                "granularity",
+                "bucket_start",
+                "channel",
+                "product",
+                "language",
+                "segment",
+                "model_version",
+            ],
+            &["n", "negative", "neutral", "positive", "polarity_sum"],
+            &buckets,
+            |row: &mut Option<(i64, i64, i64, i64, f64)>, &((neg, neu, pos), p)| {
+                let r = row.get_or_insert((0, 0, 0, 0, 0.0));
+                r.0 += 1;
+                r.1 += neg;
+                r.2 += neu;
+                r.3 += pos;
+                r.4 += p;
+            },
+        )
         .await?;
-        Ok(())
+        let table = tx.table("view_sentiment_models");
+        fold(
+            tx.conn(),
+            &table,
+            &["model_version"],
+            &["n", "first_position", "last_position"],
+            &models,
+            |row: &mut Option<(i64, i64, i64)>, &position| {
+                let r = row.get_or_insert((0, position, position));
+                r.0 += 1;
+                r.2 = position;
+            },
+        )
+        .await
     }
 }
 

@@ -2,15 +2,19 @@
 //! short PII-free summary, and one row per conversation (channel, product, first and last
 //! message, messages, last sentiment, open reviews).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use insights_schemas::Timestamp;
 use insights_schemas::{Envelope, Event};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::{dim, page, polarity, range, time, with_times};
 use crate::db::{Db, row_json, to_i64};
+use crate::fold::{AnyQuery, Columns, fold, insert_new};
 use crate::{Projection, ProjectionError, Recorded, Table, ViewTx};
 
 /// The timeline view.
@@ -104,94 +108,270 @@ impl Projection for Timeline {
         Some(TYPES)
     }
 
-    async fn apply(&self, tx: &mut ViewTx<'_>, r: Recorded<'_>) -> Result<(), ProjectionError> {
-        let e = r.envelope;
-        let reviews = tx.table("view_timeline_reviews");
-        let conversation = match (&e.event, e.event.context()) {
-            (_, Some(c)) => c.conversation_id.clone(),
-            (Event::ReviewClaimed(c), None) => {
-                let row = sqlx::query(&format!(
-                    "SELECT conversation_id FROM {reviews} WHERE review_id = $1"
-                ))
-                .bind(c.review_id.to_string())
-                .fetch_optional(tx.conn())
-                .await?;
-                match row {
-                    Some(row) => row.try_get(0)?,
-                    None => return Ok(()),
+    async fn apply(
+        &self,
+        tx: &mut ViewTx<'_>,
+        page: &[Recorded<'_>],
+    ) -> Result<(), ProjectionError> {
+        let reviews_table = tx.table("view_timeline_reviews");
+        // Reviews requested in this page so far (the earlier ones are in the table).
+        let mut requested: HashMap<String, String> = HashMap::new();
+        let mut reviews = Vec::new();
+        let mut timeline = Vec::with_capacity(page.len());
+        let mut conversations = Vec::with_capacity(page.len());
+        for r in page {
+            let e = r.envelope;
+            let conversation = match (&e.event, e.event.context()) {
+                (_, Some(c)) => c.conversation_id.clone(),
+                (Event::ReviewClaimed(c), None) => {
+                    let review = c.review_id.to_string();
+                    let known =
+                        match requested.get(&review) {
+                            Some(conversation) => Some(conversation.clone()),
+                            None => sqlx::query_scalar::<_, String>(&format!(
+                                "SELECT conversation_id FROM {reviews_table} WHERE review_id = $1"
+                            ))
+                            .bind(review)
+                            .fetch_optional(tx.conn())
+                            .await?,
+                        };
+                    match known {
+                        Some(conversation) => conversation,
+                        None => continue,
+                    }
                 }
+                _ => continue,
+            };
+            if matches!(e.event, Event::ReviewRequested(_)) {
+                let review = e.event_id.to_string();
+                requested
+                    .entry(review.clone())
+                    .or_insert_with(|| conversation.clone());
+                reviews.push((review, conversation.clone()));
             }
-            _ => return Ok(()),
-        };
-        if matches!(e.event, Event::ReviewRequested(_)) {
-            sqlx::query(&format!(
-                "INSERT INTO {reviews} (review_id, conversation_id) VALUES ($1, $2) \
-                 ON CONFLICT (review_id) DO NOTHING"
-            ))
-            .bind(e.event_id.to_string())
-            .bind(&conversation)
-            .execute(tx.conn())
-            .await?;
+            timeline.push(TimelineRow {
+                conversation_id: conversation.clone(),
+                position: to_i64(r.position),
+                event_id: e.event_id.to_string(),
+                event_type: e.event_type().to_owned(),
+                occurred_at: e.occurred_at.micros(),
+                recorded_at: r.recorded_at,
+                producer: e.producer.clone(),
+                producer_version: e.producer_version.clone(),
+                summary: summary(e).to_string(),
+            });
+            let Some(c) = e.event.context() else {
+                continue;
+            };
+            let sentiment = match &e.event {
+                Event::SentimentScored(s) => Some(serde_json::to_value(s.label).map_or_else(
+                    |_| String::new(),
+                    |v| v.as_str().unwrap_or_default().to_owned(),
+                )),
+                _ => None,
+            };
+            let open = match &e.event {
+                Event::ReviewRequested(_) => 1,
+                Event::ReviewDecided(_) => -1,
+                _ => 0,
+            };
+            conversations.push((
+                (conversation,),
+                ConversationChange {
+                    tenant_id: c.tenant_id.clone(),
+                    channel: c.channel.clone(),
+                    product: dim(c.product.as_deref()).to_owned(),
+                    language: dim(c.language.as_deref()).to_owned(),
+                    at: c.sent_at.micros(),
+                    message: i64::from(matches!(e.event, Event::InteractionScrubbed(_))),
+                    sentiment,
+                    open,
+                },
+            ));
         }
-        let timeline = tx.table("view_timeline");
-        sqlx::query(&format!(
-            "INSERT INTO {timeline} (conversation_id, position, event_id, event_type, occurred_at, \
-             recorded_at, producer, producer_version, summary) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (conversation_id, position) DO NOTHING"
-        ))
-        .bind(&conversation)
-        .bind(to_i64(r.position))
-        .bind(e.event_id.to_string())
-        .bind(e.event_type())
-        .bind(e.occurred_at.micros())
-        .bind(r.recorded_at)
-        .bind(&e.producer)
-        .bind(&e.producer_version)
-        .bind(summary(e).to_string())
-        .execute(tx.conn())
+        insert_new(
+            tx.conn(),
+            &reviews_table,
+            &["review_id", "conversation_id"],
+            &["review_id"],
+            &reviews,
+            |(review, _)| (review.clone(),),
+        )
         .await?;
+        let table = tx.table("view_timeline");
+        insert_new(
+            tx.conn(),
+            &table,
+            TimelineRow::COLUMNS,
+            &["conversation_id", "position"],
+            &timeline,
+            |t| (t.conversation_id.clone(), t.position),
+        )
+        .await?;
+        let table = tx.table("view_conversations");
+        fold(
+            tx.conn(),
+            &table,
+            &["conversation_id"],
+            Conversation::COLUMNS,
+            &conversations,
+            |row: &mut Option<Conversation>, c| match row {
+                Some(t) => {
+                    t.first_at = t.first_at.min(c.at);
+                    t.last_at = t.last_at.max(c.at);
+                    t.messages += c.message;
+                    t.events += 1;
+                    if c.sentiment.is_some() {
+                        t.last_sentiment.clone_from(&c.sentiment);
+                    }
+                    t.open_reviews += c.open;
+                }
+                None => {
+                    *row = Some(Conversation {
+                        tenant_id: c.tenant_id.clone(),
+                        channel: c.channel.clone(),
+                        product: c.product.clone(),
+                        language: c.language.clone(),
+                        first_at: c.at,
+                        last_at: c.at,
+                        messages: c.message,
+                        events: 1,
+                        last_sentiment: c.sentiment.clone(),
+                        open_reviews: c.open,
+                    });
+                }
+            },
+        )
+        .await
+    }
+}
 
-        let Some(c) = e.event.context() else {
-            return Ok(());
-        };
-        let message = i64::from(matches!(e.event, Event::InteractionScrubbed(_)));
-        let sentiment = match &e.event {
-            Event::SentimentScored(s) => Some(serde_json::to_value(s.label).map_or_else(
-                |_| String::new(),
-                |v| v.as_str().unwrap_or_default().to_owned(),
-            )),
-            _ => None,
-        };
-        let open = match &e.event {
-            Event::ReviewRequested(_) => 1,
-            Event::ReviewDecided(_) => -1,
-            _ => 0,
-        };
-        let conversations = tx.table("view_conversations");
-        sqlx::query(&format!(
-            "INSERT INTO {conversations} AS t (conversation_id, tenant_id, channel, product, language, \
-             first_at, last_at, messages, events, last_sentiment, open_reviews) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10) \
-             ON CONFLICT (conversation_id) DO UPDATE SET \
-             first_at = CASE WHEN excluded.first_at < t.first_at THEN excluded.first_at ELSE t.first_at END, \
-             last_at = CASE WHEN excluded.last_at > t.last_at THEN excluded.last_at ELSE t.last_at END, \
-             messages = t.messages + excluded.messages, events = t.events + 1, \
-             last_sentiment = COALESCE(excluded.last_sentiment, t.last_sentiment), \
-             open_reviews = t.open_reviews + excluded.open_reviews"
-        ))
-        .bind(&conversation)
-        .bind(&c.tenant_id)
-        .bind(&c.channel)
-        .bind(dim(c.product.as_deref()))
-        .bind(dim(c.language.as_deref()))
-        .bind(c.sent_at.micros())
-        .bind(c.sent_at.micros())
-        .bind(message)
-        .bind(sentiment)
-        .bind(open)
-        .execute(tx.conn())
-        .await?;
-        Ok(())
+/// A row of `view_timeline`.
+#[derive(Debug)]
+struct TimelineRow {
+    conversation_id: String,
+    position: i64,
+    event_id: String,
+    event_type: String,
+    occurred_at: i64,
+    recorded_at: i64,
+    producer: String,
+    producer_version: String,
+    summary: String,
+}
+
+impl TimelineRow {
+    const COLUMNS: &'static [&'static str] = &[
+        "conversation_id",
+        "position",
+        "event_id",
+        "event_type",
+        "occurred_at",
+        "recorded_at",
+        "producer",
+        "producer_version",
+        "summary",
+    ];
+}
+
+impl Columns for TimelineRow {
+    fn bind<'q>(&self, q: AnyQuery<'q>) -> AnyQuery<'q> {
+        q.bind(self.conversation_id.clone())
+            .bind(self.position)
+            .bind(self.event_id.clone())
+            .bind(self.event_type.clone())
+            .bind(self.occurred_at)
+            .bind(self.recorded_at)
+            .bind(self.producer.clone())
+            .bind(self.producer_version.clone())
+            .bind(self.summary.clone())
+    }
+
+    fn read(row: &AnyRow, from: usize) -> Result<Self, sqlx::Error> {
+        Ok(TimelineRow {
+            conversation_id: row.try_get(from)?,
+            position: row.try_get(from + 1)?,
+            event_id: row.try_get(from + 2)?,
+            event_type: row.try_get(from + 3)?,
+            occurred_at: row.try_get(from + 4)?,
+            recorded_at: row.try_get(from + 5)?,
+            producer: row.try_get(from + 6)?,
+            producer_version: row.try_get(from + 7)?,
+            summary: row.try_get(from + 8)?,
+        })
+    }
+}
+
+/// What one event changes in its conversation's row.
+#[derive(Debug)]
+struct ConversationChange {
+    tenant_id: String,
+    channel: String,
+    product: String,
+    language: String,
+    at: i64,
+    message: i64,
+    sentiment: Option<String>,
+    open: i64,
+}
+
+/// A row of `view_conversations` (less its key).
+#[derive(Debug)]
+struct Conversation {
+    tenant_id: String,
+    channel: String,
+    product: String,
+    language: String,
+    first_at: i64,
+    last_at: i64,
+    messages: i64,
+    events: i64,
+    last_sentiment: Option<String>,
+    open_reviews: i64,
+}
+
+impl Conversation {
+    const COLUMNS: &'static [&'static str] = &[
+        "tenant_id",
+        "channel",
+        "product",
+        "language",
+        "first_at",
+        "last_at",
+        "messages",
+        "events",
+        "last_sentiment",
+        "open_reviews",
+    ];
+}
+
+impl Columns for Conversation {
+    fn bind<'q>(&self, q: AnyQuery<'q>) -> AnyQuery<'q> {
+        q.bind(self.tenant_id.clone())
+            .bind(self.channel.clone())
+            .bind(self.product.clone())
+            .bind(self.language.clone())
+            .bind(self.first_at)
+            .bind(self.last_at)
+            .bind(self.messages)
+            .bind(self.events)
+            .bind(self.last_sentiment.clone())
+            .bind(self.open_reviews)
+    }
+
+    fn read(row: &AnyRow, from: usize) -> Result<Self, sqlx::Error> {
+        Ok(Conversation {
+            tenant_id: row.try_get(from)?,
+            channel: row.try_get(from + 1)?,
+            product: row.try_get(from + 2)?,
+            language: row.try_get(from + 3)?,
+            first_at: row.try_get(from + 4)?,
+            last_at: row.try_get(from + 5)?,
+            messages: row.try_get(from + 6)?,
+            events: row.try_get(from + 7)?,
+            last_sentiment: row.try_get(from + 8)?,
+            open_reviews: row.try_get(from + 9)?,
+        })
     }
 }
 
