@@ -5,6 +5,7 @@
 //! `head.safetensors`; the encoder's weights live elsewhere (installed by
 //! `scripts/setup.sh`) and are checked against the sha256 the card names.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -215,8 +216,15 @@ impl Encoder {
         })
     }
 
-    /// Sentence embeddings `[n, 384]`: mean of the last hidden states over real tokens,
+    /// Sentence embeddings `[n, 384]`: mean of the last hidden states over the tokens,
     /// L2-normalised (what sentence-transformers computes for this model).
+    ///
+    /// A text's embedding does not depend on the texts it is embedded with: texts of one
+    /// token count go through the encoder together, with no padding, so the shapes a text
+    /// meets (and with them the order of every sum) follow from its own length; the rows
+    /// of one forward pass are computed independently (matrix rows, per-token layer norm,
+    /// per-sentence attention). `a_text_scores_the_same_alone_and_in_any_batch` checks
+    /// bit-for-bit equality.
     pub fn embed(&self, texts: &[&str]) -> Result<Tensor, SentimentError> {
         let encoded = self.tokenizer.encode_list(
             texts,
@@ -224,32 +232,40 @@ impl Encoder {
             &TruncationStrategy::LongestFirst,
             0,
         );
-        let longest = encoded.iter().map(|e| e.token_ids.len()).max().unwrap_or(0);
-        let n = encoded.len();
-        let mut ids = vec![0i64; n * longest];
-        let mut mask = vec![0i64; n * longest];
-        for (row, e) in encoded.iter().enumerate() {
-            let start = row * longest;
-            ids[start..start + e.token_ids.len()].copy_from_slice(&e.token_ids);
-            mask[start..start + e.token_ids.len()].fill(1);
+        let mut by_length: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (i, e) in encoded.iter().enumerate() {
+            by_length.entry(e.token_ids.len()).or_default().push(i);
         }
-        let shape = [n as i64, longest as i64];
-        let ids = Tensor::from_slice(&ids).view(shape);
-        let mask = Tensor::from_slice(&mask).view(shape);
-        tch::no_grad(|| {
-            let out = self
-                .bert
-                .forward_t(Some(&ids), Some(&mask), None, None, None, None, None, false)
-                .map_err(infer_err)?;
-            let weights = mask.to_kind(Kind::Float).unsqueeze(-1);
-            let summed = (out.hidden_state * &weights).sum_dim_intlist(1, false, Kind::Float);
-            let counts = weights
-                .sum_dim_intlist(1, false, Kind::Float)
-                .clamp_min(1e-9);
-            let mean = summed / counts;
-            let norm = mean.norm_scalaropt_dim(2, 1, true).clamp_min(1e-12);
-            Ok(mean / norm)
-        })
+        let mut rows: Vec<Option<Tensor>> = (0..texts.len()).map(|_| None).collect();
+        for (length, members) in by_length {
+            let ids: Vec<i64> = members
+                .iter()
+                .flat_map(|&i| encoded[i].token_ids.iter().copied())
+                .collect();
+            let shape = [members.len() as i64, length as i64];
+            let ids = Tensor::from_slice(&ids).view(shape);
+            let mask = Tensor::ones(shape, (Kind::Int64, Device::Cpu));
+            let pooled = tch::no_grad(|| {
+                let out = self
+                    .bert
+                    .forward_t(Some(&ids), Some(&mask), None, None, None, None, None, false)
+                    .map_err(infer_err)?;
+                let mean = out.hidden_state.mean_dim(1, false, Kind::Float);
+                let norm = mean.norm_scalaropt_dim(2, 1, true).clamp_min(1e-12);
+                Ok::<_, SentimentError>(mean / norm)
+            })?;
+            for (j, &i) in members.iter().enumerate() {
+                rows[i] = Some(pooled.get(j as i64));
+            }
+        }
+        let rows: Vec<Tensor> = rows.into_iter().flatten().collect();
+        if rows.is_empty() {
+            return Ok(Tensor::zeros(
+                [0, EMBEDDING_DIM],
+                (Kind::Float, Device::Cpu),
+            ));
+        }
+        Ok(Tensor::stack(&rows, 0))
     }
 }
 
@@ -368,7 +384,15 @@ impl Backend for TransformerBackend {
             return Ok(Vec::new());
         }
         let embeddings = self.encoder.embed(texts)?;
-        let logits = tch::no_grad(|| self.head.logits_t(&embeddings, false));
+        // The head one embedding at a time: a matrix product's rounding may depend on
+        // how many rows it has (a single row goes through another kernel), and the head
+        // costs nothing next to the encoder.
+        let logits = tch::no_grad(|| {
+            let rows: Vec<Tensor> = (0..embeddings.size()[0])
+                .map(|i| self.head.logits_t(&embeddings.narrow(0, i, 1), false))
+                .collect();
+            Tensor::cat(&rows, 0)
+        });
         probabilities(&logits, self.temperature)
     }
 }
@@ -386,6 +410,57 @@ mod tests {
         assert_ne!(Precision::Auto.resolve(), Precision::Auto);
         assert_eq!(Precision::F32.resolve(), Precision::F32);
         assert_eq!(Precision::Bf16.name(), "bf16");
+    }
+
+    fn shipped(precision: Precision) -> TransformerBackend {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        TransformerBackend::load_at(
+            &root.join(DEFAULT_MODEL_DIR),
+            &root.join(DEFAULT_ENCODER_DIR),
+            precision,
+        )
+        .expect("the shipped model loads (scripts/setup.sh installs the encoder)")
+    }
+
+    #[test]
+    fn a_text_scores_the_same_alone_and_in_any_batch() {
+        let mut model = shipped(Precision::Auto);
+        // Many texts of a few token counts, so that each text shares its forward pass
+        // with a different number of others, at different rows, from batch to batch.
+        let mut texts: Vec<String> = (0..40)
+            .map(|i| match i % 4 {
+                0 => format!("router {i} keeps failing and support never calls back"),
+                1 => format!("thanks, ticket {i} was solved quickly"),
+                2 => format!("my bill for month {i} is wrong again!"),
+                _ => format!("great help, {i} stars"),
+            })
+            .collect();
+        texts.push("no".into());
+        texts.push("It works now, but it took three weeks and five calls to get here.".into());
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let alone: Vec<Prediction> = refs
+            .iter()
+            .map(|t| model.predict(&[t]).expect("scores")[0])
+            .collect();
+        let bits = |p: &Prediction| p.probs.map(f64::to_bits);
+        let mut batches: Vec<Vec<usize>> = vec![(0..refs.len()).collect()];
+        batches.push((0..refs.len()).rev().collect());
+        batches.push((0..refs.len()).step_by(3).collect());
+        batches.push((5..17).chain(0..3).collect());
+        for batch in &batches {
+            let input: Vec<&str> = batch.iter().map(|&i| refs[i]).collect();
+            let got = model.predict(&input).expect("scores");
+            for (&i, p) in batch.iter().zip(&got) {
+                assert_eq!(
+                    bits(p),
+                    bits(&alone[i]),
+                    "{:?}: {p:?} in a batch of {} vs {:?} alone",
+                    refs[i],
+                    batch.len(),
+                    alone[i]
+                );
+            }
+        }
     }
 
     #[test]
