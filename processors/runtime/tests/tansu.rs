@@ -247,3 +247,61 @@ async fn a_replica_joining_mid_run_shares_the_partitions_and_nothing_is_lost() {
     assert_eq!(a.appended + b.appended, 3000, "{a:?} {b:?}");
     assert_eq!(stored(&*s.store).await.len(), 3000);
 }
+
+/// A worker subscribed to two topics takes what both hold in batches of up to
+/// `batch_size` (a few thousand messages in a few batches on Tansu), not a small batch per
+/// fetch response. Counted from the batch histogram; no timing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_topic_consumer_takes_thousands_of_messages_in_a_few_batches() {
+    const MORE: &str = "interactions.more";
+    const EACH: usize = 1_500;
+    let s = setup().await;
+    s.tansu.create_topic(MORE, 3);
+    let p = producer(&s.tansu.brokers());
+    for n in 0..2 * EACH {
+        let i = interaction(n);
+        let topic = if n < EACH { RAW } else { MORE };
+        let json = serde_json::to_vec(&i).expect("json");
+        produce(&p, topic, &i.conversation_id, &json).await;
+    }
+    let metrics = insights_runtime::Metrics::new();
+    let shared = insights_runtime::Shared {
+        store: std::sync::Arc::clone(&s.store),
+        kafka: insights_runtime::KafkaSettings::new(s.tansu.brokers()),
+        metrics: metrics.clone(),
+        codec: Codec::new(),
+        output_format: Format::SingleObject,
+    };
+    let mut settings = support::settings("two-topics");
+    settings.inputs = vec![RAW.into(), MORE.into()];
+    settings.batch_size = 500;
+    settings.concurrency = 4;
+    let summary = tokio::time::timeout(
+        Duration::from_secs(120),
+        insights_runtime::run(
+            EchoForRuntimeTests,
+            settings,
+            shared,
+            insights_runtime::StopWhen::Idle(Duration::from_secs(3)),
+            std::future::pending(),
+        ),
+    )
+    .await
+    .expect("the worker drains both topics within 120 s and stops when idle")
+    .expect("worker succeeds");
+    assert_eq!(
+        (summary.consumed, summary.appended),
+        (2 * EACH as u64, 2 * EACH as u64)
+    );
+    let batches = metrics
+        .batch_seconds
+        .with_label_values(&["echo"])
+        .get_sample_count();
+    // 3,000 messages at up to 500 a batch: 6 at best; allow for batches cut short by the
+    // linger time while fetches warm up, but not for a batch per fetch response.
+    assert!(
+        (6..=30).contains(&batches),
+        "{batches} batches for {} messages",
+        summary.consumed
+    );
+}

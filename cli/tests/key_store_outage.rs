@@ -1,0 +1,192 @@
+//! A key-store outage in the middle of the work: the vault's key table (on the store's
+//! PostgreSQL) goes away while the privacy processor seals values for customers it has not
+//! seen, and comes back a few seconds later. The batch in hand waits (a dependency failure,
+//! retried with backoff) and completes after the recovery: every interaction scrubbed
+//! exactly once, nothing dead-lettered.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use insights_event_store::{EventFilter, EventStore, PostgresStore};
+
+mod common;
+use common::{free_port, spawn_run};
+
+const N: usize = 1_500;
+
+fn psql(db: &str, sql: &str) {
+    let ok = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qc", sql])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "PostgreSQL on 127.0.0.1:5432 is needed: {sql}");
+}
+
+async fn count(store: &dyn EventStore, event_type: &str) -> usize {
+    let filter = EventFilter::Types(vec![event_type.into()]);
+    let mut n = 0;
+    let mut from = 0;
+    loop {
+        let page = store
+            .read_all(from, 5_000, &filter)
+            .await
+            .expect("reads the store");
+        let Some(last) = page.last() else {
+            return n;
+        };
+        from = last.position;
+        n += page.len();
+    }
+}
+
+/// The dependency failures the privacy worker has retried, from its /metrics.
+fn dependency_retries(port: u16) -> u64 {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = std::io::Write::write_all(
+        &mut s,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let mut text = String::new();
+    let _ = std::io::Read::read_to_string(&mut s, &mut text);
+    text.lines()
+        .filter(|l| l.starts_with("insights_retries_total{") && l.contains("\"dependency\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_store_outage_holds_the_batch_and_loses_nothing() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(root.join("topology.toml"), dir.path().join("topology.toml")).expect("copies");
+    let input = dir.path().join("input.jsonl");
+    let lines: Vec<String> = (0..N)
+        .map(|i| {
+            serde_json::json!({
+                "interaction_id": format!("m{i}"), "conversation_id": format!("conv-{i}"),
+                "customer_id": format!("cust-{i}"), "tenant_id": "acme", "channel": "email",
+                "language": "en", "sent_at": "2026-11-20T10:00:00Z",
+                "text": format!("Hello, this is Maria Schmidt, write to maria.{i}@example.com please"),
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n").expect("writes the input");
+
+    let db = format!("key_outage_{}", uuid::Uuid::new_v4().simple());
+    psql("postgres", &format!("CREATE DATABASE {db}"));
+    let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (mut run, stderr) = spawn_run(
+        dir.path(),
+        &[
+            "--until-idle".as_ref(),
+            "--input".as_ref(),
+            input.as_os_str(),
+            "--processor".as_ref(),
+            "privacy".as_ref(),
+            "--store".as_ref(),
+            url.as_ref(),
+            "--no-projections".as_ref(),
+            "--listen".as_ref(),
+            listen.as_ref(),
+        ],
+    );
+    let store = PostgresStore::open(&url, 2).await.expect("opens the store");
+
+    // Take the key table away once the first interactions are scrubbed, with most of the
+    // work still to do.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while count(&store, "InteractionScrubbed").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no interaction was scrubbed within 180 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    psql(
+        &db,
+        "ALTER TABLE vault_subject_keys RENAME TO vault_subject_keys_away",
+    );
+    let before = count(&store, "InteractionScrubbed").await;
+    assert!(
+        before < N,
+        "the outage must begin while work remains ({before} of {N} done)"
+    );
+    // The processor meets the outage (a retried dependency failure, not a dead letter)…
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while dependency_retries(port) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the privacy worker retried no dependency failure within 60 s of the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = count(&store, "InteractionScrubbed").await;
+    assert!(
+        during < N,
+        "work must still be waiting on the key store ({during} of {N} done)"
+    );
+    // …and the key store comes back.
+    psql(
+        &db,
+        "ALTER TABLE vault_subject_keys_away RENAME TO vault_subject_keys",
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(status) = run.0.try_wait().expect("waits") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "insights run --until-idle did not finish within 240 s of the recovery"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let rest: String = stderr.try_iter().collect::<Vec<_>>().join("\n");
+    assert!(status.success(), "insights run failed ({status}): {rest}");
+
+    let scrubbed = store
+        .read_all(
+            0,
+            100_000,
+            &EventFilter::Types(vec!["InteractionScrubbed".into()]),
+        )
+        .await
+        .expect("reads");
+    let ids: std::collections::BTreeSet<String> = scrubbed
+        .iter()
+        .map(|r| {
+            insights_runtime::records::from_recorded(r)
+                .expect("decodes")
+                .event
+                .context()
+                .expect("has a context")
+                .interaction_id
+                .clone()
+        })
+        .collect();
+    assert_eq!(scrubbed.len(), N, "every interaction scrubbed once");
+    assert_eq!(ids.len(), N, "no interaction scrubbed twice");
+    assert_eq!(
+        count(&store, "DeadLettered").await,
+        0,
+        "an outage is retried, never dead-lettered"
+    );
+    assert!(store.verify().await.expect("verifies").is_intact());
+    drop(store);
+    drop(run);
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
+}
