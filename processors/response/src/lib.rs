@@ -20,6 +20,7 @@
 //! - `drafter` — backends in fallback order on their own IO threads.
 //! - `processor` — [`ResponseProcessor`], the pipeline stage, and its configuration.
 
+pub mod adaptive;
 pub mod draft;
 pub mod drafter;
 pub mod guardrails;

@@ -32,7 +32,8 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct ResponseConfig {
     /// Backends in fallback order: `openai`, `retrieval`, `template`.
     pub backends: Vec<String>,
-    /// Drafts in flight at once (a batch's requests go out together).
+    /// Drafts in flight at once (a batch's requests go out together); each remote
+    /// backend's adaptive limit (`openai.resilience.concurrency`) works within it.
     pub concurrency: usize,
     /// The OpenAI-compatible backend.
     pub openai: OpenAiConfig,
@@ -54,7 +55,7 @@ impl Default for ResponseConfig {
     fn default() -> Self {
         ResponseConfig {
             backends: vec!["openai".into(), "retrieval".into(), "template".into()],
-            concurrency: 4,
+            concurrency: 16,
             openai: OpenAiConfig::default(),
             retrieval: RetrievalConfig::default(),
             policy: PolicyConfig::default(),
@@ -98,6 +99,17 @@ impl ResponseConfig {
         }
         if self.guardrails.min_chars > self.guardrails.max_chars {
             problems.push("guardrails.min_chars is above max_chars".into());
+        }
+        problems.extend(
+            self.openai
+                .resilience
+                .concurrency
+                .problems()
+                .into_iter()
+                .map(|p| format!("openai.resilience.{p}")),
+        );
+        if self.concurrency == 0 {
+            problems.push("concurrency must be at least 1".into());
         }
         if let Some(url) = &self.openai.base_url
             && reqwest::Url::parse(url).is_err()

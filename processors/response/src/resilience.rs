@@ -1,5 +1,6 @@
 //! What stands around a remote backend: rate limits (requests and tokens per minute, with
-//! a bounded wait for a permit), a timeout per call, retries with exponential backoff and
+//! a bounded wait for a permit), adaptive concurrency (how many calls are in flight, found
+//! from the backend's answers and round trips; see `adaptive`), a timeout per call, retries with exponential backoff and
 //! jitter on retryable errors only, a circuit breaker that fails fast while the backend is
 //! down and probes it again after a while, and metrics for each.
 //!
@@ -16,6 +17,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 use serde::Deserialize;
 
+use crate::adaptive::{Adaptive, ConcurrencyConfig, Signal};
 use crate::draft::{Backend, BackendError, Draft, DraftRequest};
 
 /// The knobs of [`Guarded`].
@@ -40,6 +42,8 @@ pub struct ResilienceConfig {
     pub breaker_failures: u32,
     /// How long the breaker stays open before one probe call, in milliseconds.
     pub breaker_open_ms: u64,
+    /// Calls in flight at once: adaptive between 1 and a maximum, or fixed.
+    pub concurrency: ConcurrencyConfig,
 }
 
 impl Default for ResilienceConfig {
@@ -54,6 +58,7 @@ impl Default for ResilienceConfig {
             max_queue_ms: 5_000,
             breaker_failures: 5,
             breaker_open_ms: 30_000,
+            concurrency: ConcurrencyConfig::default(),
         }
     }
 }
@@ -154,6 +159,8 @@ pub struct BackendMetrics {
     pub breaker: IntGaugeVec,
     /// Tokens used, by kind (`prompt`, `completion`).
     pub tokens: IntCounterVec,
+    /// The adaptive concurrency limit: calls allowed in flight at once.
+    pub concurrency: IntGaugeVec,
 }
 
 impl BackendMetrics {
@@ -199,6 +206,14 @@ impl BackendMetrics {
                 "Tokens used per backend and kind",
                 &["backend", "kind"],
             ),
+            concurrency: IntGaugeVec::new(
+                Opts::new(
+                    "insights_response_backend_concurrency_limit",
+                    "Calls a backend may have in flight at once (adaptive concurrency)",
+                ),
+                &["backend"],
+            )
+            .unwrap_or_else(|e| panic!("metric: {e}")),
         };
         if let Some(r) = registry {
             for c in [
@@ -207,6 +222,7 @@ impl BackendMetrics {
                 Box::new(m.seconds.clone()),
                 Box::new(m.breaker.clone()),
                 Box::new(m.tokens.clone()),
+                Box::new(m.concurrency.clone()),
             ] {
                 let _ = r.register(c);
             }
@@ -230,6 +246,7 @@ pub struct Guarded<B> {
     requests: Option<DefaultDirectRateLimiter>,
     tokens: Option<DefaultDirectRateLimiter>,
     breaker: Breaker,
+    concurrency: Adaptive,
     metrics: BackendMetrics,
 }
 
@@ -246,12 +263,18 @@ impl<B: Backend + TokenCost> Guarded<B> {
             config.breaker_failures,
             Duration::from_millis(config.breaker_open_ms),
         );
+        let concurrency = Adaptive::new(config.concurrency.clone());
+        metrics
+            .concurrency
+            .with_label_values(&[inner.name()])
+            .set(i64::try_from(concurrency.limit()).unwrap_or(i64::MAX));
         Guarded {
             requests: limiter(config.requests_per_minute),
             tokens: limiter(config.tokens_per_minute),
             inner,
             config,
             breaker,
+            concurrency,
             metrics,
         }
     }
@@ -259,6 +282,11 @@ impl<B: Backend + TokenCost> Guarded<B> {
     /// The breaker (for tests and health).
     pub fn breaker(&self) -> &Breaker {
         &self.breaker
+    }
+
+    /// The adaptive concurrency limit.
+    pub fn concurrency(&self) -> &Adaptive {
+        &self.concurrency
     }
 
     async fn permit(&self, request: &DraftRequest) -> Result<(), BackendError> {
@@ -294,8 +322,28 @@ impl<B: Backend + TokenCost> Guarded<B> {
         }
     }
 
+    /// One call: a rate-limit permit, a concurrency permit (held through the retries, so
+    /// an overloaded backend gets fewer calls, not more), then the breaker and the
+    /// attempts.
     async fn call(&self, request: &DraftRequest) -> Result<Draft, BackendError> {
         self.permit(request).await?;
+        let permit = self.concurrency.acquire().await;
+        let result = self.admitted(request).await;
+        let signal = match &result {
+            Err(BackendError::Timeout(_) | BackendError::Unavailable(_)) => Signal::Overloaded,
+            Err(BackendError::BreakerOpen) => Signal::Skipped,
+            _ => Signal::Answered,
+        };
+        self.concurrency.done(permit, signal);
+        self.metrics
+            .concurrency
+            .with_label_values(&[self.inner.name()])
+            .set(i64::try_from(self.concurrency.limit()).unwrap_or(i64::MAX));
+        result
+    }
+
+    /// The breaker's admission, then the attempts with their retries.
+    async fn admitted(&self, request: &DraftRequest) -> Result<Draft, BackendError> {
         self.breaker.admit(Instant::now())?;
         let mut backoff = backoff::ExponentialBackoff {
             initial_interval: Duration::from_millis(self.config.initial_backoff_ms),
