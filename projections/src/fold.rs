@@ -58,8 +58,13 @@ tuple_columns!(A 0, B 1, C 2, D 3, E 4);
 tuple_columns!(A 0, B 1, C 2, D 3, E 4, F 5);
 tuple_columns!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
 
-/// `($1, $2), ($3, $4), …`: `rows` groups of `width` numbered parameters.
-fn placeholders(rows: usize, width: usize) -> String {
+/// `rows` groups of `width` parameters: `($1, $2), ($3, $4), …` for PostgreSQL, `(?, ?),
+/// (?, ?), …` for SQLite. SQLite looks a named parameter up by a linear scan, when it
+/// parses the statement and again when each value is bound, so thousands of `$n` in one
+/// statement cost quadratic time (measured: 11% of the embedded pipeline's CPU); plain `?`
+/// are numbered in order at no cost.
+fn placeholders(conn: &AnyConnection, rows: usize, width: usize) -> String {
+    let numbered = conn.backend_name() != "SQLite";
     let mut out = String::with_capacity(rows * width * 5);
     for r in 0..rows {
         if r > 0 {
@@ -70,8 +75,12 @@ fn placeholders(rows: usize, width: usize) -> String {
             if c > 0 {
                 out.push_str(", ");
             }
-            out.push('$');
-            out.push_str(&(r * width + c + 1).to_string());
+            if numbered {
+                out.push('$');
+                out.push_str(&(r * width + c + 1).to_string());
+            } else {
+                out.push('?');
+            }
         }
         out.push(')');
     }
@@ -102,7 +111,7 @@ where
     for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "SELECT {key_list}, {value_list} FROM {table} WHERE ({key_list}) IN (VALUES {})",
-            placeholders(chunk.len(), keys.len())
+            placeholders(conn, chunk.len(), keys.len())
         );
         let mut q = sqlx::query(&sql);
         for k in chunk {
@@ -164,7 +173,7 @@ where
         let sql = format!(
             "INSERT INTO {table} ({key_list}, {value_list}) VALUES {} \
              ON CONFLICT ({key_list}) DO UPDATE SET {updates}",
-            placeholders(chunk.len(), keys.len() + values.len())
+            placeholders(conn, chunk.len(), keys.len() + values.len())
         );
         let mut q = sqlx::query(&sql);
         for (k, v) in chunk {
@@ -203,7 +212,7 @@ where
     for chunk in unique.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO {table} ({column_list}) VALUES {} ON CONFLICT DO NOTHING RETURNING {returning_list}",
-            placeholders(chunk.len(), columns.len())
+            placeholders(conn, chunk.len(), columns.len())
         );
         let mut q = sqlx::query(&sql);
         for &i in chunk {
@@ -221,11 +230,22 @@ where
 
 #[cfg(test)]
 mod tests {
+    use sqlx::Connection;
+
     use super::placeholders;
 
-    #[test]
-    fn placeholders_number_rows_then_columns() {
-        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(placeholders(1, 1), "($1)");
+    #[tokio::test]
+    async fn placeholders_are_numbered_for_postgres_and_plain_for_sqlite() {
+        sqlx::any::install_default_drivers();
+        let sqlite = sqlx::AnyConnection::connect("sqlite::memory:")
+            .await
+            .expect("sqlite");
+        assert_eq!(placeholders(&sqlite, 2, 2), "(?, ?), (?, ?)");
+        let url = std::env::var("INSIGHTS_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let pg = sqlx::AnyConnection::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {url} is required: {e}"));
+        assert_eq!(placeholders(&pg, 2, 3), "($1, $2, $3), ($4, $5, $6)");
     }
 }
