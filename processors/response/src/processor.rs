@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use insights_runtime::{Context, Output, ProcessError, Processor};
 use insights_schemas::{
-    Envelope, Event, ResponseApproved, ResponseDrafted, ReviewRequested, SentimentScored,
-    Timestamp, review_stream,
+    Envelope, Event, GuardrailResult, ResponseApproved, ResponseDrafted, ReviewRequested,
+    SentimentScored, Timestamp, review_stream,
 };
+use lru::LruCache;
 use serde::Deserialize;
 
 use crate::draft::{Backend, DraftRequest};
@@ -135,7 +136,14 @@ pub struct ResponseProcessor {
     review_topic: String,
     notes: Vec<String>,
     prepared: HashMap<String, Drafted>,
+    /// Guardrail results by (draft, customer language): a pure function of both, and the
+    /// templates give the same few drafts again and again (90 distinct among 10,000 sample
+    /// drafts), while language detection alone cost 7% of the embedded pipeline's CPU.
+    checked: LruCache<(String, Option<String>), Vec<GuardrailResult>>,
 }
+
+/// Guardrail results kept (drafts and their languages).
+const CHECKED_ENTRIES: usize = 4_096;
 
 impl ResponseProcessor {
     /// Builds the backends. Metrics go to `registry` where given; `seed` fills the
@@ -190,6 +198,9 @@ impl ResponseProcessor {
             review_topic: config.review_topic.clone(),
             notes,
             prepared: HashMap::new(),
+            checked: LruCache::new(
+                std::num::NonZeroUsize::new(CHECKED_ENTRIES).unwrap_or(std::num::NonZeroUsize::MIN),
+            ),
         })
     }
 
@@ -230,11 +241,19 @@ impl ResponseProcessor {
                 .draft_all(std::slice::from_ref(&request))
                 .remove(0),
         };
-        let guardrails = check(
-            &self.guardrails,
-            &drafted.draft.text,
-            s.context.language.as_deref(),
-        );
+        let checked = (drafted.draft.text.clone(), s.context.language.clone());
+        let guardrails = match self.checked.get(&checked) {
+            Some(results) => results.clone(),
+            None => {
+                let results = check(
+                    &self.guardrails,
+                    &drafted.draft.text,
+                    s.context.language.as_deref(),
+                );
+                self.checked.put(checked, results.clone());
+                results
+            }
+        };
         let decision = decide(
             &self.policy,
             &Facts {
