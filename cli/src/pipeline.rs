@@ -134,8 +134,10 @@ fn registry(
         sentiment.output_topic = out;
     }
     if let Some(p) = topology.processor("sentiment") {
-        // The runtime's batch is what the model sees at once.
-        sentiment.pool.max_batch = p.batch_size.max(1);
+        // A Kafka batch is spread over the pool's threads in model batches of at most
+        // the pool's size (32): a Kafka batch of 500 in one model call would leave the
+        // other threads idle.
+        sentiment.pool.max_batch = p.batch_size.clamp(1, sentiment.pool.max_batch);
     }
     let mut registry = BTreeMap::from([
         (
