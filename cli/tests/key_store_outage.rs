@@ -103,14 +103,12 @@ async fn a_key_store_outage_holds_the_batch_and_loses_nothing() {
 
     // Take the key table away once the first interactions are scrubbed, with most of the
     // work still to do.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while count(&store, "InteractionScrubbed").await == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "no interaction was scrubbed within 180 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    testkit::wait_until(
+        "the first interaction to be scrubbed",
+        Duration::from_secs(180),
+        || async { count(&store, "InteractionScrubbed").await > 0 },
+    )
+    .await;
     psql(
         &db,
         "ALTER TABLE vault_subject_keys RENAME TO vault_subject_keys_away",
@@ -121,14 +119,12 @@ async fn a_key_store_outage_holds_the_batch_and_loses_nothing() {
         "the outage must begin while work remains ({before} of {N} done)"
     );
     // The processor meets the outage (a retried dependency failure, not a dead letter)…
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while dependency_retries(port) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the privacy worker retried no dependency failure within 60 s of the outage"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    testkit::wait_until(
+        "the privacy worker to retry a dependency failure (the key store's outage)",
+        Duration::from_secs(60),
+        || async { dependency_retries(port) > 0 },
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let during = count(&store, "InteractionScrubbed").await;
     assert!(

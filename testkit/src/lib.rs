@@ -104,6 +104,24 @@ impl Drop for Tansu {
     }
 }
 
+/// Polls `condition` every 50 ms until it holds, at most `timeout`; then fails the test
+/// naming `what` it waited for. Every wait in a test goes through a bound like this one: a
+/// hang in CI is a failed run.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A plain producer.
 pub fn producer(brokers: &str) -> FutureProducer {
     ClientConfig::new()

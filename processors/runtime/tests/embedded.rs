@@ -64,13 +64,12 @@ async fn a_broker_outage_mid_run_loses_nothing() {
         std::future::pending(),
     ));
     // Take the broker down once processing has begun, for three seconds.
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while store.head().await.expect("head").position == 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("processing starts");
+    testkit::wait_until(
+        "the worker to store its first events",
+        Duration::from_secs(60),
+        || async { store.head().await.expect("head").position > 0 },
+    )
+    .await;
     broker.broker_down().expect("down");
     tokio::time::sleep(Duration::from_secs(3)).await;
     broker.broker_up().expect("up");

@@ -221,9 +221,12 @@ async fn a_replica_joining_mid_run_shares_the_partitions_and_nothing_is_lost() {
     ));
     // The second replica joins once the first is working: partitions are revoked from the
     // first and shared.
-    while s.store.head().await.expect("head").position < 200 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    testkit::wait_until(
+        "the first replica to store 200 events",
+        Duration::from_secs(120),
+        || async { s.store.head().await.expect("head").position >= 200 },
+    )
+    .await;
     let second = run(
         EchoForRuntimeTests,
         two,
