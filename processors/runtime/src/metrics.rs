@@ -16,6 +16,10 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     /// Seconds from a batch's first message to its offsets' commit.
     pub batch_seconds: HistogramVec,
+    /// Seconds a batch spends in each stage: `fill` (first message to the batch taken),
+    /// `process`, `store_queue`, `store`, `publish_queue`, `publish` (sent to every
+    /// delivery acknowledged), `commit`.
+    pub stage_seconds: HistogramVec,
     /// Messages behind the partition's high watermark.
     pub lag: IntGaugeVec,
 }
@@ -71,6 +75,20 @@ impl Metrics {
         registry
             .register(Box::new(batch_seconds.clone()))
             .expect("unique metric");
+        let stage_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "insights_stage_duration_seconds",
+                "Time a batch spends in each stage of the worker",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["processor", "stage"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(stage_seconds.clone()))
+            .expect("unique metric");
         let lag = IntGaugeVec::new(
             Opts::new(
                 "insights_consumer_lag",
@@ -89,8 +107,16 @@ impl Metrics {
             dead_lettered,
             retries,
             batch_seconds,
+            stage_seconds,
             lag,
         }
+    }
+
+    /// Records `seconds` spent by a batch of `processor` in `stage`.
+    pub fn stage(&self, processor: &str, stage: &str, seconds: f64) {
+        self.stage_seconds
+            .with_label_values(&[processor, stage])
+            .observe(seconds);
     }
 
     /// The registry, to serve or to add families to.

@@ -253,6 +253,8 @@ struct Processed {
     messages: Vec<OwnedMessage>,
     outcomes: Vec<Outcome>,
     started: Instant,
+    /// When processing ended (the store queue's wait starts).
+    processed: Instant,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -261,6 +263,8 @@ struct Stored {
     messages: Vec<OwnedMessage>,
     publish: Vec<Publish>,
     started: Instant,
+    /// When the append committed (the publish queue's wait starts).
+    stored: Instant,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -325,6 +329,7 @@ impl<P: Processor> Worker<P> {
         };
         let mut seen = self.consumer.context().revocations.load(Ordering::SeqCst);
         let mut batch = vec![first.detach()];
+        let filling = Instant::now();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.settings.linger_ms);
         while batch.len() < self.settings.batch_size {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
@@ -339,6 +344,9 @@ impl<P: Processor> Worker<P> {
             }
         }
         self.drop_revoked(&mut batch, &mut seen);
+        self.shared
+            .metrics
+            .stage(&self.settings.name, "fill", filling.elapsed().as_secs_f64());
         Ok(Batch::Messages(batch))
     }
 
@@ -451,10 +459,14 @@ impl<P: Processor> Worker<P> {
             messages = messages_back;
             outcomes = outcomes_back;
             let Some(stall) = stall? else {
+                self.shared
+                    .metrics
+                    .stage(&name, "process", started.elapsed().as_secs_f64());
                 return Ok(Some(Processed {
                     messages,
                     outcomes,
                     started,
+                    processed: Instant::now(),
                     _slot: slot,
                 }));
             };
@@ -551,16 +563,24 @@ impl Sink {
                 messages,
                 publish,
                 started,
+                stored,
                 _slot,
             } = batch;
+            let name = &self.settings.name;
+            let metrics = &self.shared.metrics;
+            metrics.stage(name, "publish_queue", stored.elapsed().as_secs_f64());
+            let publishing = Instant::now();
             match self.publish(publish).await {
                 Ok(()) => {}
                 Err(Abandoned::Halted) => return,
                 Err(Abandoned::Failed(e)) => return self.fail(e),
             }
+            metrics.stage(name, "publish", publishing.elapsed().as_secs_f64());
+            let committing = Instant::now();
             if let Err(e) = self.commit(&messages) {
                 return self.fail(e);
             }
+            metrics.stage(name, "commit", committing.elapsed().as_secs_f64());
             self.shared
                 .metrics
                 .batch_seconds
@@ -577,8 +597,12 @@ impl Sink {
             messages,
             outcomes,
             started,
+            processed,
             _slot,
         } = batch;
+        self.shared
+            .metrics
+            .stage(name, "store_queue", processed.elapsed().as_secs_f64());
         let mut envelopes = Vec::new();
         let mut publish = Vec::new();
         for (m, outcome) in messages.iter().zip(outcomes) {
@@ -627,7 +651,11 @@ impl Sink {
                 }
             }
         }
+        let storing = Instant::now();
         let results = self.append(envelopes).await?;
+        self.shared
+            .metrics
+            .stage(name, "store", storing.elapsed().as_secs_f64());
         let new = results.iter().filter(|a| !a.duplicate).count() as u64;
         self.count(|s| {
             s.appended += new;
@@ -637,6 +665,7 @@ impl Sink {
             messages,
             publish,
             started,
+            stored: Instant::now(),
             _slot,
         })
     }
