@@ -180,7 +180,8 @@ pub async fn run<P: Processor>(
         let batch = tokio::select! {
             biased;
             _ = halted.wait_for(|h| *h) => break Ok(()),
-            batch = worker.next_batch(idle_after) => batch,
+            // Our slot is taken: any other missing one is a batch in flight.
+            batch = worker.next_batch(idle_after, || slots.available_permits() + 1 < concurrency) => batch,
         };
         match batch {
             Err(e) => break Err(e),
@@ -309,9 +310,16 @@ struct Worker<P: Processor> {
 }
 
 impl<P: Processor> Worker<P> {
-    /// Up to `batch_size` messages, waiting at most `linger_ms` after the first; `Idle`
-    /// when nothing arrived for `idle_after`.
-    async fn next_batch(&mut self, idle_after: Option<Duration>) -> Result<Batch, RuntimeError> {
+    /// Up to `batch_size` messages: whatever has arrived, and then, while other batches
+    /// are in flight (`busy`), what arrives within `linger_ms` of the first; `Quiet` when
+    /// nothing arrived for a while. Lingering only pays while the store and the broker are
+    /// busy with earlier batches (it makes fewer, larger transactions); with nothing in
+    /// flight it would only add latency, so the batch goes at once.
+    async fn next_batch(
+        &mut self,
+        idle_after: Option<Duration>,
+        busy: impl Fn() -> bool,
+    ) -> Result<Batch, RuntimeError> {
         let first = match idle_after {
             // Look up often (cheap: no broker round trip) so that a worker whose inputs
             // went quiet stops soon after `idle`, also when its upstream stops later.
@@ -332,7 +340,13 @@ impl<P: Processor> Worker<P> {
         let filling = Instant::now();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.settings.linger_ms);
         while batch.len() < self.settings.batch_size {
-            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+            // What has arrived already (a zero timeout still polls the receive once).
+            let until = if busy() {
+                deadline
+            } else {
+                tokio::time::Instant::now()
+            };
+            match tokio::time::timeout_at(until, self.consumer.recv()).await {
                 Ok(Ok(m)) => {
                     // A rebalance runs inside `recv`: what was fetched before it from a
                     // revoked partition is no longer ours to handle.
