@@ -64,7 +64,16 @@ async fn a_key_store_outage_holds_the_batch_and_loses_nothing() {
         .parent()
         .expect("workspace root");
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::copy(root.join("topology.toml"), dir.path().join("topology.toml")).expect("copies");
+    // The shipped topology with small privacy batches, so that most batches are still to be
+    // processed (and need the key store) when the outage begins.
+    let topology = std::fs::read_to_string(root.join("topology.toml")).expect("reads");
+    assert!(topology.contains("[processors.privacy]\n"));
+    let topology = topology.replacen(
+        "[processors.privacy]\n",
+        "[processors.privacy]\nbatch_size = 50\n",
+        1,
+    );
+    std::fs::write(dir.path().join("topology.toml"), topology).expect("writes the topology");
     let input = dir.path().join("input.jsonl");
     let lines: Vec<String> = (0..N)
         .map(|i| {
