@@ -147,6 +147,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -165,6 +166,27 @@ fn main() -> ExitCode {
             eprintln!("insights: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Warnings and errors of every part (retries, dependency outages, rebalances, librdkafka's
+/// own log) on stderr: text lines, or JSON lines with `INSIGHTS_LOG_FORMAT=json`. The
+/// filter is `INSIGHTS_LOG` (`RUST_LOG` syntax, e.g. `info` or `insights_runtime=debug`);
+/// by default warnings and errors, and sqlx's only when they are errors (it warns about
+/// every statement slower than a second).
+fn logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("INSIGHTS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx=error"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = if std::env::var("INSIGHTS_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    if let Err(e) = installed {
+        eprintln!("insights: logging not set up: {e}");
     }
 }
 
