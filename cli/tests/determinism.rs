@@ -112,20 +112,7 @@ fn psql(sql: &str) {
 
 /// Messages the fairness process has consumed, from its /metrics.
 fn consumed(port: u16) -> u64 {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return 0;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = std::io::Write::write_all(
-        &mut s,
-        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
-    let mut text = String::new();
-    let _ = std::io::Read::read_to_string(&mut s, &mut text);
-    text.lines()
-        .filter(|l| l.starts_with("insights_messages_consumed_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    common::metric_sum(port, "insights_messages_consumed_total", "")
 }
 
 /// Waits until the fairness process has consumed `n` messages; fails at `deadline`.

@@ -42,20 +42,7 @@ async fn count(store: &dyn EventStore, event_type: &str) -> usize {
 
 /// The dependency failures the privacy worker has retried, from its /metrics.
 fn dependency_retries(port: u16) -> u64 {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return 0;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = std::io::Write::write_all(
-        &mut s,
-        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
-    let mut text = String::new();
-    let _ = std::io::Read::read_to_string(&mut s, &mut text);
-    text.lines()
-        .filter(|l| l.starts_with("insights_retries_total{") && l.contains("\"dependency\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    common::metric_sum(port, "insights_retries_total", "\"dependency\"")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

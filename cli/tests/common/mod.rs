@@ -52,6 +52,24 @@ pub fn http(
     (status, json)
 }
 
+/// The sum of a metric family's samples on the `/metrics` of the process listening on
+/// `port`, over the lines that contain `label` (e.g. `"dependency"`; `""` for all); 0 when
+/// the process does not answer (yet).
+pub fn metric_sum(port: u16, family: &str, label: &str) -> u64 {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let prefix = format!("{family}{{");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// A child process, killed on drop.
 pub struct Running(pub Child);
 
