@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod api;
+mod dlq;
 mod fairness;
 mod jsonl;
 mod pipeline;
@@ -89,6 +90,9 @@ enum Command {
     /// Issue API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Dead-lettered messages: re-drive them through the pipeline once their cause is fixed.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// The event log for audit: verify it (or an exported bundle), export a bundle.
     Replay(replay::ReplayArgs),
 }
@@ -268,6 +272,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             api::issue(&args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Dlq(command) => dlq::run(&cli.global, command).await,
         Command::Produce(args) => pipeline::produce(&cli.global, args).await,
         Command::Scrub(args) => scrub::run(args),
         Command::Vault(command) => privacy::run(&cli.global, command).await,

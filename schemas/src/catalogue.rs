@@ -296,6 +296,7 @@ mod tests {
             "AnomalyDetected",
             "DeadLettered",
             "SubjectErased",
+            "DeadLetterRedriven",
         ] {
             let v = c
                 .current(name)

@@ -340,6 +340,28 @@ pub struct SubjectErased {
     pub key_destroyed_at: Timestamp,
 }
 
+/// A dead-lettered message sent back through the pipeline by an operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct DeadLetterRedriven {
+    pub dead_letter_topic: String,
+    pub dead_letter_partition: i32,
+    pub dead_letter_offset: i64,
+    pub processor: String,
+    pub error_class: String,
+    pub error: String,
+    pub original_topic: String,
+    pub original_partition: i32,
+    pub original_offset: i64,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub payload_sha256: String,
+    pub redriven_by: String,
+    pub reason: String,
+    pub run_id: Uuid,
+}
+
 /// Every event payload; serialized adjacently tagged as `event_type` + `payload`, the
 /// envelope's two fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -358,6 +380,7 @@ pub enum Event {
     AnomalyDetected(AnomalyDetected),
     DeadLettered(DeadLettered),
     SubjectErased(SubjectErased),
+    DeadLetterRedriven(DeadLetterRedriven),
 }
 
 impl Event {
@@ -375,7 +398,8 @@ impl Event {
             | Event::FairnessAlertRaised(_)
             | Event::AnomalyDetected(_)
             | Event::DeadLettered(_)
-            | Event::SubjectErased(_) => None,
+            | Event::SubjectErased(_)
+            | Event::DeadLetterRedriven(_) => None,
         }
     }
 
@@ -394,6 +418,7 @@ impl Event {
             Event::AnomalyDetected(_) => "AnomalyDetected",
             Event::DeadLettered(_) => "DeadLettered",
             Event::SubjectErased(_) => "SubjectErased",
+            Event::DeadLetterRedriven(_) => "DeadLetterRedriven",
         }
     }
 }

@@ -22,12 +22,14 @@
 //! - `metrics` — the Prometheus families every processor exports.
 //! - `pipeline` — running a topology: embedded broker, topics, launching workers,
 //!   producing input files, ops endpoints (`/metrics`, `/healthz`, `/readyz`).
+//! - `redrive` — sending dead letters back through the pipeline, recorded in the store.
 
 mod kafka;
 mod metrics;
 mod pipeline;
 mod processor;
 pub mod records;
+pub mod redrive;
 mod worker;
 
 pub use kafka::{KafkaSettings, consumer, producer};
