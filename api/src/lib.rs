@@ -44,6 +44,7 @@
 pub mod auth;
 pub mod error;
 mod events;
+pub mod metrics;
 mod openapi;
 pub mod reviews;
 mod views;

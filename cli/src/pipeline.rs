@@ -371,6 +371,9 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
             api_vault,
             embedded.is_some(),
         )?;
+        let api = insights_api::metrics::HttpMetrics::register(metrics.registry())
+            .context("registering the API's request metrics")?
+            .instrument(api);
         let mut rx = stop_rx.clone();
         let bound = serve_ops(
             addr,

@@ -1,13 +1,9 @@
 //! `insights replay`: the event log for audit. `--verify` walks the whole log (the store,
 //! or an exported bundle with `--file`), checks positions and the hash chain, prints a
 //! summary and exits 1 naming the first bad position; `--export FILE` writes an audit
-//! bundle that verifies offline.
-//!
-//! Bundle format (JSON lines): a header `{"format": "insights-audit-bundle/1"}`, one line
-//! per event with every hashed field (the payload as its exact stored text, so the hash can
-//! be recomputed), and a last line `{"head": {"position": N, "hash": "…"}}`.
+//! bundle that verifies offline (its format: `insights_event_store::bundle`).
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,13 +11,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use insights_event_store::{
-    ChainVerifier, EventData, EventFilter, EventStore, Head, PAGE_SIZE, RecordedEvent, VerifyReport,
-};
-use serde_json::{Value, json};
-
-/// The bundle's format tag.
-const FORMAT: &str = "insights-audit-bundle/1";
+use insights_event_store::bundle;
+use insights_event_store::{EventFilter, EventStore, Head, PAGE_SIZE, VerifyReport};
 
 /// `insights replay`.
 #[derive(Debug, Args)]
@@ -64,13 +55,6 @@ pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
     );
     bar.set_message(what.to_owned());
     bar
-}
-
-fn hex32(s: &str) -> Result<[u8; 32]> {
-    hex::decode(s)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .with_context(|| format!("{s:?} is not a 32-byte hex hash"))
 }
 
 /// Runs `insights replay`.
@@ -159,61 +143,11 @@ pub fn summarize(report: &VerifyReport) -> ExitCode {
     }
 }
 
-fn event_line(e: &RecordedEvent) -> Result<Value> {
-    let payload = std::str::from_utf8(&e.data.payload)
-        .with_context(|| format!("position {}: the payload is not UTF-8", e.position))?;
-    Ok(json!({
-        "position": e.position,
-        "stream_version": e.stream_version,
-        "recorded_at": e.recorded_at,
-        "hash": hex::encode(e.hash),
-        "event_id": e.data.event_id,
-        "stream_id": e.data.stream_id,
-        "event_type": e.data.event_type,
-        "schema_version": e.data.schema_version,
-        "causation_id": e.data.causation_id,
-        "correlation_id": e.data.correlation_id,
-        "occurred_at": e.data.occurred_at,
-        "producer": e.data.producer,
-        "producer_version": e.data.producer_version,
-        "payload": payload,
-    }))
-}
-
-fn parse_event(line: &Value) -> Result<RecordedEvent> {
-    let text = |k: &str| -> Result<String> {
-        line[k]
-            .as_str()
-            .map(str::to_owned)
-            .with_context(|| format!("missing `{k}`"))
-    };
-    let int =
-        |k: &str| -> Result<i64> { line[k].as_i64().with_context(|| format!("missing `{k}`")) };
-    Ok(RecordedEvent {
-        position: u64::try_from(int("position")?)?,
-        stream_version: u64::try_from(int("stream_version")?)?,
-        recorded_at: int("recorded_at")?,
-        hash: hex32(&text("hash")?)?,
-        data: EventData {
-            event_id: text("event_id")?.parse()?,
-            stream_id: text("stream_id")?,
-            event_type: text("event_type")?,
-            schema_version: i32::try_from(int("schema_version")?)?,
-            causation_id: line["causation_id"].as_str().map(str::to_owned),
-            correlation_id: text("correlation_id")?,
-            occurred_at: int("occurred_at")?,
-            producer: text("producer")?,
-            producer_version: text("producer_version")?,
-            payload: text("payload")?.into_bytes(),
-        },
-    })
-}
-
 async fn export(store: &dyn EventStore, path: &PathBuf) -> Result<()> {
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut out = BufWriter::new(file);
-    writeln!(out, "{}", json!({"format": FORMAT}))?;
+    bundle::write_header(&mut out)?;
     let head = store.head().await?;
     let bar = bar(head.position, "exporting");
     let mut after = 0;
@@ -223,7 +157,7 @@ async fn export(store: &dyn EventStore, path: &PathBuf) -> Result<()> {
         let page = store.read_all(after, PAGE_SIZE, &EventFilter::All).await?;
         let Some(last) = page.last() else { break };
         for e in page.iter().take_while(|e| e.position <= head.position) {
-            writeln!(out, "{}", event_line(e)?)?;
+            bundle::write_event(&mut out, e)?;
             after = e.position;
             last_hash = e.hash;
         }
@@ -233,10 +167,12 @@ async fn export(store: &dyn EventStore, path: &PathBuf) -> Result<()> {
         bar.set_position(after);
     }
     bar.finish_and_clear();
-    writeln!(
-        out,
-        "{}",
-        json!({"head": {"position": after, "hash": hex::encode(last_hash)}})
+    bundle::write_head(
+        &mut out,
+        &Head {
+            position: after,
+            hash: last_hash,
+        },
     )?;
     out.flush()?;
     eprintln!(
@@ -251,39 +187,8 @@ fn verify_bundle(path: &PathBuf) -> Result<VerifyReport> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = bar(len, "verifying");
-    let mut lines = BufReader::new(file).lines();
-    let header: Value = match lines.next() {
-        Some(l) => serde_json::from_str(&l?).context("the bundle's first line is not JSON")?,
-        None => bail!("{} is empty", path.display()),
-    };
-    if header["format"] != FORMAT {
-        bail!("{} is not an audit bundle ({FORMAT})", path.display());
-    }
-    let mut verifier = ChainVerifier::new();
-    let mut head = None;
-    let mut read = 0u64;
-    for (n, line) in lines.enumerate() {
-        let line = line?;
-        read += line.len() as u64 + 1;
-        let value: Value = serde_json::from_str(&line)
-            .with_context(|| format!("bundle line {}: not JSON", n + 2))?;
-        if let Some(h) = value.get("head") {
-            head = Some(Head {
-                position: h["position"].as_u64().context("head without position")?,
-                hash: hex32(h["hash"].as_str().context("head without hash")?)?,
-            });
-            break;
-        }
-        let event = parse_event(&value).with_context(|| format!("bundle line {}", n + 2))?;
-        verifier.push(&event);
-        bar.set_position(read);
-    }
+    let report = bundle::verify(BufReader::new(file), |read| bar.set_position(read))
+        .with_context(|| path.display().to_string());
     bar.finish_and_clear();
-    let head = head.with_context(|| {
-        format!(
-            "{} has no head line: the bundle is truncated",
-            path.display()
-        )
-    })?;
-    Ok(verifier.finish(&head))
+    report
 }

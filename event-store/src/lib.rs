@@ -31,6 +31,7 @@
 //! - `postgres`, `sqlite` — the backends; `migrations/` holds their schemas.
 //! - `subscription` — catch-up-then-live reading on top of any backend.
 
+pub mod bundle;
 mod chain;
 mod plan;
 mod postgres;

@@ -10,6 +10,8 @@ pub struct Metrics {
     pub consumed: IntCounterVec,
     /// Events appended and published to output topics.
     pub produced: IntCounterVec,
+    /// Events newly appended to the store (redeliveries not counted), by type.
+    pub stored: IntCounterVec,
     /// Messages sent to the dead-letter topic, by error class.
     pub dead_lettered: IntCounterVec,
     /// Retries, by what was retried (process, store, publish).
@@ -50,6 +52,11 @@ impl Metrics {
             "insights_events_produced_total",
             "Events appended to the store and published",
             &["processor", "topic"],
+        );
+        let stored = counter(
+            "insights_events_stored_total",
+            "Events newly appended to the store (a redelivery's duplicates not counted), by type",
+            &["processor", "event_type"],
         );
         let dead_lettered = counter(
             "insights_messages_dead_lettered_total",
@@ -104,6 +111,7 @@ impl Metrics {
             registry,
             consumed,
             produced,
+            stored,
             dead_lettered,
             retries,
             batch_seconds,

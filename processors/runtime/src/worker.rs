@@ -666,10 +666,20 @@ impl Sink {
             }
         }
         let storing = Instant::now();
+        let types: Vec<&'static str> = envelopes.iter().map(Envelope::event_type).collect();
         let results = self.append(envelopes).await?;
         self.shared
             .metrics
             .stage(name, "store", storing.elapsed().as_secs_f64());
+        for (event_type, appended) in types.iter().zip(&results) {
+            if !appended.duplicate {
+                self.shared
+                    .metrics
+                    .stored
+                    .with_label_values(&[name.as_str(), event_type])
+                    .inc();
+            }
+        }
         let new = results.iter().filter(|a| !a.duplicate).count() as u64;
         self.count(|s| {
             s.appended += new;
