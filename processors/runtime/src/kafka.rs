@@ -54,6 +54,29 @@ pub fn consumer(settings: &KafkaSettings, group: &str) -> KafkaResult<StreamCons
     settings.finish(consumer_config(settings, group)).create()
 }
 
+/// A consumer for reading assigned partitions to their end: it reports each end
+/// (`enable.partition.eof`) as `KafkaError::PartitionEOF` from `recv`, which its context
+/// does not log as an error. Never subscribes or commits.
+pub(crate) fn reader(settings: &KafkaSettings, group: &str) -> KafkaResult<StreamConsumer<Reader>> {
+    let mut c = settings.finish(consumer_config(settings, group));
+    c.set("enable.partition.eof", "true");
+    c.create_with_context(Reader)
+}
+
+/// [`reader`]'s context: librdkafka's errors logged, ends of partitions not.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reader;
+
+impl ClientContext for Reader {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_)) {
+            tracing::error!(%error, reason, "librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for Reader {}
+
 /// The worker's consumer: like [`consumer`], with a context that commits what the worker
 /// has handled when partitions are revoked in a rebalance.
 pub(crate) fn worker_consumer(

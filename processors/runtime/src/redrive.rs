@@ -29,7 +29,7 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use sha2::{Digest, Sha256};
 
-use crate::kafka::{KafkaSettings, consumer, producer};
+use crate::kafka::{KafkaSettings, producer, reader};
 use crate::records::{from_recorded, to_event_data};
 use crate::worker::dead_letter_headers as h;
 
@@ -292,11 +292,7 @@ pub async fn redrive(
     // The end of a partition is where librdkafka reports it (partition EOF, from the
     // high watermark of fetch responses): ListOffsets is off by one on some brokers
     // (Tansu 0.6.0 answers the last offset, not the next one).
-    let mut settings = kafka.clone();
-    settings
-        .properties
-        .insert("enable.partition.eof".into(), "true".into());
-    let consumer = consumer(&settings, &format!("insights-dlq-redrive-{run_id}"))?;
+    let consumer = reader(kafka, &format!("insights-dlq-redrive-{run_id}"))?;
     let metadata = consumer
         .client()
         .fetch_metadata(Some(topic), Duration::from_secs(10))?;
@@ -318,10 +314,16 @@ pub async fn redrive(
         assignment.add_partition_offset(topic, *p, Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
-    let producer = (!request.dry_run).then(|| producer(kafka)).transpose()?;
-    let mut pacer = tokio::time::interval(Duration::from_secs_f64(
-        1.0 / f64::from(request.rate.max(1)),
-    ));
+    let mut sender = Sender {
+        producer: producer(kafka)?,
+        store,
+        request,
+        history: &history,
+        run_id,
+        pacer: tokio::time::interval(Duration::from_secs_f64(
+            1.0 / f64::from(request.rate.max(1)),
+        )),
+    };
     let mut chunk: Vec<(DeadLetter, String)> = Vec::new();
     let limit = request.limit.unwrap_or(usize::MAX) as u64;
     let mut stream = consumer.stream();
@@ -372,17 +374,11 @@ pub async fn redrive(
         chunk.push((d, target));
         if chunk.len() >= CHUNK {
             let sent = std::mem::take(&mut chunk);
-            report.redriven += send(
-                &producer, store, request, &history, run_id, &mut pacer, sent, &mut each,
-            )
-            .await?;
+            report.redriven += sender.send(sent, &mut each).await?;
         }
     }
     if !chunk.is_empty() {
-        report.redriven += send(
-            &producer, store, request, &history, run_id, &mut pacer, chunk, &mut each,
-        )
-        .await?;
+        report.redriven += sender.send(chunk, &mut each).await?;
     }
     Ok(report)
 }
@@ -442,58 +438,71 @@ impl History {
     }
 }
 
-/// Produces a chunk at the request's rate, waits for every delivery, then records them.
-#[allow(clippy::too_many_arguments)]
-async fn send(
-    producer: &Option<rdkafka::producer::FutureProducer>,
-    store: &dyn EventStore,
-    request: &Request,
-    history: &History,
+/// Sends chunks of a run's selected dead letters and records them.
+struct Sender<'a> {
+    producer: rdkafka::producer::FutureProducer,
+    store: &'a dyn EventStore,
+    request: &'a Request,
+    history: &'a History,
     run_id: uuid::Uuid,
-    pacer: &mut tokio::time::Interval,
-    chunk: Vec<(DeadLetter, String)>,
-    each: &mut impl FnMut(&DeadLetter, &Disposition),
-) -> Result<u64, RedriveError> {
-    let Some(producer) = producer else {
-        return Ok(0);
-    };
-    let mut deliveries = Vec::with_capacity(chunk.len());
-    for (d, target) in &chunk {
-        pacer.tick().await;
-        let mut record = FutureRecord::to(target)
-            .payload(d.payload.as_slice())
-            .headers(redriven_headers(d, &request.dead_letter_topic, run_id));
-        if let Some(key) = &d.key {
-            record = record.key(key.as_slice());
+    pacer: tokio::time::Interval,
+}
+
+impl Sender<'_> {
+    /// Produces a chunk at the request's rate, waits for every delivery, then records them.
+    async fn send(
+        &mut self,
+        chunk: Vec<(DeadLetter, String)>,
+        each: &mut impl FnMut(&DeadLetter, &Disposition),
+    ) -> Result<u64, RedriveError> {
+        let mut deliveries = Vec::with_capacity(chunk.len());
+        for (d, target) in &chunk {
+            self.pacer.tick().await;
+            let mut record = FutureRecord::to(target)
+                .payload(d.payload.as_slice())
+                .headers(redriven_headers(
+                    d,
+                    &self.request.dead_letter_topic,
+                    self.run_id,
+                ));
+            if let Some(key) = &d.key {
+                record = record.key(key.as_slice());
+            }
+            // Handed to librdkafka now; delivered (or not) below.
+            deliveries.push(self.producer.send_result(record).map_err(|(e, _)| e)?);
         }
-        // Handed to librdkafka now; delivered (or not) below.
-        deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
-    }
-    let mut envelopes = Vec::with_capacity(chunk.len());
-    let now = now();
-    for ((d, target), delivery) in chunk.iter().zip(deliveries) {
-        let delivered = delivery
+        let mut envelopes = Vec::with_capacity(chunk.len());
+        let now = now();
+        for ((d, target), delivery) in chunk.iter().zip(deliveries) {
+            let delivered = delivery
+                .await
+                .map_err(|_| rdkafka::error::KafkaError::Canceled)?
+                .map_err(|(e, _)| e)?;
+            let disposition = Disposition::Redriven {
+                topic: target.clone(),
+                partition: delivered.partition,
+                offset: delivered.offset,
+            };
+            envelopes.push(event_for(
+                self.request,
+                self.history,
+                self.run_id,
+                now,
+                d,
+                &disposition,
+            ));
+            each(d, &disposition);
+        }
+        let batch = AppendBatch::new(envelopes.iter().map(to_event_data).collect());
+        append(self.store, batch)
             .await
-            .map_err(|_| rdkafka::error::KafkaError::Canceled)?
-            .map_err(|(e, _)| e)?;
-        let (partition, offset) = (delivered.partition, delivered.offset);
-        let disposition = Disposition::Redriven {
-            topic: target.clone(),
-            partition,
-            offset,
-        };
-        envelopes.push(event_for(request, history, run_id, now, d, &disposition));
-        each(d, &disposition);
+            .map_err(|error| RedriveError::Store {
+                error,
+                produced: chunk.len(),
+                run_id: self.run_id,
+            })?;
+        Ok(chunk.len() as u64)
     }
-    let batch = AppendBatch::new(envelopes.iter().map(to_event_data).collect());
-    append(store, batch)
-        .await
-        .map_err(|error| RedriveError::Store {
-            error,
-            produced: chunk.len(),
-            run_id,
-        })?;
-    Ok(chunk.len() as u64)
 }
 
 /// Appends, retrying what may pass (a store restarting) for up to a minute.
