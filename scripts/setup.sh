@@ -70,6 +70,15 @@ install_python_clients() {
   .tools/venv/bin/pip install --quiet $PY_PACKAGES
 }
 
+# Schema-driven fuzzing of the HTTP API (scripts/api_fuzz.sh, cli/tests/api_fuzz.rs).
+install_schemathesis() {
+  local st=.tools/schemathesis-venv/bin/st
+  if [ -x "$st" ] && "$st" --version 2>/dev/null | grep -q "4.32.5"; then return; fi
+  say "installing schemathesis into .tools/schemathesis-venv"
+  [ -x .tools/schemathesis-venv/bin/python ] || python3 -m venv .tools/schemathesis-venv
+  .tools/schemathesis-venv/bin/pip install --quiet schemathesis==4.32.5
+}
+
 # Wheels fetched from PyPI by exact file name and checked by sha256.
 fetch_wheel() { # SPEC FILE SHA256 [pip download flags...]
   local spec=$1 file=$2 sha=$3
@@ -211,6 +220,7 @@ need_cargo
 ensure_postgres
 install_tansu
 install_python_clients
+install_schemathesis
 install_fairness_references
 install_fairness_data
 install_llm_server

@@ -23,8 +23,11 @@ const MAX_SCAN_PAGES: usize = 20;
 #[into_params(parameter_in = Query)]
 pub(crate) struct EventsQuery {
     /// Events after this position (0: from the start).
+    #[serde(default, deserialize_with = "insights_projections::views::bounded")]
+    #[param(minimum = 0, maximum = 9007199254740991.0)]
     from: Option<u64>,
     /// At most this many (1..=1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// Comma-separated event types.
     types: Option<String>,

@@ -214,26 +214,11 @@ pub fn router_with(state: AppState, limit: RateLimit) -> Router {
             }
         });
     }
-    Router::new()
-        .route("/", get(dashboard_page))
-        .route("/dashboard.js", get(dashboard_script))
-        .route("/openapi.json", get(openapi::document))
-        .route("/v1/reviews", get(list_reviews))
-        .route("/v1/reviews/{id}", get(get_review))
-        .route("/v1/reviews/{id}/claim", post(claim_review))
-        .route("/v1/reviews/{id}/decision", post(decide_review))
-        .route("/v1/audit/verify", get(audit_verify))
-        .route("/v1/vault/reveal", post(vault_reveal))
-        .route("/v1/events", get(events::list_events))
-        .route("/v1/events/stream", get(events::stream_events))
-        .route("/v1/views", get(views::list))
-        .route("/v1/views/sentiment", get(views::get_sentiment))
-        .route("/v1/views/responses", get(views::get_responses))
-        .route("/v1/views/fairness", get(views::get_fairness))
-        .route("/v1/views/health", get(views::get_health))
-        .route("/v1/views/anomalies", get(views::get_anomalies))
-        .route("/v1/views/conversations", get(views::get_conversations))
-        .route("/v1/views/conversations/{id}", get(views::get_conversation))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, handler)| {
+            router.route(path, handler)
+        })
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -244,6 +229,37 @@ pub fn router_with(state: AppState, limit: RateLimit) -> Router {
         })
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(limiter, rate_limited))
+}
+
+/// Every route the API serves, with its handlers: the router is built from this table, and
+/// [`route_paths`] lists it (the OpenAPI document must cover every `/v1/` path).
+fn routes() -> Vec<(&'static str, axum::routing::MethodRouter<AppState>)> {
+    vec![
+        ("/", get(dashboard_page)),
+        ("/dashboard.js", get(dashboard_script)),
+        ("/openapi.json", get(openapi::document)),
+        ("/v1/reviews", get(list_reviews)),
+        ("/v1/reviews/{id}", get(get_review)),
+        ("/v1/reviews/{id}/claim", post(claim_review)),
+        ("/v1/reviews/{id}/decision", post(decide_review)),
+        ("/v1/audit/verify", get(audit_verify)),
+        ("/v1/vault/reveal", post(vault_reveal)),
+        ("/v1/events", get(events::list_events)),
+        ("/v1/events/stream", get(events::stream_events)),
+        ("/v1/views", get(views::list)),
+        ("/v1/views/sentiment", get(views::get_sentiment)),
+        ("/v1/views/responses", get(views::get_responses)),
+        ("/v1/views/fairness", get(views::get_fairness)),
+        ("/v1/views/health", get(views::get_health)),
+        ("/v1/views/anomalies", get(views::get_anomalies)),
+        ("/v1/views/conversations", get(views::get_conversations)),
+        ("/v1/views/conversations/{id}", get(views::get_conversation)),
+    ]
+}
+
+/// The paths the router serves, from the same table it is built from.
+pub fn route_paths() -> Vec<&'static str> {
+    routes().into_iter().map(|(path, _)| path).collect()
 }
 
 /// The dashboard page (no data in it: its script reads the API with the user's token).
@@ -337,9 +353,18 @@ fn at_position(position: u64, body: impl Serialize) -> Response {
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// open, claimed, decided, pending (open + claimed, the default) or all.
+    #[param(pattern = "^(open|claimed|decided|pending|all)$")]
     status: Option<String>,
+    /// Items per page (1..=500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
+    /// Items to skip.
+    #[serde(default, deserialize_with = "insights_projections::views::bounded")]
+    #[param(minimum = 0, maximum = 9007199254740991.0)]
     offset: Option<usize>,
+    /// Read-your-writes: wait until the queue reflects this position.
+    #[serde(default, deserialize_with = "insights_projections::views::bounded")]
+    #[param(minimum = 0, maximum = 9007199254740991.0)]
     min_position: Option<u64>,
 }
 
@@ -361,7 +386,22 @@ fn view(item: &ReviewItem, now: Timestamp) -> ItemView<'_> {
     }
 }
 
+/// A `min_position` beyond the store's head names an event that does not exist: the
+/// client's mistake (400), not a view that is behind (503).
+pub(crate) async fn within_head(state: &AppState, min_position: u64) -> Result<(), ApiError> {
+    let head = state.store.head().await?.position;
+    if min_position > head {
+        return Err(ApiError::bad_request(format!(
+            "min_position {min_position} is beyond the store's head ({head})"
+        )));
+    }
+    Ok(())
+}
+
 async fn caught_up(state: &AppState, min_position: Option<u64>) -> Result<(), ApiError> {
+    if let Some(p) = min_position {
+        within_head(state, p).await?;
+    }
     if let Some(p) = min_position
         && !state.reviews.wait_for(p, MAX_CATCH_UP_WAIT).await
     {
@@ -448,9 +488,11 @@ async fn list_reviews(
     params(("id" = String, Path, description = "The review id"), PositionQuery),
     responses(
         (status = 200, description = "The item", body = serde_json::Value),
+        (status = 400, description = "Bad parameters (`min_position` beyond the store's head)", body = serde_json::Value),
         (status = 404, description = "No such item", body = serde_json::Value),
         (status = 401, description = "No valid token", body = serde_json::Value),
         (status = 403, description = "The token lacks the role", body = serde_json::Value),
+        (status = 503, description = "The queue did not reach `min_position` in time", body = serde_json::Value),
     ),
     security(("bearer" = []))
 )]
@@ -481,6 +523,8 @@ async fn get_review(
 #[into_params(parameter_in = Query)]
 struct PositionQuery {
     /// Read-your-writes: wait until the queue reflects this position.
+    #[serde(default, deserialize_with = "insights_projections::views::bounded")]
+    #[param(minimum = 0, maximum = 9007199254740991.0)]
     min_position: Option<u64>,
 }
 

@@ -49,17 +49,25 @@ fn analyst(caller: &crate::Principal) -> Result<(), ApiError> {
 }
 
 /// Waits for `min_position` if asked, then returns the view's position.
-async fn position(views: &Views, view: &str, min_position: Option<u64>) -> Result<u64, ApiError> {
+async fn position(
+    state: &AppState,
+    views: &Views,
+    view: &str,
+    min_position: Option<u64>,
+) -> Result<u64, ApiError> {
     match min_position {
         None => Ok(views.position(view).await?),
-        Some(min) => views
+        Some(min) => {
+            crate::within_head(state, min).await?;
+            views
             .wait_for(view, min, MAX_CATCH_UP_WAIT)
             .await?
             .map_err(|at| {
                 ApiError::unavailable(format!(
                     "the {view} view is at position {at}, behind the requested {min}; retry shortly"
                 ))
-            }),
+            })
+        }
     }
 }
 
@@ -74,6 +82,7 @@ fn answer(position: u64, mut body: Value) -> Response {
 /// Answers a view query from the cache of answers at the view's position (see
 /// [`Views::cached`]); `key` is the query without its `min_position`.
 async fn cached_answer<F, Fut>(
+    state: &AppState,
     views: &Views,
     view: &str,
     min_position: Option<u64>,
@@ -84,7 +93,7 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<Value, ProjectionError>>,
 {
-    let at = position(views, view, min_position).await?;
+    let at = position(state, views, view, min_position).await?;
     let body = views
         .cached(format!("{view}:{key}"), at, || async move {
             let mut body = compute().await?;
@@ -150,7 +159,10 @@ pub(crate) async fn get_sentiment(
     let v = views(&state)?;
     let min = q.min_position.take();
     let key = format!("{q:?}");
-    cached_answer(v, "sentiment", min, key, || sentiment::query(&v.db, &q)).await
+    cached_answer(&state, v, "sentiment", min, key, || {
+        sentiment::query(&v.db, &q)
+    })
+    .await
 }
 
 /// `GET /v1/views/responses?from=&to=`.
@@ -178,7 +190,10 @@ pub(crate) async fn get_responses(
     let v = views(&state)?;
     let min = q.min_position.take();
     let key = format!("{q:?}");
-    cached_answer(v, "responses", min, key, || responses::query(&v.db, &q)).await
+    cached_answer(&state, v, "responses", min, key, || {
+        responses::query(&v.db, &q)
+    })
+    .await
 }
 
 /// `GET /v1/views/fairness?from=&to=&attributes=&outcome=&limit=&offset=`.
@@ -206,7 +221,10 @@ pub(crate) async fn get_fairness(
     let v = views(&state)?;
     let min = q.min_position.take();
     let key = format!("{q:?}");
-    cached_answer(v, "fairness", min, key, || fairness::query(&v.db, &q)).await
+    cached_answer(&state, v, "fairness", min, key, || {
+        fairness::query(&v.db, &q)
+    })
+    .await
 }
 
 /// `GET /v1/views/health?minutes=`: the health view plus every view's lag.
@@ -232,7 +250,7 @@ pub(crate) async fn get_health(
 ) -> Result<Response, ApiError> {
     analyst(&caller)?;
     let v = views(&state)?;
-    let at = position(v, "health", q.min_position).await?;
+    let at = position(&state, v, "health", q.min_position).await?;
     let mut body = health::query(&v.db, &q).await?;
     let (head, status) = views_status(&v.db, &*state.store, &v.list).await?;
     if let Value::Object(m) = &mut body {
@@ -267,7 +285,10 @@ pub(crate) async fn get_anomalies(
     let v = views(&state)?;
     let min = q.min_position.take();
     let key = format!("{q:?}");
-    cached_answer(v, "anomalies", min, key, || anomalies::query(&v.db, &q)).await
+    cached_answer(&state, v, "anomalies", min, key, || {
+        anomalies::query(&v.db, &q)
+    })
+    .await
 }
 
 /// `GET /v1/views/conversations?from=&to=&channel=&product=&open_reviews=&limit=&offset=`.
@@ -295,7 +316,7 @@ pub(crate) async fn get_conversations(
     let v = views(&state)?;
     let min = q.min_position.take();
     let key = format!("{q:?}");
-    cached_answer(v, "timeline", min, key, || {
+    cached_answer(&state, v, "timeline", min, key, || {
         timeline::conversations(&v.db, &q)
     })
     .await
@@ -306,10 +327,15 @@ pub(crate) async fn get_conversations(
 #[into_params(parameter_in = Query)]
 pub(crate) struct TimelineQuery {
     /// Events per page (1..=1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// Events after this position.
+    #[serde(default, deserialize_with = "insights_projections::views::bounded")]
+    #[param(minimum = 0, maximum = 9007199254740991.0)]
     after_position: Option<u64>,
     /// Read-your-writes: wait until the view reflects this position.
+    #[serde(default, deserialize_with = "insights_projections::views::bounded")]
+    #[param(minimum = 0, maximum = 9007199254740991.0)]
     min_position: Option<u64>,
 }
 
@@ -339,7 +365,7 @@ pub(crate) async fn get_conversation(
 ) -> Result<Response, ApiError> {
     analyst(&caller)?;
     let v = views(&state)?;
-    let at = position(v, "timeline", q.min_position).await?;
+    let at = position(&state, v, "timeline", q.min_position).await?;
     let body = timeline::conversation(&v.db, &id, q.limit, q.after_position)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no conversation {id:?}")))?;

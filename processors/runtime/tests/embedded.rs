@@ -72,6 +72,8 @@ async fn a_broker_outage_mid_run_loses_nothing() {
     .await;
     broker.broker_down().expect("down");
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // What was stored by the end of the outage: the rest was still to do while it lasted.
+    let stored_during = store.head().await.expect("head").position;
     broker.broker_up().expect("up");
     let summary = tokio::time::timeout(Duration::from_secs(120), worker)
         .await
@@ -79,6 +81,10 @@ async fn a_broker_outage_mid_run_loses_nothing() {
         .expect("task")
         .expect("worker survives the outage");
     assert_eq!(summary.dead_lettered, 0);
+    assert!(
+        stored_during < 600,
+        "the outage must overlap work in flight: all 600 were stored before it ended"
+    );
     let events = stored(&*store).await;
     assert_eq!(events.len(), 600, "{summary:?}");
     assert!(store.verify().await.expect("verifies").is_intact());

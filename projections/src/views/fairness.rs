@@ -150,10 +150,15 @@ pub struct FairnessQuery {
     /// Only this outcome.
     pub outcome: Option<String>,
     /// Alerts per page.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Alerts page offset.
+    #[serde(default, deserialize_with = "crate::views::bounded")]
+    #[param(minimum = 0, maximum = 9007199254740991.0)]
     pub offset: Option<i64>,
     /// Read-your-writes (handled by the API).
+    #[serde(default, deserialize_with = "crate::views::bounded")]
+    #[param(minimum = 0, maximum = 9007199254740991.0)]
     pub min_position: Option<u64>,
 }
 

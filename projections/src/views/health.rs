@@ -128,8 +128,11 @@ impl Projection for Health {
 #[into_params(parameter_in = Query)]
 pub struct HealthQuery {
     /// Minutes of event rates up to now (1..=1440, default 60).
+    #[param(minimum = 1, maximum = 1440)]
     pub minutes: Option<i64>,
     /// Read-your-writes (handled by the API).
+    #[serde(default, deserialize_with = "crate::views::bounded")]
+    #[param(minimum = 0, maximum = 9007199254740991.0)]
     pub min_position: Option<u64>,
 }
 

@@ -76,19 +76,15 @@ pub fn by_name(
 }
 
 /// A time range in query parameters, RFC 3339 `from` (inclusive) and `to` (exclusive), as
-/// microseconds with open ends as the extremes; an empty or inverted range is a bad query.
+/// microseconds with open ends as the extremes; an empty or inverted range selects nothing
+/// (`to` is moved up to `from`), as every parameter is valid on its own.
 pub fn range(
     from: Option<Timestamp>,
     to: Option<Timestamp>,
 ) -> Result<(i64, i64), ProjectionError> {
     let from = from.map_or(i64::MIN, Timestamp::micros);
     let to = to.map_or(i64::MAX, Timestamp::micros);
-    if from >= to {
-        return Err(ProjectionError::BadQuery(
-            "`from` must be before `to`".into(),
-        ));
-    }
-    Ok((from, to))
+    Ok((from, to.max(from)))
 }
 
 /// An instant as the API shows it: RFC 3339 in UTC.
@@ -107,6 +103,32 @@ pub fn with_times(
         }
     }
     row
+}
+
+/// The largest integer a query parameter takes (2^53 − 1: every JSON client holds it
+/// exactly); the OpenAPI document states it as each parameter's maximum.
+pub const MAX_QUERY_INTEGER: u64 = (1 << 53) - 1;
+
+/// Deserializes an optional non-negative integer parameter, at most [`MAX_QUERY_INTEGER`]
+/// (`#[serde(default, deserialize_with = "bounded")]`), so that what the document
+/// declares out of range is refused as it says.
+pub fn bounded<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + TryInto<i128> + Copy,
+{
+    use serde::Deserialize as _;
+    use serde::de::Error;
+    let value = Option::<T>::deserialize(d)?;
+    if let Some(v) = value {
+        let wide: i128 = v.try_into().map_err(|_| D::Error::custom("out of range"))?;
+        if !(0..=i128::from(MAX_QUERY_INTEGER)).contains(&wide) {
+            return Err(D::Error::custom(format!(
+                "{wide} is outside 0..={MAX_QUERY_INTEGER}"
+            )));
+        }
+    }
+    Ok(value)
 }
 
 /// A page of a list: `limit` (1..=1000, default 100) and `offset`.

@@ -154,6 +154,8 @@ pub struct ResponsesQuery {
     #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<Timestamp>,
     /// Read-your-writes (handled by the API).
+    #[serde(default, deserialize_with = "crate::views::bounded")]
+    #[param(minimum = 0, maximum = 9007199254740991.0)]
     pub min_position: Option<u64>,
 }
 

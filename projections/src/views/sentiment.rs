@@ -189,8 +189,10 @@ pub struct SentimentQuery {
     #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<Timestamp>,
     /// `hour` or `day` (default).
+    #[param(pattern = "^(hour|day)$")]
     pub granularity: Option<String>,
     /// One series per value of `channel`, `product`, `language` or `segment`.
+    #[param(pattern = "^(|channel|product|language|segment)$")]
     pub group_by: Option<String>,
     /// Filters.
     pub channel: Option<String>,
@@ -203,6 +205,8 @@ pub struct SentimentQuery {
     /// `name@version` of the model; default the one that scored most recently.
     pub model_version: Option<String>,
     /// Read-your-writes (handled by the API).
+    #[serde(default, deserialize_with = "crate::views::bounded")]
+    #[param(minimum = 0, maximum = 9007199254740991.0)]
     pub min_position: Option<u64>,
 }
 
