@@ -63,10 +63,11 @@ for role in none reviewer analyst auditor admin; do
     auth=(-H "Authorization: Bearer $token")
   fi
   echo "api_fuzz: role $role"
-  if ! "$st" run "http://127.0.0.1:$port/openapi.json" "${auth[@]}" \
+  # From the temporary directory: schemathesis keeps its cache (.schemathesis/) where it runs.
+  if ! (cd "$work" && "$st" run "http://127.0.0.1:$port/openapi.json" "${auth[@]}" \
       --checks all --exclude-checks positive_data_acceptance --exclude-path /v1/events/stream \
       --max-examples "$max_examples" --max-time "$max_time" --seed "$seed" \
-      --request-timeout 10 --no-color --warnings off > "$work/st-$role.log" 2>&1; then
+      --request-timeout 10 --no-color --warnings off) > "$work/st-$role.log" 2>&1; then
     failed=1
     cat "$work/st-$role.log"
   else

@@ -1,9 +1,11 @@
 //! Who is calling: bearer tokens with roles.
 //!
-//! The seam is [`Authenticator`]: headers in, a [`Principal`] or a 401 out. The
-//! implementation here is [`JwtAuth`], HS256-signed JWTs carrying the subject and roles,
-//! issued by operators with `insights token issue`. Handlers ask the principal for a role
-//! ([`Principal::require`]); `admin` holds every role.
+//! The seam is [`Authenticator`]: headers in, a [`Principal`] or a 401 out. Two
+//! implementations: [`JwtAuth`], HS256-signed JWTs carrying the subject and roles, issued
+//! by operators with `insights token issue`; and [`crate::jwks::JwksAuth`], tokens from an
+//! identity provider checked against its JWKS. [`Either`] takes both, choosing by the
+//! token's algorithm. Handlers ask the principal for a role ([`Principal::require`]);
+//! `admin` holds every role.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -80,9 +82,58 @@ impl Principal {
 }
 
 /// Turns request headers into a caller.
+#[async_trait::async_trait]
 pub trait Authenticator: Send + Sync + std::fmt::Debug {
-    /// The caller, or a 401.
-    fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError>;
+    /// The caller, or a 401 (a 503 when what checks tokens cannot be reached).
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError>;
+}
+
+/// The token of an `Authorization: Bearer <token>` header, or a 401.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthorized("missing_token", "send Authorization: Bearer <token>")
+    })?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "invalid_token",
+                "the Authorization header is not `Bearer <token>`",
+            )
+        })
+}
+
+/// HS256 tokens (`insights token issue`) and an identity provider's, each by its own
+/// checker, chosen by the token's algorithm.
+#[derive(Debug)]
+pub struct Either {
+    /// The shared-secret tokens, if a secret is configured.
+    pub hs256: Option<JwtAuth>,
+    /// The provider's tokens, if a JWKS URL is configured.
+    pub jwks: Option<crate::jwks::JwksAuth>,
+}
+
+#[async_trait::async_trait]
+impl Authenticator for Either {
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        let token = bearer_token(headers)?;
+        let hs256 = jsonwebtoken::decode_header(token).is_ok_and(|h| h.alg == Algorithm::HS256);
+        match (hs256, &self.hs256, &self.jwks) {
+            (true, Some(auth), _) => auth.authenticate(headers).await,
+            (false, _, Some(auth)) => auth.authenticate(headers).await,
+            _ => Err(ApiError::unauthorized(
+                "invalid_token",
+                "the token is not valid",
+            )),
+        }
+    }
 }
 
 /// The token issuer and audience.
@@ -168,26 +219,10 @@ impl JwtAuth {
     }
 }
 
+#[async_trait::async_trait]
 impl Authenticator for JwtAuth {
-    fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
-        let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::unauthorized("missing_token", "send Authorization: Bearer <token>")
-        })?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "invalid_token",
-                    "the Authorization header is not `Bearer <token>`",
-                )
-            })?;
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        let token = bearer_token(headers)?;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => {
@@ -217,13 +252,13 @@ mod tests {
         h
     }
 
-    #[test]
-    fn issued_tokens_authenticate_with_their_roles() {
+    #[tokio::test]
+    async fn issued_tokens_authenticate_with_their_roles() {
         let auth = JwtAuth::hs256(b"0123456789abcdef0123456789abcdef");
         let token = auth
             .issue("alice", &[Role::Reviewer], Duration::from_secs(60))
             .expect("issued");
-        let p = auth.authenticate(&bearer(&token)).expect("valid");
+        let p = auth.authenticate(&bearer(&token)).await.expect("valid");
         assert_eq!(p.subject, "alice");
         assert!(p.require(Role::Reviewer).is_ok());
         let denied = p.require(Role::Auditor).expect_err("not an auditor");
@@ -235,8 +270,8 @@ mod tests {
         assert!(Role::ALL.iter().all(|r| admin.require(*r).is_ok()));
     }
 
-    #[test]
-    fn missing_bad_forged_and_expired_tokens_are_401() {
+    #[tokio::test]
+    async fn missing_bad_forged_and_expired_tokens_are_401() {
         let auth = JwtAuth::hs256(b"0123456789abcdef0123456789abcdef");
         let other = JwtAuth::hs256(b"another secret, another issuer..");
         let cases = [
@@ -260,7 +295,7 @@ mod tests {
             ),
         ];
         for (headers, code) in cases {
-            let e = auth.authenticate(&headers).expect_err("refused");
+            let e = auth.authenticate(&headers).await.expect_err("refused");
             assert_eq!((e.status.as_u16(), e.code), (401, code));
         }
         let mut basic = HeaderMap::new();
@@ -269,7 +304,7 @@ mod tests {
             HeaderValue::from_static("Basic YTpi"),
         );
         assert_eq!(
-            auth.authenticate(&basic).expect_err("refused").code,
+            auth.authenticate(&basic).await.expect_err("refused").code,
             "invalid_token"
         );
         assert!(auth.issue(" ", &[], Duration::from_secs(1)).is_err());

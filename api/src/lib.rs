@@ -44,6 +44,7 @@
 pub mod auth;
 pub mod error;
 mod events;
+pub mod jwks;
 pub mod metrics;
 mod openapi;
 pub mod reviews;
@@ -66,7 +67,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use auth::{Authenticator, JwtAuth, Principal, Role};
+pub use auth::{Authenticator, Either, JwtAuth, Principal, Role};
 pub use error::ApiError;
 pub use reviews::{ReviewItem, ReviewQueue, Status};
 
@@ -305,7 +306,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        state.auth.authenticate(&parts.headers).map(Caller)
+        state.auth.authenticate(&parts.headers).await.map(Caller)
     }
 }
 

@@ -95,6 +95,8 @@ pub struct RunArgs {
     llm: crate::response::LlmArgs,
     #[command(flatten)]
     secret: crate::api::SecretArgs,
+    #[command(flatten)]
+    idp: crate::api::IdentityProviderArgs,
     /// Do not run the projection views here (another process does). They run by default
     /// unless `--processor` picks one processor.
     #[arg(long)]
@@ -370,7 +372,8 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
             views.clone(),
             api_vault,
             embedded.is_some(),
-        )?;
+        )
+        .await?;
         let api = insights_api::metrics::HttpMetrics::register(metrics.registry())
             .context("registering the API's request metrics")?
             .instrument(api);
@@ -450,7 +453,7 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
 
 /// The API's routes, with the review queue following the store and reviewers' events
 /// published to the topic the response processor reads them from.
-fn api_router(
+async fn api_router(
     args: &RunArgs,
     topology: &Topology,
     kafka: &KafkaSettings,
@@ -459,15 +462,23 @@ fn api_router(
     vault: impl FnOnce() -> Option<Arc<insights_privacy::vault::Vault>>,
     embedded: bool,
 ) -> Result<axum::Router> {
-    if !embedded && !args.secret.configured() {
+    if !embedded && !args.secret.configured() && !args.idp.configured() {
         // A processor replica against a real cluster need not serve the API; one without
-        // a secret serves only the ops endpoints.
+        // a way to check tokens serves only the ops endpoints.
         eprintln!(
-            "insights: API disabled: no JWT secret (set INSIGHTS_JWT_SECRET or --jwt-secret-file)"
+            "insights: API disabled: no JWT secret (set INSIGHTS_JWT_SECRET or --jwt-secret-file) and no identity provider (--jwks-url)"
         );
         return Ok(axum::Router::new());
     }
-    let auth = args.secret.auth(embedded)?;
+    // The project's own tokens where a secret is (or, embedded, may be made), and the
+    // identity provider's where one is configured.
+    let hs256 = (embedded || args.secret.configured())
+        .then(|| args.secret.auth(embedded))
+        .transpose()?;
+    let auth = insights_api::Either {
+        hs256,
+        jwks: args.idp.auth().await,
+    };
     let vault = vault();
     let reviews = insights_api::ReviewQueue::default();
     {

@@ -324,10 +324,17 @@ impl<B: Backend + TokenCost> Guarded<B> {
 
     /// One call: a rate-limit permit, a concurrency permit (held through the retries, so
     /// an overloaded backend gets fewer calls, not more), then the breaker and the
-    /// attempts.
+    /// attempts. Waiting for a slot is bounded by `max_queue_ms` like the rate limit: a
+    /// backend slower than the traffic sends the rest to the next backend at once, instead
+    /// of every draft queueing behind it (found by benches/chaos.sh: batches of 100 took
+    /// minutes behind a small local model).
     async fn call(&self, request: &DraftRequest) -> Result<Draft, BackendError> {
         self.permit(request).await?;
-        let permit = self.concurrency.acquire().await;
+        let max = Duration::from_millis(self.config.max_queue_ms);
+        // A free slot is taken even with no wait at all (the timeout polls it first).
+        let permit = tokio::time::timeout(max, self.concurrency.acquire())
+            .await
+            .map_err(|_| BackendError::RateLimited(self.config.max_queue_ms))?;
         let result = self.admitted(request).await;
         let signal = match &result {
             Err(BackendError::Timeout(_) | BackendError::Unavailable(_)) => Signal::Overloaded,
@@ -420,6 +427,8 @@ impl<B: Backend + TokenCost> Backend for Guarded<B> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -587,6 +596,74 @@ mod tests {
             assert_eq!(g.draft(&request()).await, Err(BackendError::NoMatch));
         }
         assert_eq!(g.breaker().state(), BreakerState::Closed { failures: 0 });
+    }
+
+    /// A backend that takes its time: every call sleeps (on the paused clock).
+    #[derive(Debug)]
+    struct Slow(Duration);
+
+    #[async_trait]
+    impl Backend for Slow {
+        fn name(&self) -> &str {
+            "slow"
+        }
+        async fn draft(&self, _: &DraftRequest) -> Result<Draft, BackendError> {
+            tokio::time::sleep(self.0).await;
+            Ok(Draft {
+                text: "late".into(),
+                backend: "slow".into(),
+                model: None,
+                prompt_tokens: None,
+                completion_tokens: None,
+            })
+        }
+    }
+
+    impl TokenCost for Slow {
+        fn estimated_tokens(&self, _: &DraftRequest) -> u32 {
+            1
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_a_slot_is_bounded_like_the_rate_limit() {
+        let g = Arc::new(Guarded::new(
+            Slow(Duration::from_secs(10)),
+            ResilienceConfig {
+                max_queue_ms: 500,
+                timeout_ms: 60_000,
+                concurrency: crate::adaptive::ConcurrencyConfig {
+                    adaptive: false,
+                    max: 1,
+                    ..Default::default()
+                },
+                ..fast()
+            },
+            BackendMetrics::new(None),
+        ));
+        let first = tokio::spawn({
+            let g = Arc::clone(&g);
+            async move { g.draft(&request()).await }
+        });
+        tokio::task::yield_now().await;
+        let started = tokio::time::Instant::now();
+        // The one slot is taken: the second call gives up after max_queue_ms, not 10 s.
+        assert_eq!(
+            g.draft(&request()).await,
+            Err(BackendError::RateLimited(500))
+        );
+        assert_eq!(started.elapsed(), Duration::from_millis(500));
+        assert_eq!(first.await.expect("task").expect("drafts").text, "late");
+        // With the slot free again, a call with no wait at all still gets it.
+        let eager = Guarded::new(
+            Slow(Duration::from_millis(1)),
+            ResilienceConfig {
+                max_queue_ms: 0,
+                ..fast()
+            },
+            BackendMetrics::new(None),
+        );
+        assert!(eager.draft(&request()).await.is_ok());
     }
 
     #[tokio::test]
