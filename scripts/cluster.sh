@@ -68,7 +68,8 @@ restart() { # NAME
   alive "$dir/run/$name.pid" && die "$name is running (pid $(cat "$dir/run/$name.pid"))"
   # shellcheck disable=SC1091
   source "$dir/cluster.env"
-  eval "$(cat "$dir/run/$name.cmd")" >> "$dir/logs/$name.log" 2>&1 &
+  # exec: the background job is the process itself, so its pid is the one recorded.
+  (eval "exec $(cat "$dir/run/$name.cmd")") >> "$dir/logs/$name.log" 2>&1 &
   echo $! > "$dir/run/$name.pid"
   echo "cluster: $name started again (pid $!)"
 }
