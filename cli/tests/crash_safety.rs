@@ -5,24 +5,15 @@
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use insights_event_store::{EventFilter, EventStore, SqliteStore};
 use testkit::Tansu;
 
 const N: usize = 20_000;
-const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-
-fn insights(dir: &Path, brokers: &str, store: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_insights"));
-    cmd.current_dir(dir)
-        .env("INSIGHTS_BROKERS", brokers)
-        .env("INSIGHTS_STORE_URL", store)
-        .env("INSIGHTS_PRIVACY_KEY", KEY)
-        .env_remove("INSIGHTS_TOPOLOGY");
-    cmd
-}
+mod common;
+use common::insights;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_pipeline_repeatedly_loses_and_duplicates_nothing() {

@@ -8,22 +8,19 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use insights_event_store::{EventFilter, EventStore, RecordedEvent, SqliteStore};
 use testkit::Tansu;
 
-const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+mod common;
+
 const SMALL: usize = 20;
 const LARGE: usize = 2;
 
-fn insights(dir: &Path, brokers: &str, store: &str, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_insights"))
-        .current_dir(dir)
-        .env("INSIGHTS_BROKERS", brokers)
-        .env("INSIGHTS_STORE_URL", store)
-        .env("INSIGHTS_PRIVACY_KEY", KEY)
-        .env_remove("INSIGHTS_TOPOLOGY")
+/// Runs `insights ARGS` to completion; it must succeed.
+fn run(dir: &Path, brokers: &str, store: &str, args: &[&str]) -> Output {
+    let out = common::insights(dir, brokers, store)
         .args(args)
         .output()
         .expect("runs insights");
@@ -75,7 +72,7 @@ async fn dead_letters_redriven_after_the_fix_are_processed_once_and_recorded() {
     let dir = dir.path();
     set_limit(dir, root, 2_048);
     let store_url = format!("sqlite://{}", dir.join("events.db").display());
-    let run = |args: &[&str]| insights(dir, &brokers, &store_url, args);
+    let run = |args: &[&str]| run(dir, &brokers, &store_url, args);
     run(&["topics", "create"]);
 
     let input = dir.join("input.jsonl");

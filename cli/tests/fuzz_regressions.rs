@@ -5,24 +5,8 @@
 
 use std::path::Path;
 
-use insights_schemas::{AvroRecord, Catalogue, Codec, Envelope, Format, Interaction};
-
-fn round_trips<T: AvroRecord + std::fmt::Debug>(data: &[u8]) -> bool {
-    let codec = Codec::new();
-    let Ok(value) = codec.decode::<T>(data) else {
-        return false;
-    };
-    for format in [Format::SingleObject, Format::Confluent, Format::Json] {
-        let Ok(bytes) = codec.encode(&value, format) else {
-            assert_eq!(format, Format::Json, "{value:?} encodes in Avro");
-            continue;
-        };
-        let again: T = codec.decode(&bytes).expect("what was encoded decodes");
-        let bytes_again = codec.encode(&again, format).expect("encodes again");
-        assert_eq!(bytes, bytes_again, "{format:?} round trip of {value:?}");
-    }
-    true
-}
+use insights_schemas::fuzzing::round_trips;
+use insights_schemas::{Catalogue, Envelope, Interaction};
 
 fn kept(target: &str) -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -17,6 +17,7 @@ pub mod catalogue;
 pub mod codec;
 pub mod compat;
 pub mod events;
+pub mod fuzzing;
 mod json_avro;
 mod timestamp;
 

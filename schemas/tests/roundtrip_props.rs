@@ -182,46 +182,38 @@ proptest! {
     }
 }
 
+/// Writes 48 values of `strategy` in every format to `dir`, checking each decodes back.
+fn write_seeds<T>(dir: &std::path::Path, strategy: BoxedStrategy<T>)
+where
+    T: insights_schemas::AvroRecord + PartialEq + std::fmt::Debug,
+{
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    let codec = Codec::new();
+    let mut runner = TestRunner::deterministic();
+    std::fs::create_dir_all(dir).expect("corpus dir");
+    for n in 0..48 {
+        let value = strategy.new_tree(&mut runner).expect("generates").current();
+        for (f, format) in [Format::SingleObject, Format::Confluent, Format::Json]
+            .into_iter()
+            .enumerate()
+        {
+            let bytes = codec.encode(&value, format).expect("encodes");
+            assert_eq!(codec.decode::<T>(&bytes).expect("decodes"), value);
+            std::fs::write(dir.join(format!("seed-{n}-{f}")), bytes).expect("writes");
+        }
+    }
+}
+
 /// The fuzz targets' seed corpus (scripts/fuzz.sh): generated values in every format,
 /// written to `$INSIGHTS_FUZZ_CORPUS/<target>/` (a temporary directory otherwise), and each
 /// file checked to decode to its value.
 #[test]
 fn the_seed_corpus_decodes() {
-    use proptest::strategy::ValueTree;
-    use proptest::test_runner::TestRunner;
-
     let temp = tempfile::tempdir().expect("temp dir");
     let root = std::env::var_os("INSIGHTS_FUZZ_CORPUS")
         .map_or_else(|| temp.path().to_path_buf(), std::path::PathBuf::from);
-    let codec = Codec::new();
-    let mut runner = TestRunner::deterministic();
-    let formats = [Format::SingleObject, Format::Confluent, Format::Json];
-    let dir = root.join("decode_envelope");
-    std::fs::create_dir_all(&dir).expect("corpus dir");
-    let envelopes = arb_envelope();
-    for n in 0..48 {
-        let e = envelopes
-            .new_tree(&mut runner)
-            .expect("generates")
-            .current();
-        for (f, format) in formats.iter().enumerate() {
-            let bytes = codec.encode(&e, *format).expect("encodes");
-            assert_eq!(codec.decode::<Envelope>(&bytes).expect("decodes"), e);
-            std::fs::write(dir.join(format!("seed-{n}-{f}")), bytes).expect("writes");
-        }
-    }
-    let dir = root.join("decode_interaction");
-    std::fs::create_dir_all(&dir).expect("corpus dir");
-    let interactions = arb_interaction();
-    for n in 0..48 {
-        let i = interactions
-            .new_tree(&mut runner)
-            .expect("generates")
-            .current();
-        for (f, format) in formats.iter().enumerate() {
-            let bytes = codec.encode(&i, *format).expect("encodes");
-            assert_eq!(codec.decode::<Interaction>(&bytes).expect("decodes"), i);
-            std::fs::write(dir.join(format!("seed-{n}-{f}")), bytes).expect("writes");
-        }
-    }
+    write_seeds(&root.join("decode_envelope"), arb_envelope());
+    write_seeds(&root.join("decode_interaction"), arb_interaction());
 }

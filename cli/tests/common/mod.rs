@@ -70,6 +70,21 @@ pub fn metric_sum(port: u16, family: &str, label: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
+/// The pseudonym key the production-mode tests give every process.
+pub const PRIVACY_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// `insights` in `dir` against a real broker and `store` (production mode: no embedded
+/// broker; the environment's settings do not leak in).
+pub fn insights(dir: &Path, brokers: &str, store: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_insights"));
+    cmd.current_dir(dir)
+        .env("INSIGHTS_BROKERS", brokers)
+        .env("INSIGHTS_STORE_URL", store)
+        .env("INSIGHTS_PRIVACY_KEY", PRIVACY_KEY)
+        .env_remove("INSIGHTS_TOPOLOGY");
+    cmd
+}
+
 /// A child process, killed on drop.
 pub struct Running(pub Child);
 
