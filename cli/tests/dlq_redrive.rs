@@ -103,7 +103,36 @@ async fn dead_letters_redriven_after_the_fix_are_processed_once_and_recorded() {
         "--ops-listen",
         "off",
     ];
-    run(&privacy);
+    // The first run logs JSON lines: each dead letter's says where it came from.
+    let logged = common::insights(dir, &brokers, &store_url)
+        .args(privacy)
+        .env("INSIGHTS_LOG_FORMAT", "json")
+        .output()
+        .expect("runs insights");
+    assert!(logged.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&logged.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["fields"]["message"] == "message dead-lettered")
+        .collect();
+    assert_eq!(lines.len(), LARGE, "one JSON line per dead letter");
+    for line in &lines {
+        let f = &line["fields"];
+        assert_eq!(f["processor"], "privacy");
+        assert_eq!(f["topic"], "interactions.raw");
+        assert_eq!(f["error_class"], "poison");
+        assert!(f["partition"].is_u64() && f["offset"].is_u64(), "{line}");
+        assert!(
+            f["event_id"].as_str().is_some_and(|id| id.len() == 36),
+            "{line}"
+        );
+        assert!(
+            f["correlation_id"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("kafka:interactions.raw/")),
+            "{line}"
+        );
+    }
 
     let store = SqliteStore::open(&store_url, 2)
         .await

@@ -52,6 +52,28 @@ pub fn http(
     (status, json)
 }
 
+/// `GET path` on 127.0.0.1:`port` without a token: the status and the body as text.
+pub fn get_text(port: u16, path: &str) -> (u16, String) {
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connects");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .expect("writes");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("reads");
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// The sum of a metric family's samples on the `/metrics` of the process listening on
 /// `port`, over the lines that contain `label` (e.g. `"dependency"`; `""` for all); 0 when
 /// the process does not answer (yet).

@@ -646,7 +646,21 @@ impl Sink {
                     }
                 }
                 Outcome::Dead { class, error } => {
-                    envelopes.push(self.dead_letter_event(m, class, &error));
+                    let event = self.dead_letter_event(m, class, &error);
+                    // One line per dead letter, with what finds it again (JSON lines with
+                    // INSIGHTS_LOG_FORMAT=json).
+                    tracing::warn!(
+                        processor = %name,
+                        topic = m.topic(),
+                        partition = m.partition(),
+                        offset = m.offset(),
+                        event_id = %event.event_id,
+                        correlation_id = %event.correlation_id,
+                        error_class = class.as_str(),
+                        error = %error,
+                        "message dead-lettered"
+                    );
+                    envelopes.push(event);
                     publish.push(Publish {
                         topic: self.settings.dead_letter_topic.clone(),
                         key: m
