@@ -121,6 +121,11 @@ impl Runner {
 
     /// Reports position, lag and counts to these metrics.
     pub fn with_metrics(mut self, metrics: RunnerMetrics) -> Self {
+        // Every series at zero from the start, so that the first skipped event shows in
+        // `increase()` and dashboards show 0, not "no data".
+        let name = self.view.name();
+        metrics.skipped.with_label_values(&[name]);
+        metrics.applied.with_label_values(&[name]);
         self.metrics = Some(metrics);
         self
     }

@@ -264,6 +264,8 @@ impl<B: Backend + TokenCost> Guarded<B> {
             Duration::from_millis(config.breaker_open_ms),
         );
         let concurrency = Adaptive::new(config.concurrency.clone());
+        // Retries at zero from the start (exported before the first one).
+        metrics.retries.with_label_values(&[inner.name()]);
         metrics
             .concurrency
             .with_label_values(&[inner.name()])

@@ -120,6 +120,22 @@ impl Metrics {
         }
     }
 
+    /// Creates `processor`'s counters at zero (dead letters per class, retries per
+    /// operation), so that they are exported before their first increment: the first dead
+    /// letter then shows in `increase()`, and dashboards show 0 rather than no data.
+    pub fn prepare(&self, processor: &str) {
+        for class in [
+            crate::ErrorClass::Poison,
+            crate::ErrorClass::RetriesExhausted,
+        ] {
+            self.dead_lettered
+                .with_label_values(&[processor, class.as_str()]);
+        }
+        for operation in ["consume", "process", "dependency", "store", "publish"] {
+            self.retries.with_label_values(&[processor, operation]);
+        }
+    }
+
     /// Records `seconds` spent by a batch of `processor` in `stage`.
     pub fn stage(&self, processor: &str, stage: &str, seconds: f64) {
         self.stage_seconds

@@ -113,6 +113,7 @@ pub async fn run<P: Processor>(
     stop: StopWhen,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Summary, RuntimeError> {
+    shared.metrics.prepare(&settings.name);
     let consumer = Arc::new(worker_consumer(&shared.kafka, &settings.group)?);
     let topics: Vec<&str> = settings.inputs.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;

@@ -1,0 +1,246 @@
+//! Production mode as an operator runs it on one machine (scripts/cluster.sh): Tansu, a
+//! PostgreSQL database of its own, one process per processor (sentiment with two
+//! replicas) and the views/API process, drafting with a real llama.cpp server. A real
+//! client (Python confluent-kafka) produces 100 interactions; every one is scrubbed,
+//! scored and drafted; the views answer with a token signed by the cluster's secret; every
+//! metric the Grafana dashboard and the alert rules query is exported by one of the running
+//! processes; `down` leaves no process behind.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use insights_event_store::{EventFilter, EventStore, PostgresStore};
+
+mod common;
+
+const N: usize = 100;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+}
+
+fn cluster(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(root().join("scripts/cluster.sh"))
+        .args(args)
+        .env("INSIGHTS_CLUSTER_DIR", dir)
+        .env_remove("INSIGHTS_TOPOLOGY")
+        .current_dir(root())
+        .output()
+        .expect("runs scripts/cluster.sh");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "cluster.sh {args:?}:\n{text}");
+    text
+}
+
+/// Brings the cluster down when the test ends, however it ends.
+struct Down<'a>(&'a Path);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("scripts/cluster.sh"))
+            .arg("down")
+            .env("INSIGHTS_CLUSTER_DIR", self.0)
+            .current_dir(root())
+            .output();
+    }
+}
+
+fn psql(db: &str, sql: &str) {
+    let ok = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qc", sql])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "PostgreSQL on 127.0.0.1:5432 is needed: {sql}");
+}
+
+async fn count(store: &dyn EventStore, event_type: &str) -> usize {
+    store
+        .read_all(0, 100_000, &EventFilter::Types(vec![event_type.into()]))
+        .await
+        .expect("reads the store")
+        .len()
+}
+
+/// The metric families a process exports now.
+fn families(port: u16) -> BTreeSet<String> {
+    let (status, body) = common::get_text(port, "/metrics");
+    assert_eq!(status, 200, "/metrics on {port}");
+    body.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `insights_…` names in a PromQL expression, histogram suffixes taken off.
+fn queried(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("insights_"))
+        .map(|w| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| w.strip_suffix(s))
+                .unwrap_or(w)
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_cluster_runs_the_pipeline_and_exports_what_the_dashboard_shows() {
+    let llm = testkit::LlmServer::start();
+    let work = tempfile::tempdir().expect("temp dir");
+    let dir = work.path().join("cluster");
+    let db = format!("cluster_{}", uuid::Uuid::new_v4().simple());
+    psql("postgres", &format!("CREATE DATABASE {db}"));
+    let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    let (kafka_port, api_port) = (common::free_port(), common::free_port());
+    let _down = Down(&dir);
+    cluster(
+        &dir,
+        &[
+            "up",
+            "--bin",
+            env!("CARGO_BIN_EXE_insights"),
+            "--store",
+            &url,
+            "--kafka-port",
+            &kafka_port.to_string(),
+            "--api-port",
+            &api_port.to_string(),
+            "--replicas",
+            "sentiment=2",
+            "--llm-url",
+            &llm.base_url(),
+        ],
+    );
+    let status = cluster(&dir, &["status"]);
+    for process in [
+        "tansu",
+        "privacy-1",
+        "sentiment-1",
+        "sentiment-2",
+        "response-1",
+        "fairness-1",
+        "api",
+    ] {
+        assert!(status.contains(process), "{process} in:\n{status}");
+    }
+
+    // A real third-party client produces.
+    let input = work.path().join("input.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(root().join("samples/interactions.jsonl"))
+        .expect("samples")
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v["text"].is_string())
+        })
+        .take(N)
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), N);
+    std::fs::write(&input, lines.join("\n") + "\n").expect("writes");
+    let produced = Command::new(root().join(".tools/venv/bin/python"))
+        .arg(root().join("benches/e2e_produce.py"))
+        .args(["--brokers", &format!("127.0.0.1:{kafka_port}")])
+        .arg("--file")
+        .arg(&input)
+        .args(["--times", "/dev/null"])
+        .output()
+        .expect("runs the Python producer (scripts/setup.sh installs it)");
+    assert!(
+        produced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+
+    let store = PostgresStore::open(&url, 2).await.expect("opens the store");
+    testkit::wait_until(
+        "every interaction scrubbed, scored and drafted (or dead-lettered)",
+        Duration::from_secs(300),
+        || async {
+            let drafted = count(&store, "ResponseDrafted").await;
+            let dead = count(&store, "DeadLettered").await;
+            drafted + dead >= N && drafted == count(&store, "SentimentScored").await
+        },
+    )
+    .await;
+    assert!(store.verify().await.expect("verifies").is_intact());
+
+    // The views answer, with a token from the cluster's own secret.
+    let token = Command::new(env!("CARGO_BIN_EXE_insights"))
+        .args(["token", "issue", "--subject", "ops", "--role", "analyst"])
+        .env(
+            "INSIGHTS_JWT_SECRET",
+            std::fs::read_to_string(dir.join("jwt.secret")).expect("secret"),
+        )
+        .output()
+        .expect("issues a token");
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+    let api: std::net::SocketAddr = format!("127.0.0.1:{api_port}").parse().expect("address");
+    let (status, body) = common::http(api, "GET", "/v1/views/health", &token, None);
+    assert_eq!(status, 200, "{body}");
+
+    // Every family the dashboard and the alerts query is exported by a running process.
+    let mut exported = BTreeSet::new();
+    for name in std::fs::read_dir(dir.join("run"))
+        .expect("run dir")
+        .flatten()
+    {
+        let path = name.path();
+        if path.extension().is_some_and(|e| e == "port") && !path.ends_with("tansu.port") {
+            let port: u16 = std::fs::read_to_string(&path)
+                .expect("port")
+                .trim()
+                .parse()
+                .expect("a port");
+            exported.extend(families(port));
+        }
+    }
+    let dashboard = std::fs::read_to_string(root().join("deploy/grafana/dashboards/insights.json"))
+        .expect("dashboard");
+    let alerts =
+        std::fs::read_to_string(root().join("deploy/prometheus/alerts.yml")).expect("alerts");
+    let missing: BTreeSet<String> = queried(&dashboard)
+        .into_iter()
+        .chain(queried(&alerts))
+        .filter(|name| !exported.contains(name))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "queried but exported by no process: {missing:?}"
+    );
+
+    // Down leaves no process behind.
+    let pids: Vec<String> = std::fs::read_dir(dir.join("run"))
+        .expect("run dir")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .expect("pid")
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(pids.len(), 7, "{pids:?}");
+    cluster(&dir, &["down"]);
+    for pid in pids {
+        // Gone, or a zombie nobody has reaped yet (its parent, the script, has exited).
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let running = state
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|s| s != "Z");
+        assert!(!running, "process {pid} still runs after down");
+    }
+    psql("postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
+}
