@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use testkit::OutputWithin;
 
 use insights_event_store::{AppendBatch, EventData, EventStore, SqliteStore};
 use sqlx::Executor;
@@ -12,7 +13,7 @@ fn insights(args: &[&str], dir: &Path) -> Output {
         .current_dir(dir)
         .env_remove("INSIGHTS_STORE_URL")
         .env_remove("INSIGHTS_TOPOLOGY")
-        .output()
+        .output_within(testkit::COMMAND_LIMIT)
         .expect("runs insights")
 }
 
@@ -321,7 +322,7 @@ fn produce_sends_every_line_even_one_that_is_not_utf8() {
         .args(["produce", "--brokers", &tansu.brokers(), "--file"])
         .arg(&file)
         .current_dir(repo_root())
-        .output()
+        .output_within(testkit::COMMAND_LIMIT)
         .expect("runs");
     assert!(o.status.success(), "{}", stderr(&o));
     // Regression: the invalid line used to end reading silently.

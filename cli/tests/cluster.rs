@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use testkit::OutputWithin;
 
 use insights_event_store::{EventFilter, EventStore, PostgresStore};
 
@@ -29,7 +30,7 @@ fn cluster(dir: &Path, args: &[&str]) -> String {
         .env("INSIGHTS_CLUSTER_DIR", dir)
         .env_remove("INSIGHTS_TOPOLOGY")
         .current_dir(root())
-        .output()
+        .output_within(testkit::COMMAND_LIMIT)
         .expect("runs scripts/cluster.sh");
     let text = format!(
         "{}{}",
@@ -49,7 +50,7 @@ impl Drop for Down<'_> {
             .arg("down")
             .env("INSIGHTS_CLUSTER_DIR", self.0)
             .current_dir(root())
-            .output();
+            .output_within(testkit::COMMAND_LIMIT);
     }
 }
 
@@ -154,7 +155,7 @@ async fn the_local_cluster_runs_the_pipeline_and_exports_what_the_dashboard_show
         .arg("--file")
         .arg(&input)
         .args(["--times", "/dev/null"])
-        .output()
+        .output_within(testkit::COMMAND_LIMIT)
         .expect("runs the Python producer (scripts/setup.sh installs it)");
     assert!(
         produced.status.success(),
@@ -182,7 +183,7 @@ async fn the_local_cluster_runs_the_pipeline_and_exports_what_the_dashboard_show
             "INSIGHTS_JWT_SECRET",
             std::fs::read_to_string(dir.join("jwt.secret")).expect("secret"),
         )
-        .output()
+        .output_within(testkit::COMMAND_LIMIT)
         .expect("issues a token");
     let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
     let api: std::net::SocketAddr = format!("127.0.0.1:{api_port}").parse().expect("address");

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use testkit::OutputWithin;
 
 use insights_event_store::{EventFilter, EventStore, SqliteStore};
 use testkit::Tansu;
@@ -28,7 +29,7 @@ async fn killing_the_pipeline_repeatedly_loses_and_duplicates_nothing() {
 
     let created = insights(dir.path(), &brokers, &store_url)
         .args(["topics", "create"])
-        .output()
+        .output_within(testkit::COMMAND_LIMIT)
         .expect("runs");
     assert!(
         created.status.success(),
@@ -50,7 +51,7 @@ async fn killing_the_pipeline_repeatedly_loses_and_duplicates_nothing() {
     let produced = insights(dir.path(), &brokers, &store_url)
         .args(["produce", "--file"])
         .arg(&input)
-        .output()
+        .output_within(testkit::COMMAND_LIMIT)
         .expect("runs");
     assert!(
         produced.status.success(),
@@ -91,7 +92,7 @@ async fn killing_the_pipeline_repeatedly_loses_and_duplicates_nothing() {
             "--ops-listen",
             "off",
         ])
-        .output()
+        .output_within(testkit::COMMAND_LIMIT)
         .expect("runs");
     assert!(
         last.status.success(),

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use testkit::OutputWithin;
 
 use serde_json::Value;
 
@@ -160,7 +161,7 @@ fn the_dashboard_draws_the_pipelines_views_in_a_browser() {
         .arg(format!("http://{addr}"))
         .arg(&token)
         .arg(&shot)
-        .output()
+        .output_within(testkit::COMMAND_LIMIT)
         .expect("runs node");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

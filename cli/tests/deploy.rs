@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use testkit::OutputWithin;
 
 use serde_yaml_ng::Value as Yaml;
 
@@ -18,7 +19,7 @@ fn promtool(args: &[&str]) {
     let out = Command::new("promtool")
         .args(args)
         .current_dir(root())
-        .output()
+        .output_within(testkit::COMMAND_LIMIT)
         .expect("promtool runs (scripts/setup.sh installs Debian's prometheus package)");
     assert!(
         out.status.success(),

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::Output;
+use testkit::OutputWithin;
 
 use insights_event_store::{EventFilter, EventStore, RecordedEvent, SqliteStore};
 use testkit::Tansu;
@@ -22,7 +23,7 @@ const LARGE: usize = 2;
 fn run(dir: &Path, brokers: &str, store: &str, args: &[&str]) -> Output {
     let out = common::insights(dir, brokers, store)
         .args(args)
-        .output()
+        .output_within(testkit::COMMAND_LIMIT)
         .expect("runs insights");
     assert!(
         out.status.success(),
@@ -107,7 +108,7 @@ async fn dead_letters_redriven_after_the_fix_are_processed_once_and_recorded() {
     let logged = common::insights(dir, &brokers, &store_url)
         .args(privacy)
         .env("INSIGHTS_LOG_FORMAT", "json")
-        .output()
+        .output_within(testkit::COMMAND_LIMIT)
         .expect("runs insights");
     assert!(logged.status.success());
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&logged.stderr)

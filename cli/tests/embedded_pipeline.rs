@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use testkit::OutputWithin;
 
 use insights_event_store::{EventFilter, EventStore, SqliteStore};
 
@@ -60,7 +61,7 @@ async fn sample_interactions_flow_into_the_store_without_personal_data() {
         .env_remove("INSIGHTS_BROKERS")
         .env_remove("INSIGHTS_STORE_URL")
         .env_remove("INSIGHTS_PRIVACY_KEY")
-        .output()
+        .output_within(testkit::COMMAND_LIMIT)
         .expect("runs insights");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");

@@ -1,7 +1,7 @@
 //! The fuzz targets' properties (fuzz/fuzz_targets) on every input kept under
 //! `fuzz/regressions/TARGET/` (a crash scripts/fuzz.sh found goes there) and on hand-made
 //! hostile inputs: decoders and the bundle reader answer with an error, never a panic, and
-//! what decodes round-trips to the same bytes.
+//! what decodes round-trips to the same value.
 
 use std::path::Path;
 

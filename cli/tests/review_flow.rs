@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use testkit::OutputWithin;
 
 use insights_event_store::{EventFilter, EventStore, SqliteStore};
 use insights_schemas::{Codec, Envelope, Event};
@@ -92,7 +93,7 @@ async fn a_reviewers_decision_over_http_lands_in_the_store_and_on_its_topic() {
         ])
         .current_dir(dir.path())
         .env_remove("INSIGHTS_JWT_SECRET")
-        .output()
+        .output_within(testkit::COMMAND_LIMIT)
         .expect("issues a token");
     assert!(
         issued.status.success(),

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+use testkit::OutputWithin;
 
 use common::{free_port, http, spawn_run};
 
@@ -21,7 +22,7 @@ fn insights(dir: &Path, args: &[&str]) -> Output {
         .env_remove("INSIGHTS_BROKERS")
         .env_remove("INSIGHTS_STORE_URL")
         .env_remove("INSIGHTS_PRIVACY_KEY")
-        .output()
+        .output_within(testkit::COMMAND_LIMIT)
         .expect("runs insights")
 }
 

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::OutputWithin;
 
 use insights_event_store::{AppendBatch, EventStore, SqliteStore};
 use insights_projections::{Db, views};
@@ -55,7 +56,9 @@ async fn a_rebuild_killed_midway_leaves_the_live_view_and_the_next_one_completes
         n = (n + 2_000).min(N);
     }
 
-    let first = rebuild(dir.path(), &url).output().expect("runs");
+    let first = rebuild(dir.path(), &url)
+        .output_within(testkit::COMMAND_LIMIT)
+        .expect("runs");
     assert!(
         first.status.success(),
         "{}",
@@ -109,7 +112,9 @@ async fn a_rebuild_killed_midway_leaves_the_live_view_and_the_next_one_completes
         .expect("query");
     assert_eq!(s["totals"]["n"], N as u64);
 
-    let again = rebuild(dir.path(), &url).output().expect("runs");
+    let again = rebuild(dir.path(), &url)
+        .output_within(testkit::COMMAND_LIMIT)
+        .expect("runs");
     assert!(
         again.status.success(),
         "{}",

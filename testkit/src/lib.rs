@@ -15,6 +15,76 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+/// How long a command a test runs may take before the test fails (a generous bound: the
+/// longest, a pipeline run over thousands of interactions, takes about a minute).
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(600);
+
+/// `Command::output`, bounded: a child still running after `limit` is killed and the test
+/// fails naming the command, so that a hang fails the run instead of stalling it.
+pub trait OutputWithin {
+    /// Runs the command to completion within `limit`, capturing stdout and stderr.
+    fn output_within(&mut self, limit: Duration) -> std::io::Result<std::process::Output>;
+}
+
+impl OutputWithin for Command {
+    fn output_within(&mut self, limit: Duration) -> std::io::Result<std::process::Output> {
+        use std::io::Read;
+        let what = format!("{self:?}");
+        let mut child = self.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        // Read both pipes on threads (a full pipe would stall the child), handing the bytes
+        // back over channels so that a grandchild holding a pipe open cannot stall us.
+        let reader = |pipe: Option<Box<dyn Read + Send>>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut bytes);
+                }
+                let _ = tx.send(bytes);
+            });
+            rx
+        };
+        let stdout = reader(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let stderr = reader(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let err = stderr
+                    .recv_timeout(Duration::from_secs(5))
+                    .unwrap_or_default();
+                panic!(
+                    "{what} did not finish within {limit:?}; its stderr:\n{}",
+                    String::from_utf8_lossy(&err)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let collect = |rx: std::sync::mpsc::Receiver<Vec<u8>>| {
+            rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default()
+        };
+        Ok(std::process::Output {
+            status,
+            stdout: collect(stdout),
+            stderr: collect(stderr),
+        })
+    }
+}
+
 /// The Tansu binary: `INSIGHTS_TANSU`, or `.tools/bin/tansu` as `scripts/setup.sh` installs it.
 pub fn tansu_binary() -> PathBuf {
     if let Ok(p) = std::env::var("INSIGHTS_TANSU") {

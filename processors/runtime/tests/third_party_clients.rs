@@ -6,6 +6,7 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
+use testkit::OutputWithin;
 
 use insights_schemas::{Catalogue, Codec};
 use support::{RAW, run_until_idle, setup, stored};
@@ -36,7 +37,9 @@ fn produce_with(
     if let Some(s) = schema {
         cmd.arg("--schema").arg(s);
     }
-    let out = cmd.output().expect("runs python");
+    let out = cmd
+        .output_within(testkit::COMMAND_LIMIT)
+        .expect("runs python");
     assert!(
         out.status.success(),
         "{client} failed: {}{}",
