@@ -51,9 +51,11 @@ rows=()
 python3 samples/generate.py --count "$count" --seed 11 > "$work/input.jsonl"
 # The small LLM drafts about one reply a second on this machine's two cores: the chaos run
 # lets it draft what it can take (120 a minute, no waiting for a rate-limit permit or a
-# free slot) and the other backends the rest, so that the run is about faults, not about
-# the model's speed.
+# free slot, 4 s a call, no retries: a batch of drafts takes as long as its slowest) and
+# the other backends the rest, so that the run is about faults, not about the model's
+# speed.
 sed -e 's/^requests_per_minute = .*/requests_per_minute = 120/' -e 's/^max_queue_ms = .*/max_queue_ms = 0/' \
+  -e 's/^timeout_ms = .*/timeout_ms = 4000/' -e 's/^max_retries = .*/max_retries = 0/' \
   topology.toml > "$work/topology.toml"
 grep -q '^max_queue_ms = 0' "$work/topology.toml" || { echo "chaos: cannot set the LLM's rate limit" >&2; exit 1; }
 export INSIGHTS_TOPOLOGY="$work/topology.toml"

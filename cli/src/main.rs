@@ -207,6 +207,11 @@ fn broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
+    // Before any decoder runs: nothing read from a message may make it allocate more than
+    // the largest message accepted (errors in the topology are reported by the command).
+    if let Ok(topology) = Topology::load(&cli.global.topology) {
+        insights_schemas::limit_allocations(topology.defaults.max_message_bytes);
+    }
     if let Some(path) = &cli.global.privacy_model {
         let bytes = std::fs::read(path)
             .with_context(|| format!("reading the privacy model {}", path.display()))?;

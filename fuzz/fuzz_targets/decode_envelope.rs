@@ -1,5 +1,5 @@
 //! An envelope on an internal topic (JSON, Avro single-object, Confluent wire
-//! format): decoding never panics, and what decodes round-trips to the same bytes
+//! format): decoding never panics, and what decodes round-trips to the same value
 //! (`insights_schemas::fuzzing::round_trips`).
 #![no_main]
 

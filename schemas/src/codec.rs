@@ -146,9 +146,26 @@ pub struct Codec {
     ids_by_fingerprint: HashMap<u64, u32>,
 }
 
+/// The most a decoder allocates for one length or count read from a message, unless
+/// [`limit_allocations`] set another limit first: the default `max_message_bytes`.
+pub const DEFAULT_MAX_ALLOCATION: usize = 1 << 20;
+
+/// Caps what apache-avro allocates for one length or count it reads from a message (a
+/// string's bytes, an array's or a map's entries) at `max_bytes`, for the whole process;
+/// the first call wins, and [`Codec::new`] makes it with [`DEFAULT_MAX_ALLOCATION`]. A
+/// message's strings and collections cannot be longer than the message, so the largest
+/// message accepted (`max_message_bytes`) is the right limit. Without it a 207-byte message
+/// announcing a map of half a billion entries made the decoder reserve 5.4 GB (found by
+/// scripts/fuzz.sh). Returns the limit in force.
+pub fn limit_allocations(max_bytes: usize) -> usize {
+    apache_avro::util::max_allocation_bytes(max_bytes.max(1024))
+}
+
 impl Codec {
-    /// A codec knowing the catalogue's schemas and their embedded-registry ids.
+    /// A codec knowing the catalogue's schemas and their embedded-registry ids (bounds the
+    /// decoder's allocations: [`limit_allocations`]).
     pub fn new() -> Codec {
+        limit_allocations(DEFAULT_MAX_ALLOCATION);
         Codec::default()
     }
 

@@ -22,7 +22,7 @@ mod json_avro;
 mod timestamp;
 
 pub use catalogue::{Catalogue, SchemaVersion};
-pub use codec::{AvroRecord, Codec, DecodeError, EncodeError, Format};
+pub use codec::{AvroRecord, Codec, DecodeError, EncodeError, Format, limit_allocations};
 pub use events::*;
 pub use timestamp::Timestamp;
 

@@ -401,3 +401,21 @@ fn with_added_field_json(
 fn with_added_field(schema: &serde_json::Value, field: serde_json::Value) -> Schema {
     Schema::parse(&with_added_field_json(schema, field)).expect("parses")
 }
+
+/// Found by scripts/fuzz.sh: 207 bytes announcing a map of half a billion entries made
+/// apache-avro reserve 5.4 GB. The decoder's allocations are capped now; the message is
+/// refused as undecodable (and dead-lettered by the runtime).
+#[test]
+fn a_message_announcing_more_than_it_holds_is_refused_without_allocating_it() {
+    let input = include_bytes!("../../fuzz/regressions/decode_interaction/oom-map-count-a9679d0a");
+    let codec = Codec::new();
+    assert_eq!(
+        insights_schemas::limit_allocations(usize::MAX),
+        insights_schemas::codec::DEFAULT_MAX_ALLOCATION,
+        "the first limit set stays"
+    );
+    let err = codec
+        .decode::<insights_schemas::Interaction>(input)
+        .expect_err("refused");
+    assert!(err.to_string().contains("allocat"), "{err}");
+}
