@@ -6,7 +6,8 @@
 //! (`kid`) it does not hold (the provider rotated its keys; at most one fetch every 10 s),
 //! and when it is older than 10 minutes (a withdrawn key stops validating). A token must
 //! carry the configured issuer, the audience if one is configured, `sub` and `exp`; its
-//! algorithm must be the key's. Roles come from a claim named by a dotted path —
+//! algorithm must be the key's; a `nbf` in the future (beyond 30 s of clock skew) is
+//! refused like an `exp` in the past. Roles come from a claim named by a dotted path —
 //! `realm_access.roles` (Keycloak), `roles` (Entra ID app roles, Okta), a namespaced claim
 //! (Auth0) — as strings, optionally with a prefix (`insights-reviewer`); values that are
 //! not one of the API's roles are ignored. A provider that cannot be reached when a key is
@@ -178,6 +179,7 @@ impl Authenticator for JwksAuth {
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.config.issuer]);
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        validation.validate_nbf = true;
         validation.leeway = 30;
         match &self.config.audience {
             Some(aud) => validation.set_audience(&[aud]),

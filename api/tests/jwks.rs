@@ -122,6 +122,8 @@ async fn a_providers_tokens_are_checked_against_its_key_set() {
     wrong_audience["aud"] = json!("another-api");
     let mut expired = claims();
     expired["exp"] = json!(now() - 3_600);
+    let mut not_yet = claims();
+    not_yet["nbf"] = json!(now() + 3_600);
     let mut no_subject = claims();
     no_subject.as_object_mut().expect("object").remove("sub");
     let valid = sign(Some("test-key-1"), Algorithm::RS256, &claims());
