@@ -54,14 +54,6 @@ impl Drop for Down<'_> {
     }
 }
 
-fn psql(db: &str, sql: &str) {
-    let ok = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qc", sql])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "PostgreSQL on 127.0.0.1:5432 is needed: {sql}");
-}
-
 async fn count(store: &dyn EventStore, event_type: &str) -> usize {
     store
         .read_all(0, 100_000, &EventFilter::Types(vec![event_type.into()]))
@@ -101,7 +93,7 @@ async fn the_local_cluster_runs_the_pipeline_and_exports_what_the_dashboard_show
     let work = tempfile::tempdir().expect("temp dir");
     let dir = work.path().join("cluster");
     let db = format!("cluster_{}", uuid::Uuid::new_v4().simple());
-    psql("postgres", &format!("CREATE DATABASE {db}"));
+    common::psql("postgres", &format!("CREATE DATABASE {db}"));
     let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
     let (kafka_port, api_port) = (common::free_port(), common::free_port());
     let _down = Down(&dir);
@@ -243,5 +235,5 @@ async fn the_local_cluster_runs_the_pipeline_and_exports_what_the_dashboard_show
             .is_some_and(|s| s != "Z");
         assert!(!running, "process {pid} still runs after down");
     }
-    psql("postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
+    common::psql("postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
 }

@@ -5,7 +5,6 @@
 //! exactly once, nothing dead-lettered.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use insights_event_store::{EventFilter, EventStore, PostgresStore};
@@ -14,14 +13,6 @@ mod common;
 use common::{free_port, spawn_run};
 
 const N: usize = 1_500;
-
-fn psql(db: &str, sql: &str) {
-    let ok = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qc", sql])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "PostgreSQL on 127.0.0.1:5432 is needed: {sql}");
-}
 
 async fn count(store: &dyn EventStore, event_type: &str) -> usize {
     let filter = EventFilter::Types(vec![event_type.into()]);
@@ -76,7 +67,7 @@ async fn a_key_store_outage_holds_the_batch_and_loses_nothing() {
     std::fs::write(&input, lines.join("\n") + "\n").expect("writes the input");
 
     let db = format!("key_outage_{}", uuid::Uuid::new_v4().simple());
-    psql("postgres", &format!("CREATE DATABASE {db}"));
+    common::psql("postgres", &format!("CREATE DATABASE {db}"));
     let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
@@ -105,7 +96,7 @@ async fn a_key_store_outage_holds_the_batch_and_loses_nothing() {
         || async { count(&store, "InteractionScrubbed").await > 0 },
     )
     .await;
-    psql(
+    common::psql(
         &db,
         "ALTER TABLE vault_subject_keys RENAME TO vault_subject_keys_away",
     );
@@ -128,7 +119,7 @@ async fn a_key_store_outage_holds_the_batch_and_loses_nothing() {
         "work must still be waiting on the key store ({during} of {N} done)"
     );
     // …and the key store comes back.
-    psql(
+    common::psql(
         &db,
         "ALTER TABLE vault_subject_keys_away RENAME TO vault_subject_keys",
     );
@@ -177,7 +168,7 @@ async fn a_key_store_outage_holds_the_batch_and_loses_nothing() {
     assert!(store.verify().await.expect("verifies").is_intact());
     drop(store);
     drop(run);
-    psql(
+    common::psql(
         "postgres",
         &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
     );

@@ -20,45 +20,12 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// One HTTP/1.1 request; the status and the JSON body.
-pub fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
+/// One HTTP/1.1 request (`Connection: close`); the status and the body as text.
+fn request(addr: SocketAddr, head: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connects");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(request.as_bytes()).expect("writes");
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).expect("reads");
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let json = answer
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
-    (status, json)
-}
-
-/// `GET path` on 127.0.0.1:`port` without a token: the status and the body as text.
-pub fn get_text(port: u16, path: &str) -> (u16, String) {
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connects");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+    s.write_all(format!("{head}Connection: close\r\n\r\n{body}").as_bytes())
         .expect("writes");
     let mut answer = String::new();
     s.read_to_string(&mut answer).expect("reads");
@@ -72,6 +39,30 @@ pub fn get_text(port: u16, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// One HTTP/1.1 request with a bearer token; the status and the JSON body.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    let (status, text) = request(addr, &head, &body);
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// `GET path` on 127.0.0.1:`port` without a token: the status and the body as text.
+pub fn get_text(port: u16, path: &str) -> (u16, String) {
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    request(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n"), "")
 }
 
 /// The sum of a metric family's samples on the `/metrics` of the process listening on
@@ -90,6 +81,15 @@ pub fn metric_sum(port: u16, family: &str, label: &str) -> u64 {
         .filter(|l| l.starts_with(&prefix) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
+}
+
+/// Runs `sql` on database `db` of the machine's PostgreSQL (127.0.0.1:5432, trust auth).
+pub fn psql(db: &str, sql: &str) {
+    let ok = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qc", sql])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "PostgreSQL on 127.0.0.1:5432 is needed: {sql}");
 }
 
 /// The pseudonym key the production-mode tests give every process.
