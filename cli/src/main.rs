@@ -55,6 +55,15 @@ pub(crate) struct Global {
     /// of the one built in.
     #[arg(long, global = true, env = "INSIGHTS_PRIVACY_MODEL")]
     pub(crate) privacy_model: Option<PathBuf>,
+    /// Log lines on stderr as text or as JSON objects (one per line).
+    #[arg(
+        long,
+        global = true,
+        env = "INSIGHTS_LOG_FORMAT",
+        default_value = "text",
+        value_parser = ["text", "json"]
+    )]
+    pub(crate) log_format: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,7 +160,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging();
+    logging(cli.global.log_format == "json");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -174,17 +183,17 @@ fn main() -> ExitCode {
 }
 
 /// Warnings and errors of every part (retries, dependency outages, rebalances, librdkafka's
-/// own log) on stderr: text lines, or JSON lines with `INSIGHTS_LOG_FORMAT=json`. The
+/// own log) on stderr: text lines, or JSON lines (`--log-format json`). The
 /// filter is `INSIGHTS_LOG` (`RUST_LOG` syntax, e.g. `info` or `insights_runtime=debug`);
 /// by default warnings and errors, and sqlx's only when they are errors (it warns about
 /// every statement slower than a second).
-fn logging() {
+fn logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("INSIGHTS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let installed = if std::env::var("INSIGHTS_LOG_FORMAT").is_ok_and(|f| f == "json") {
+    let installed = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
