@@ -10,21 +10,27 @@
 #
 #   benches/e2e.sh [--count N] [--backend lexicon|transformer] [--mode production|embedded|both]
 #                  [--rate R]      # produce at R/s (latency at a given load); default: all at once
+#                  [--bin PATH]    # measure this binary (e.g. an older commit's) instead of building
+#
+# The OpenTelemetry variables apply (OTEL_EXPORTER_OTLP_ENDPOINT=… measures with traces on).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-count=30000 backend=lexicon mode=both rate=0
+count=30000 backend=lexicon mode=both rate=0 bin=
 while [ $# -gt 0 ]; do
   case $1 in
     --count) count=$2; shift 2 ;;
     --backend) backend=$2; shift 2 ;;
     --mode) mode=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
+    --bin) bin=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
     *) echo "e2e: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 scripts/setup.sh >/dev/null
-cargo build --release --locked --bin insights
-bin="$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)/insights"
+if [ -z "$bin" ]; then
+  cargo build --release --locked --bin insights
+  bin="$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)/insights"
+fi
 export OMP_WAIT_POLICY=PASSIVE PGHOST=127.0.0.1 PGUSER=postgres
 work=$(mktemp -d /tmp/insights-e2e.XXXXXX)
 pids=()

@@ -6,11 +6,15 @@ own (connection, metadata, idempotent producer id): the first produce of a fresh
 waits for all that (about half a second on Tansu), which is the client's start, not the
 pipeline's latency.
 
-    python benches/e2e_produce.py --brokers B --file F --times OUT [--rate N]
+    python benches/e2e_produce.py --brokers B --file F --times OUT [--rate N] [--trace-ids OUT]
+
+With --trace-ids, each message carries a W3C `traceparent` header of a new sampled trace (as
+an instrumented producer's would), and OUT gets one `interaction:ID<TAB>TRACE_ID` line each.
 """
 
 import argparse
 import json
+import os
 import time
 
 from confluent_kafka import Producer
@@ -26,6 +30,7 @@ def main() -> None:
     ap.add_argument("--times", required=True)
     ap.add_argument("--topic", default="interactions.raw")
     ap.add_argument("--rate", type=float, default=0, help="messages per second; 0: as fast as possible")
+    ap.add_argument("--trace-ids", help="send a traceparent with each message; write the trace ids here")
     args = ap.parse_args()
     producer = Producer(
         {
@@ -49,6 +54,7 @@ def main() -> None:
     with open(args.file, "rb") as f:
         lines = [line.rstrip(b"\n") for line in f if line.strip()]
     times = []
+    traces = []
     failed = []
     start = time.time()
     for n, line in enumerate(lines):
@@ -63,12 +69,18 @@ def main() -> None:
             ident = record.get("interaction_id")
         except ValueError:
             key, ident = "", None
+        headers = None
+        if args.trace_ids:
+            trace_id, span_id = os.urandom(16).hex(), os.urandom(8).hex()
+            headers = [("traceparent", f"00-{trace_id}-{span_id}-01".encode())]
+            traces.append((ident, trace_id))
         while True:
             try:
                 producer.produce(
                     args.topic,
                     key=key.encode(),
                     value=line,
+                    headers=headers,
                     on_delivery=lambda err, _msg: err and failed.append(str(err)),
                 )
                 break
@@ -83,6 +95,10 @@ def main() -> None:
     with open(args.times, "w") as out:
         for ident, t in times:
             out.write(f"interaction:{ident}\t{t}\n")
+    if args.trace_ids:
+        with open(args.trace_ids, "w") as out:
+            for ident, trace_id in traces:
+                out.write(f"interaction:{ident}\t{trace_id}\n")
     print(json.dumps({"produced": len(lines), "seconds": round(time.time() - start, 2)}))
 
 

@@ -15,9 +15,12 @@
 # (privacy.key, jwt.secret, mode 0600: the same key keeps pseudonyms stable across
 # restarts), one log per process under logs/, pids under run/, cluster.env, and
 # prometheus.yml with prometheus-targets.json (every process's /metrics and the alert
-# rules of deploy/prometheus: `prometheus --config.file=data/cluster/prometheus.yml`). Tansu from the wheel stores messages in memory (this build has no
-# PostgreSQL or file storage): `down` loses what the topics held, never what the store
-# holds.
+# rules of deploy/prometheus: `prometheus --config.file=data/cluster/prometheus.yml`).
+# Tansu from the wheel stores messages in memory (this build has no PostgreSQL or file
+# storage): `down` loses what the topics held, never what the store holds.
+#
+# Traces: set OTEL_EXPORTER_OTLP_ENDPOINT (and any other OTEL_* variable) for `up`; every
+# process exports its spans there (service.name insights-PROCESSOR, insights-views).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -130,6 +133,12 @@ export INSIGHTS_STORE_URL=$store
 export INSIGHTS_JWT_SECRET=\$(cat $dir/jwt.secret)
 export INSIGHTS_PRIVACY_KEY=\$(cat $dir/privacy.key)
 EOF
+  # Traces: the OpenTelemetry variables given to `up` (OTEL_EXPORTER_OTLP_ENDPOINT, ...)
+  # reach every process, and a process started again later.
+  local var
+  for var in $(compgen -e | grep '^OTEL_' || true); do
+    printf 'export %s=%q\n' "$var" "${!var}" >> "$dir/cluster.env"
+  done
   export INSIGHTS_BROKERS=$brokers INSIGHTS_STORE_URL=$store
   local common=(--privacy-key-file "$dir/privacy.key" --jwt-secret-file "$dir/jwt.secret")
 

@@ -61,11 +61,12 @@ PY
 }
 
 # Kafka clients nobody here wrote, for the interop tests: a venv in .tools/venv.
-PY_PACKAGES="confluent-kafka[avro,schemaregistry]==2.16.0 kafka-python==3.0.12"
+# opentelemetry-proto: the OTLP definitions scripts/otlp_receiver.py decodes spans with.
+PY_PACKAGES="confluent-kafka[avro,schemaregistry]==2.16.0 kafka-python==3.0.12 opentelemetry-proto==1.45.2"
 install_python_clients() {
   local py=.tools/venv/bin/python
-  if [ -x "$py" ] && "$py" -c 'import confluent_kafka, fastavro, kafka' 2>/dev/null; then return; fi
-  say "installing Python Kafka clients into .tools/venv"
+  if [ -x "$py" ] && "$py" -c 'import confluent_kafka, fastavro, kafka, opentelemetry.proto' 2>/dev/null; then return; fi
+  say "installing Python Kafka clients (and the OTLP definitions) into .tools/venv"
   [ -x "$py" ] || python3 -m venv .tools/venv
   .tools/venv/bin/pip install --quiet $PY_PACKAGES
 }

@@ -23,6 +23,7 @@ mod views;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use insights_event_store::EventStore;
+use insights_telemetry::{LogFormat, Telemetry};
 use insights_topology::{Topology, validate};
 
 #[derive(Debug, Parser)]
@@ -160,7 +161,20 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging(cli.global.log_format == "json");
+    // Logs (stderr) and, when OTEL_EXPORTER_OTLP_ENDPOINT is set, traces: before the async
+    // runtime, which the exporter's HTTP client must not be created in.
+    let format = if cli.global.log_format == "json" {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    };
+    let telemetry = match Telemetry::init(format, &service_name(&cli.command)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("insights: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -171,7 +185,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         // The reader went away (`insights replay … | head`): not an error of ours.
         Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
@@ -179,27 +193,23 @@ fn main() -> ExitCode {
             eprintln!("insights: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
-/// Warnings and errors of every part (retries, dependency outages, rebalances, librdkafka's
-/// own log) on stderr: text lines, or JSON lines (`--log-format json`). The
-/// filter is `INSIGHTS_LOG` (`RUST_LOG` syntax, e.g. `info` or `insights_runtime=debug`);
-/// by default warnings and errors, and sqlx's only when they are errors (it warns about
-/// every statement slower than a second).
-fn logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("INSIGHTS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx=error"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let installed = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-    if let Err(e) = installed {
-        eprintln!("insights: logging not set up: {e}");
+/// The default `service.name` of this process's spans: `insights-PROCESSOR` for one
+/// processor (`run --processor`), `insights-views` for the views/API process,
+/// `insights-produce`, and `insights` for the rest (the embedded pipeline).
+fn service_name(command: &Command) -> String {
+    match command {
+        Command::Run(args) => match args.role() {
+            Some(role) => format!("insights-{role}"),
+            None => "insights".into(),
+        },
+        Command::Produce(_) => "insights-produce".into(),
+        Command::Dlq(_) => "insights-dlq".into(),
+        _ => "insights".into(),
     }
 }
 

@@ -110,6 +110,18 @@ pub struct RunArgs {
     api_rate_limit: u32,
 }
 
+impl RunArgs {
+    /// What this process is, when it is one part of a deployment: its processor, or
+    /// `views` for the views/API process; `None` for the whole pipeline.
+    pub fn role(&self) -> Option<&str> {
+        if self.views_only {
+            Some("views")
+        } else {
+            self.processor.as_deref()
+        }
+    }
+}
+
 /// The processors this build can run, by their topology.toml name. Each processor crate
 /// registers here as it lands; the topology may name processors this build lacks.
 /// Models load when their processor launches, so `--processor privacy` loads none.

@@ -65,6 +65,25 @@ fn an_unsupported_store_url_is_one_readable_line() {
     );
 }
 
+#[test]
+fn a_trace_protocol_not_built_in_is_one_readable_line() {
+    let o = Command::new(env!("CARGO_BIN_EXE_insights"))
+        .args(["topology", "check"])
+        .current_dir(repo_root())
+        .env_remove("INSIGHTS_TOPOLOGY")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .output_within(testkit::COMMAND_LIMIT)
+        .expect("runs insights");
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("insights: OTEL_EXPORTER_OTLP_PROTOCOL=grpc: only `http/protobuf`"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn store_verify_names_the_tampered_position() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -4,7 +4,9 @@
 //! client (Python confluent-kafka) produces 100 interactions; every one is scrubbed,
 //! scored and drafted; the views answer with a token signed by the cluster's secret; every
 //! metric the Grafana dashboard and the alert rules query is exported by one of the running
-//! processes; `down` leaves no process behind.
+//! processes; every interaction's trace, begun by the client's `traceparent`, reaches a real
+//! OTLP receiver with spans from the processes it went through; `down` leaves no process
+//! behind.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -25,8 +27,13 @@ fn root() -> &'static Path {
 }
 
 fn cluster(dir: &Path, args: &[&str]) -> String {
+    cluster_with(dir, args, &[])
+}
+
+fn cluster_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let out = Command::new(root().join("scripts/cluster.sh"))
         .args(args)
+        .envs(env.iter().copied())
         .env("INSIGHTS_CLUSTER_DIR", dir)
         .env_remove("INSIGHTS_TOPOLOGY")
         .current_dir(root())
@@ -87,6 +94,92 @@ fn queried(expr: &str) -> Vec<String> {
         .collect()
 }
 
+/// Every interaction's trace (the id its producer sent in `traceparent`) has the privacy
+/// processor's span as a child of the producer's span, carrying the interaction as its
+/// correlation id; the traces of drafted interactions have spans from at least three
+/// processes (privacy, a sentiment replica, response, fairness), one trace id each.
+async fn traces_follow_interactions(receiver: &testkit::OtlpReceiver, ids: &Path, drafted: usize) {
+    let sent: Vec<(String, String)> = std::fs::read_to_string(ids)
+        .expect("the producer's trace ids")
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(interaction, trace)| (interaction.to_owned(), trace.to_owned()))
+        .collect();
+    assert_eq!(sent.len(), N, "one trace per interaction");
+    // Whether a trace has reached the response processor, with spans from three processes
+    // (service, pid) or more.
+    let complete = |spans: &[serde_json::Value], trace: &str| -> bool {
+        let spans: Vec<&serde_json::Value> =
+            spans.iter().filter(|s| s["trace_id"] == trace).collect();
+        let processes: BTreeSet<String> = spans
+            .iter()
+            .map(|s| format!("{}/{}", s["service"], s["pid"]))
+            .collect();
+        processes.len() >= 3 && spans.iter().any(|s| s["name"] == "response process")
+    };
+    testkit::wait_until(
+        "the spans of every drafted interaction, from three processes, at the OTLP receiver",
+        Duration::from_secs(60),
+        || async {
+            let spans = receiver.spans();
+            sent.iter()
+                .filter(|(_, trace)| complete(&spans, trace))
+                .count()
+                >= drafted
+        },
+    )
+    .await;
+    let spans = receiver.spans();
+    for (interaction, trace) in &sent {
+        let privacy = spans
+            .iter()
+            .find(|s| s["trace_id"] == trace.as_str() && s["name"] == "privacy process")
+            .unwrap_or_else(|| panic!("no privacy span in the trace of {interaction}"));
+        assert_eq!(privacy["service"], "insights-privacy");
+        assert_eq!(privacy["kind"], "consumer");
+        assert_eq!(
+            privacy["attributes"]["correlation_id"],
+            interaction.as_str()
+        );
+        assert_eq!(
+            privacy["attributes"]["messaging.destination.name"],
+            "interactions.raw"
+        );
+        // Its parent is the producer's span, which the receiver never saw.
+        assert_eq!(privacy["parent_span_id"].as_str().map(str::len), Some(16));
+        assert!(
+            !spans
+                .iter()
+                .any(|s| s["span_id"] == privacy["parent_span_id"]),
+            "the privacy span's parent is the client's"
+        );
+    }
+    // A drafted interaction's trace holds each stage, the store appends among them.
+    let full = sent
+        .iter()
+        .find(|(_, trace)| complete(&spans, trace))
+        .map(|(_, trace)| trace)
+        .expect("a trace from three processes");
+    let names: BTreeSet<&str> = spans
+        .iter()
+        .filter(|s| s["trace_id"] == full.as_str())
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    for name in [
+        "privacy process",
+        "sentiment process",
+        "response process",
+        "store append",
+        "interactions.scrubbed publish",
+        "interactions.scored publish",
+    ] {
+        assert!(
+            names.contains(name),
+            "{name} in the trace {full}: {names:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_cluster_runs_the_pipeline_and_exports_what_the_dashboard_shows() {
     let llm = testkit::LlmServer::start();
@@ -96,8 +189,9 @@ async fn the_local_cluster_runs_the_pipeline_and_exports_what_the_dashboard_show
     common::psql("postgres", &format!("CREATE DATABASE {db}"));
     let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
     let (kafka_port, api_port) = (common::free_port(), common::free_port());
+    let receiver = testkit::OtlpReceiver::start(work.path().join("spans.jsonl"));
     let _down = Down(&dir);
-    cluster(
+    cluster_with(
         &dir,
         &[
             "up",
@@ -113,6 +207,11 @@ async fn the_local_cluster_runs_the_pipeline_and_exports_what_the_dashboard_show
             "sentiment=2",
             "--llm-url",
             &llm.base_url(),
+        ],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint()),
+            // Export often, so that the wait below is short.
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
         ],
     );
     let status = cluster(&dir, &["status"]);
@@ -147,6 +246,8 @@ async fn the_local_cluster_runs_the_pipeline_and_exports_what_the_dashboard_show
         .arg("--file")
         .arg(&input)
         .args(["--times", "/dev/null"])
+        .arg("--trace-ids")
+        .arg(work.path().join("traces.tsv"))
         .output_within(testkit::COMMAND_LIMIT)
         .expect("runs the Python producer (scripts/setup.sh installs it)");
     assert!(
@@ -167,6 +268,8 @@ async fn the_local_cluster_runs_the_pipeline_and_exports_what_the_dashboard_show
     )
     .await;
     assert!(store.verify().await.expect("verifies").is_intact());
+    let drafted = count(&store, "ResponseDrafted").await;
+    traces_follow_interactions(&receiver, &work.path().join("traces.tsv"), drafted).await;
 
     // The views answer, with a token from the cluster's own secret.
     let token = Command::new(env!("CARGO_BIN_EXE_insights"))

@@ -100,6 +100,31 @@ fn compose_file_is_well_formed_and_matches_the_topology() {
             key.contains(":?"),
             "{processor}: the pseudonym key is required, not defaulted"
         );
+        // Traces go to a service of the file that takes OTLP/HTTP.
+        let endpoint = svc["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+            .as_str()
+            .unwrap_or("");
+        let collector = endpoint
+            .rsplit("-http://")
+            .next()
+            .and_then(|e| e.trim_end_matches('}').split_once(':'))
+            .map(|(host, port)| (host.to_owned(), port.to_owned()));
+        let Some((host, port)) = collector else {
+            panic!(
+                "{processor}: OTEL_EXPORTER_OTLP_ENDPOINT defaults to a service, got {endpoint:?}"
+            );
+        };
+        assert_eq!(port, "4318", "{processor}: OTLP/HTTP is port 4318");
+        assert!(
+            strings(&services[host.as_str()]["ports"])
+                .iter()
+                .any(|p| p.ends_with(":4318")),
+            "{processor}: the trace collector {host} takes OTLP/HTTP on 4318"
+        );
+        assert!(
+            svc["environment"].get("RUST_LOG").is_none(),
+            "{processor}: the binary reads INSIGHTS_LOG, not RUST_LOG"
+        );
         let store = svc["environment"]["INSIGHTS_STORE_URL"]
             .as_str()
             .unwrap_or("");

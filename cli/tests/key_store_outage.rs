@@ -84,6 +84,8 @@ async fn a_key_store_outage_holds_the_batch_and_loses_nothing() {
             "--no-projections".as_ref(),
             "--listen".as_ref(),
             listen.as_ref(),
+            "--log-format".as_ref(),
+            "json".as_ref(),
         ],
     );
     let store = PostgresStore::open(&url, 2).await.expect("opens the store");
@@ -135,8 +137,30 @@ async fn a_key_store_outage_holds_the_batch_and_loses_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let rest: String = stderr.try_iter().collect::<Vec<_>>().join("\n");
+    let logged: Vec<String> = stderr.try_iter().collect();
+    let rest = logged.join("\n");
     assert!(status.success(), "insights run failed ({status}): {rest}");
+    // The retry's log line says which message waits: JSON with the message's coordinates
+    // and ids.
+    let retries: Vec<serde_json::Value> = logged
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("dependency failure"))
+        })
+        .collect();
+    assert!(!retries.is_empty(), "no JSON retry line in: {rest}");
+    for line in &retries {
+        let f = &line["fields"];
+        assert_eq!(f["processor"], "privacy", "{line}");
+        assert_eq!(f["topic"], "interactions.raw", "{line}");
+        assert!(f["partition"].is_i64() && f["offset"].is_i64(), "{line}");
+        let interaction = f["event_id"].as_str().unwrap_or_default();
+        assert!(interaction.starts_with("interaction:m"), "{line}");
+        assert_eq!(f["correlation_id"], interaction, "{line}");
+    }
 
     let scrubbed = store
         .read_all(

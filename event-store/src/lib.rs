@@ -65,6 +65,10 @@ pub const READ_AHEAD: usize = 2;
 /// `Arc<dyn EventStore>` chosen from the store URL by [`open`].
 #[async_trait]
 pub trait EventStore: Send + Sync + std::fmt::Debug {
+    /// The database system, as OpenTelemetry names it (`db.system.name`): `postgresql` or
+    /// `sqlite`.
+    fn backend(&self) -> &'static str;
+
     /// Appends a batch atomically; see the crate docs for the guarantees. Returns one
     /// [`Appended`] per event of the batch, in order.
     async fn append(&self, batch: AppendBatch) -> Result<Vec<Appended>, StoreError>;

@@ -120,6 +120,10 @@ async fn listen(mut listener: PgListener, appended: Arc<watch::Sender<u64>>) {
 
 #[async_trait]
 impl EventStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgresql"
+    }
+
     async fn append(&self, batch: AppendBatch) -> Result<Vec<Appended>, StoreError> {
         plan::check_batch(&batch)?;
         if batch.events.is_empty() {

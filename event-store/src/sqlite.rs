@@ -196,6 +196,10 @@ fn placeholders(n: usize) -> String {
 
 #[async_trait]
 impl EventStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
     async fn append(&self, batch: AppendBatch) -> Result<Vec<Appended>, StoreError> {
         plan::check_batch(&batch)?;
         if batch.events.is_empty() {

@@ -296,20 +296,8 @@ impl LlmServer {
             child: Some(child),
             addr,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !server.healthy() {
-            if let Some(status) = server
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("the LLM server exited early: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the LLM server did not become healthy on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        if let Some(child) = server.child.as_mut() {
+            wait_healthy(child, addr, "the LLM server");
         }
         server
     }
@@ -317,24 +305,6 @@ impl LlmServer {
     /// The OpenAI base URL (`http://ADDR/v1`).
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
-    }
-
-    fn healthy(&self) -> bool {
-        use std::io::{Read, Write};
-        let Ok(mut s) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let request = format!(
-            "GET /health HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
-        );
-        if s.write_all(request.as_bytes()).is_err() {
-            return false;
-        }
-        let mut answer = String::new();
-        let _ = s.read_to_string(&mut answer);
-        answer.starts_with("HTTP/1.1 200")
     }
 
     /// Kills the server (a crash, as far as clients can tell).
@@ -349,6 +319,94 @@ impl LlmServer {
 impl Drop for LlmServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Waits (up to a minute) until the server `child` started answers `GET /health` with 200
+/// on `addr`; fails the test naming `what` if it exits or does not.
+fn wait_healthy(child: &mut Child, addr: SocketAddr, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !answers_health(addr) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited early: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not become healthy on {addr} within a minute"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn answers_health(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
+}
+
+/// A real OTLP/HTTP trace receiver (`scripts/otlp_receiver.py`, decoding with the
+/// official OpenTelemetry protobuf definitions) writing the spans it receives as JSON lines.
+/// Stops when dropped.
+#[derive(Debug)]
+pub struct OtlpReceiver {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    out: PathBuf,
+}
+
+impl OtlpReceiver {
+    /// Starts one on a free port, appending spans to `out`, and waits until it answers.
+    pub fn start(out: PathBuf) -> OtlpReceiver {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let python = root.join(".tools/venv/bin/python");
+        assert!(
+            python.exists(),
+            "the OTLP receiver's Python is not installed at {}: run scripts/setup.sh",
+            python.display()
+        );
+        let port = free_port();
+        let mut child = Command::new(python)
+            .arg(root.join("scripts/otlp_receiver.py"))
+            .args(["--port", &port.to_string()])
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starts scripts/otlp_receiver.py");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+        wait_healthy(&mut child, addr, "the OTLP receiver");
+        OtlpReceiver { child, addr, out }
+    }
+
+    /// The value for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("the receiver writes JSON lines"))
+            .collect()
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -23,6 +23,7 @@
 //! - `pipeline` — running a topology: embedded broker, topics, launching workers,
 //!   producing input files, ops endpoints (`/metrics`, `/healthz`, `/readyz`).
 //! - `redrive` — sending dead letters back through the pipeline, recorded in the store.
+//! - `trace` — OpenTelemetry spans per message, their context in Kafka headers.
 
 mod kafka;
 mod metrics;
@@ -30,6 +31,7 @@ mod pipeline;
 mod processor;
 pub mod records;
 pub mod redrive;
+pub mod trace;
 mod worker;
 
 pub use kafka::{KafkaSettings, consumer, producer};

@@ -264,15 +264,27 @@ pub async fn produce_lines(
         }
         let producer = producer.clone();
         let topic = topic.to_owned();
+        // With traces on, each interaction's trace starts here (the span ends at delivery).
+        let span = tracing::info_span!(
+            target: insights_telemetry::TARGET,
+            "produce",
+            otel.name = %format_args!("{topic} publish"),
+            otel.kind = "producer",
+            messaging.system = "kafka",
+            messaging.operation.type = "send",
+            messaging.destination.name = topic.as_str(),
+        );
+        let headers = crate::trace::inject(&span);
         in_flight.push(async move {
-            producer
-                .send(
-                    FutureRecord::to(&topic)
-                        .key(key.as_str())
-                        .payload(payload.as_slice()),
-                    Duration::from_secs(30),
-                )
-                .await
+            let mut record = FutureRecord::to(&topic)
+                .key(key.as_str())
+                .payload(payload.as_slice());
+            if let Some(headers) = headers {
+                record = record.headers(headers);
+            }
+            let delivered = producer.send(record, Duration::from_secs(30)).await;
+            drop(span);
+            delivered
         });
         // A send is handed to librdkafka when its future is first polled: poll now, so a
         // paced message leaves when it is paced, and collect what has been delivered.

@@ -23,12 +23,15 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tracing::Span;
 
 use crate::kafka::{KafkaSettings, RebalanceContext, producer, worker_consumer};
 use crate::metrics::Metrics;
 use crate::processor::{Context, Input, Output, ProcessError, Processor, Source};
 use crate::records::{envelope_for, to_event_data};
+use crate::trace;
 use crate::{ErrorClass, RuntimeError};
+use insights_telemetry::TARGET;
 
 /// Headers on a dead-lettered message.
 pub mod dead_letter_headers {
@@ -253,6 +256,8 @@ const IDLE_POLL: Duration = Duration::from_millis(250);
 /// A batch out of the process stage: each message's outcome, and its slot.
 struct Processed {
     messages: Vec<OwnedMessage>,
+    /// Each message's trace span (disabled with traces off), ended after its commit.
+    spans: Vec<Span>,
     outcomes: Vec<Outcome>,
     started: Instant,
     /// When processing ended (the store queue's wait starts).
@@ -263,6 +268,7 @@ struct Processed {
 /// A batch in the store: what to publish, then whose offsets to commit.
 struct Stored {
     messages: Vec<OwnedMessage>,
+    spans: Vec<Span>,
     publish: Vec<Publish>,
     started: Instant,
     /// When the append committed (the publish queue's wait starts).
@@ -275,7 +281,10 @@ struct Publish {
     topic: String,
     key: String,
     payload: Vec<u8>,
+    /// A dead letter's headers (the original's, kept); an output's carry its trace context.
     headers: Option<OwnedHeaders>,
+    /// The span of the message it came from.
+    span: Span,
 }
 
 /// Why a stage gave a batch up.
@@ -291,10 +300,18 @@ enum Abandoned {
 struct Stall {
     /// The input's index in the batch.
     at: usize,
+    failure: Transient,
+}
+
+/// A failure of one input's processing that a retry may fix.
+struct Transient {
     /// Whether a dependency is down (retried for as long as it takes) or the input's own
     /// handling failed transiently (retried, then dead-lettered).
     dependency: bool,
     error: String,
+    /// The input's id and correlation id, for the log line.
+    input_id: String,
+    correlation_id: String,
 }
 
 /// The process stage: fetches batches and runs the processor over them.
@@ -440,6 +457,10 @@ impl<P: Processor> Worker<P> {
                 .inc();
         }
         self.consumed += messages.len() as u64;
+        let mut spans: Vec<Span> = messages
+            .iter()
+            .map(|m| trace::message_span(&name, m.topic(), m.partition(), m.offset(), m.headers()))
+            .collect();
         let mut messages = messages;
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(messages.len());
         // The input being retried, and its backoff.
@@ -457,11 +478,17 @@ impl<P: Processor> Worker<P> {
             })?;
             let codec = self.shared.codec.clone();
             let settings = self.settings.clone();
-            let (back, messages_back, outcomes_back, stall) =
+            let (back, messages_back, spans_back, outcomes_back, stall) =
                 tokio::task::spawn_blocking(move || {
-                    let stall =
-                        pure_stage(&mut processor, &settings, &codec, &messages, &mut outcomes);
-                    (processor, messages, outcomes, stall)
+                    let stall = pure_stage(
+                        &mut processor,
+                        &settings,
+                        &codec,
+                        &messages,
+                        &spans,
+                        &mut outcomes,
+                    );
+                    (processor, messages, spans, outcomes, stall)
                 })
                 .await
                 .map_err(|e| RuntimeError::Fatal {
@@ -472,6 +499,7 @@ impl<P: Processor> Worker<P> {
                 *slot = Some(back);
             }
             messages = messages_back;
+            spans = spans_back;
             outcomes = outcomes_back;
             let Some(stall) = stall? else {
                 self.shared
@@ -479,38 +507,53 @@ impl<P: Processor> Worker<P> {
                     .stage(&name, "process", started.elapsed().as_secs_f64());
                 return Ok(Some(Processed {
                     messages,
+                    spans,
                     outcomes,
                     started,
                     processed: Instant::now(),
                     _slot: slot,
                 }));
             };
-            let wait = if stall.dependency {
+            let Stall { at, failure } = stall;
+            let wait = if failure.dependency {
                 outage.next_backoff().unwrap_or(outage.max_interval)
             } else {
                 let backoff = match &mut retrying {
-                    Some((at, backoff)) if *at == stall.at => backoff,
-                    _ => &mut retrying.insert((stall.at, backoff_policy())).1,
+                    Some((retried, backoff)) if *retried == at => backoff,
+                    _ => &mut retrying.insert((at, backoff_policy())).1,
                 };
                 match backoff.next_backoff() {
                     Some(wait) => wait,
                     None => {
                         outcomes.push(Outcome::Dead {
                             class: ErrorClass::RetriesExhausted,
-                            error: stall.error,
+                            error: failure.error,
                         });
                         retrying = None;
                         continue;
                     }
                 }
             };
-            let what = if stall.dependency {
+            let what = if failure.dependency {
                 "dependency"
             } else {
                 "process"
             };
-            tracing::warn!(processor = %name, error = %stall.error, ?wait, input = stall.at,
-                "{what} failure; the batch goes on from this input after the wait");
+            if let Some(m) = messages.get(at) {
+                // In the message's span: with traces on, the warning is an event of it.
+                let _in_message = spans.get(at).map(Span::enter);
+                tracing::warn!(
+                    processor = %name,
+                    topic = m.topic(),
+                    partition = m.partition(),
+                    offset = m.offset(),
+                    event_id = %failure.input_id,
+                    correlation_id = %failure.correlation_id,
+                    error = %failure.error,
+                    ?wait,
+                    "{what} failure; the batch goes on from this input after the wait"
+                );
+            }
             self.shared
                 .metrics
                 .retries
@@ -576,6 +619,7 @@ impl Sink {
         while let Some(batch) = batches.recv().await {
             let Stored {
                 messages,
+                spans,
                 publish,
                 started,
                 stored,
@@ -596,6 +640,8 @@ impl Sink {
                 return self.fail(e);
             }
             metrics.stage(name, "commit", committing.elapsed().as_secs_f64());
+            // The messages' spans end with their commit.
+            drop(spans);
             self.shared
                 .metrics
                 .batch_seconds
@@ -610,6 +656,7 @@ impl Sink {
         let name = &self.settings.name;
         let Processed {
             messages,
+            spans,
             outcomes,
             started,
             processed,
@@ -620,7 +667,7 @@ impl Sink {
             .stage(name, "store_queue", processed.elapsed().as_secs_f64());
         let mut envelopes = Vec::new();
         let mut publish = Vec::new();
-        for (m, outcome) in messages.iter().zip(outcomes) {
+        for ((m, span), outcome) in messages.iter().zip(&spans).zip(outcomes) {
             match outcome {
                 Outcome::Outputs(outputs) => {
                     for (envelope, topic, key) in outputs {
@@ -643,13 +690,15 @@ impl Sink {
                             key,
                             payload,
                             headers: None,
+                            span: span.clone(),
                         });
                     }
                 }
                 Outcome::Dead { class, error } => {
                     let event = self.dead_letter_event(m, class, &error);
                     // One line per dead letter, with what finds it again (JSON lines with
-                    // INSIGHTS_LOG_FORMAT=json).
+                    // INSIGHTS_LOG_FORMAT=json); with traces on, an event of its span.
+                    let _in_message = span.enter();
                     tracing::warn!(
                         processor = %name,
                         topic = m.topic(),
@@ -670,6 +719,7 @@ impl Sink {
                             .unwrap_or_default(),
                         payload: m.payload().unwrap_or_default().to_vec(),
                         headers: Some(dead_letter_headers(name, class, &error, m)),
+                        span: span.clone(),
                     });
                     self.shared
                         .metrics
@@ -682,7 +732,22 @@ impl Sink {
         }
         let storing = Instant::now();
         let types: Vec<&'static str> = envelopes.iter().map(Envelope::event_type).collect();
+        // One span per message of the batch, all with the transaction's timing.
+        let appending: Vec<Span> = if types.is_empty() {
+            Vec::new()
+        } else {
+            spans
+                .iter()
+                .map(|parent| {
+                    tracing::info_span!(target: TARGET, parent: parent, "store append",
+                        otel.kind = "client", db.operation.name = "append",
+                        db.system.name = self.shared.store.backend(),
+                        db.operation.batch.size = types.len())
+                })
+                .collect()
+        };
         let results = self.append(envelopes).await?;
+        drop(appending);
         self.shared
             .metrics
             .stage(name, "store", storing.elapsed().as_secs_f64());
@@ -702,6 +767,7 @@ impl Sink {
         });
         Ok(Stored {
             messages,
+            spans,
             publish,
             started,
             stored: Instant::now(),
@@ -816,8 +882,17 @@ impl Sink {
     /// Sends every message and waits for all deliveries; failed sends are retried with
     /// backoff, and if they keep failing the worker stops without committing (nothing is
     /// lost: the batch will be redelivered).
-    async fn publish(&self, messages: Vec<Publish>) -> Result<(), Abandoned> {
+    async fn publish(&self, mut messages: Vec<Publish>) -> Result<(), Abandoned> {
         let name = &self.settings.name;
+        for p in &mut messages {
+            // An output gets a producer span and carries its context; a dead letter keeps
+            // the original's headers, trace context included.
+            if p.headers.is_none() {
+                let (span, headers) = trace::publish_span(&p.span, &p.topic);
+                p.span = span;
+                p.headers = headers;
+            }
+        }
         let mut pending = messages;
         let mut backoff = backoff_policy();
         loop {
@@ -907,35 +982,54 @@ fn pure_stage<P: Processor>(
     settings: &ProcessorSettings,
     codec: &Codec,
     messages: &[OwnedMessage],
+    spans: &[Span],
     outcomes: &mut Vec<Outcome>,
 ) -> Result<Option<Stall>, RuntimeError> {
     let from = outcomes.len();
     let rest = messages.get(from..).unwrap_or_default();
+    let rest_spans = spans.get(from..).unwrap_or_default();
     let decoded: Vec<Result<P::Input, String>> = rest
         .iter()
         .map(|m| decode::<P>(settings, codec, m))
         .collect();
     let inputs: Vec<&P::Input> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
     if !inputs.is_empty() {
+        // One span per message: they share the batch's timing (a model's batch, the
+        // drafts run side by side).
+        let _prepare: Vec<Span> = rest_spans
+            .iter()
+            .map(|parent| {
+                tracing::info_span!(target: TARGET, parent: parent, "prepare",
+                    batch.size = inputs.len())
+            })
+            .collect();
         processor.prepare(&inputs);
     }
     for (i, (m, input)) in rest.iter().zip(&decoded).enumerate() {
+        let span = rest_spans.get(i).cloned().unwrap_or_else(Span::none);
         let outcome = match input {
-            Ok(input) => match process_one(processor, settings, m, input)? {
-                Ok(outcome) => outcome,
-                Err((dependency, error)) => {
-                    return Ok(Some(Stall {
-                        at: from + i,
-                        dependency,
-                        error,
-                    }));
+            Ok(input) => {
+                let _process =
+                    tracing::info_span!(target: TARGET, parent: &span, "process").entered();
+                match process_one(processor, settings, m, input, &span)? {
+                    Ok(outcome) => outcome,
+                    Err(failure) => {
+                        return Ok(Some(Stall {
+                            at: from + i,
+                            failure,
+                        }));
+                    }
                 }
-            },
+            }
             Err(error) => Outcome::Dead {
                 class: ErrorClass::Poison,
                 error: error.clone(),
             },
         };
+        if let Outcome::Dead { class, .. } = &outcome {
+            span.record("error_class", class.as_str());
+            span.record("otel.status_code", "ERROR");
+        }
         outcomes.push(outcome);
     }
     Ok(None)
@@ -958,18 +1052,25 @@ fn decode<P: Processor>(
     codec.decode(payload).map_err(|e| e.to_string())
 }
 
-/// Processes one decoded message: its outcome, or (is a dependency down?, the error) for
-/// a failure that a retry may fix.
-#[allow(clippy::type_complexity)]
+/// Processes one decoded message: its outcome, or the failure if a retry may fix it.
 fn process_one<P: Processor>(
     processor: &mut P,
     settings: &ProcessorSettings,
     m: &OwnedMessage,
     input: &P::Input,
-) -> Result<Result<Outcome, (bool, String)>, RuntimeError> {
+    span: &Span,
+) -> Result<Result<Outcome, Transient>, RuntimeError> {
     let source = source_of(m);
     let input_id = input.input_id(&source);
     let correlation_id = input.correlation_id(&source);
+    span.record("event_id", input_id.as_str());
+    span.record("correlation_id", correlation_id.as_str());
+    let transient = |dependency: bool, error: String| Transient {
+        dependency,
+        error,
+        input_id: input_id.clone(),
+        correlation_id: correlation_id.clone(),
+    };
     let ctx = Context {
         input_id: &input_id,
         correlation_id: &correlation_id,
@@ -985,8 +1086,8 @@ fn process_one<P: Processor>(
                 error,
             }));
         }
-        Err(ProcessError::Retryable(error)) => return Ok(Err((false, error))),
-        Err(ProcessError::Unavailable(error)) => return Ok(Err((true, error))),
+        Err(ProcessError::Retryable(error)) => return Ok(Err(transient(false, error))),
+        Err(ProcessError::Unavailable(error)) => return Ok(Err(transient(true, error))),
         Err(ProcessError::Fatal(message)) => {
             return Err(RuntimeError::Fatal {
                 processor: settings.name.clone(),
