@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Generates samples/interactions.jsonl: realistic, varied customer-service interactions.
 
-    python3 samples/generate.py [--count 3000] [--seed 20261123] > samples/interactions.jsonl
+    python3 samples/generate.py [--count 3000] [--seed 20261123] [--days 14]
+                                [--bias ATTRIBUTE=VALUE[:POINTS]] > samples/interactions.jsonl
 
 Deterministic for a seed. Everything here is written for this project: the name, street and
 city lists are small hand-made lists, the card numbers are the networks' public test
@@ -18,6 +19,14 @@ ranges reserved for fiction (555-01xx, +44 20 7946 0xxx, +49 30 xx...). Mix:
 - about 3% hostile or garbled text (markup, injections, emoji floods, control characters,
   huge messages) and a handful of malformed records (missing fields, bad timestamps, lines
   that are not JSON), which the pipeline must dead-letter without losing anything else.
+
+The declared demographics carry no bias: every group draws its messages from the same mix.
+`--bias gender=female:15` plants one (for the fairness alerts' benchmark): that group's
+share of angry messages is POINTS percentage points (default 15) higher than everyone
+else's, from the first day on. The rewritten messages are English complaints (the
+`furious` kind), which both sentiment models read as negative, so the disparity shows in
+the measured negative-sentiment rate at about its planted size. Applied after the main
+draw with its own random stream, so every other line is as without it.
 """
 
 import argparse
@@ -170,12 +179,52 @@ def incident(lines, seed):
             texts = TEXT[record["language"]]
             kind = rng.choice(["furious", "negative"])
             record["text"] = fill(rng, rng.choice(texts.get(kind, texts["neutral"])), INCIDENT_PRODUCT)
+            record["kind"] = kind
+
+
+# Messages --bias leaves alone: the angry ones already there.
+NEGATIVE_KINDS = ("furious", "negative")
+NEGATIVE_SHARE = sum(w for k, w in KINDS if k in NEGATIVE_KINDS) / sum(w for _, w in KINDS)
+
+
+def bias(lines, seed, attribute, value, points):
+    """Rewrites enough of the group's other messages as English complaints that its share
+    of angry messages rises by `points` percentage points (hostile and garbled lines left
+    alone)."""
+    rng = random.Random(seed + 2)
+    turn = (points / 100) / (1 - NEGATIVE_SHARE)
+    for _, record in lines:
+        if (
+            isinstance(record, dict)
+            and record["demographics"].get(attribute) == value
+            and record.get("kind") not in NEGATIVE_KINDS + (None,)
+            and rng.random() < turn
+        ):
+            record["language"] = "en"
+            record["text"] = fill(rng, rng.choice(TEXT["en"]["furious"]), record["product"])
+            record["kind"] = "furious"
+
+
+def parse_bias(text):
+    group, _, points = text.partition(":")
+    attribute, eq, value = group.partition("=")
+    if not eq or not attribute or not value:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected ATTRIBUTE=VALUE[:POINTS]")
+    try:
+        points = float(points) if points else 15.0
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: POINTS must be a number") from None
+    if not 0 < points < 100 * (1 - NEGATIVE_SHARE):
+        raise argparse.ArgumentTypeError(f"{text!r}: POINTS must be in (0, {100 * (1 - NEGATIVE_SHARE):.0f})")
+    return attribute, value, points
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=20261123)
+    ap.add_argument("--days", type=int, default=14, help="days the messages span")
+    ap.add_argument("--bias", type=parse_bias, help="ATTRIBUTE=VALUE[:POINTS]: plant a disparity")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     start = dt.datetime(2026, 11, 9, tzinfo=dt.timezone.utc)
@@ -196,12 +245,13 @@ def main():
         product = rng.choice(PRODUCTS)
         tenant = weighted(rng, TENANTS)
         language = weighted(rng, LANGUAGES)
-        t = start + dt.timedelta(seconds=rng.randint(0, 14 * 24 * 3600))
+        t = start + dt.timedelta(seconds=rng.randint(0, args.days * 24 * 3600))
         for turn in range(rng.choice([1, 1, 1, 2, 2, 3, 4])):
             if n >= args.count:
                 break
             n += 1
             t += dt.timedelta(minutes=rng.randint(1, 180))
+            kind = None
             if rng.random() < 0.03:
                 text = rng.choice(HOSTILE)
                 if text.startswith("AAAA"):
@@ -221,6 +271,7 @@ def main():
                 "text": text,
                 "demographics": dict(profile),
                 "sent_at": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "kind": kind,
             }
             roll = rng.random()
             if roll < 0.002:
@@ -232,6 +283,11 @@ def main():
                 continue
             lines.append((t, record))
     incident(lines, args.seed)
+    if args.bias:
+        bias(lines, args.seed, *args.bias)
+    for _, r in lines:
+        if isinstance(r, dict):
+            del r["kind"]
     lines = [(t, r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) for t, r in lines]
     # In the order the messages were sent, as a help-desk would produce them (stable, so
     # the generation order breaks ties).

@@ -148,11 +148,12 @@ install_models() {
 
 # Fairlearn and AIF360, the references the fairness metrics are tested against
 # (processors/fairness/tests/golden.rs): a venv in .tools/fairness-venv.
-FAIRNESS_PACKAGES="fairlearn==0.13.0 aif360==0.6.1 pandas==2.3.3 numpy==2.4.6 scikit-learn==1.9.1 scipy==1.15.3"
+# statsmodels: the reference for the fairness alerts' confidence intervals (tests/intervals.rs).
+FAIRNESS_PACKAGES="fairlearn==0.13.0 aif360==0.6.1 pandas==2.3.3 numpy==2.4.6 scikit-learn==1.9.1 scipy==1.15.3 statsmodels==0.15.0"
 install_fairness_references() {
   local py=.tools/fairness-venv/bin/python
-  if [ -x "$py" ] && "$py" -c 'import fairlearn, aif360, pandas' 2>/dev/null; then return; fi
-  say "installing Fairlearn and AIF360 into .tools/fairness-venv"
+  if [ -x "$py" ] && "$py" -c 'import fairlearn, aif360, pandas, statsmodels' 2>/dev/null; then return; fi
+  say "installing Fairlearn, AIF360 and statsmodels into .tools/fairness-venv"
   [ -x "$py" ] || python3 -m venv .tools/fairness-venv
   .tools/fairness-venv/bin/pip install --quiet $FAIRNESS_PACKAGES
 }

@@ -15,8 +15,8 @@ use insights_projections::{Db, Projection, ProjectionError, Recorded, Runner, Ta
 use insights_runtime::records::to_event_data;
 use insights_schemas::{
     DeadLettered, Envelope, Event, FairnessAlertRaised, FairnessReported, GroupStats,
-    GuardrailResult, ResponseApproved, ResponseDrafted, ReviewClaimed, ReviewDecided,
-    ReviewDecision, ReviewRequested, SentimentLabel, Timestamp, review_stream,
+    GuardrailResult, MetricInterval, ResponseApproved, ResponseDrafted, ReviewClaimed,
+    ReviewDecided, ReviewDecision, ReviewRequested, SentimentLabel, Timestamp, review_stream,
 };
 use serde_json::Value;
 use testkit::events::{context, envelope, scored_in};
@@ -265,10 +265,21 @@ fn log() -> Vec<Envelope> {
                     selection_rate: Some(0.25),
                     true_positive_rate: None,
                     false_positive_rate: None,
+                    selection_rate_low: Some(0.14),
+                    selection_rate_high: Some(0.40),
                 }],
                 metrics: [("demographic_parity_difference".to_owned(), Some(dp))].into(),
                 min_group_size: 30,
                 excluded_groups: vec![],
+                confidence: Some(0.95),
+                intervals: [(
+                    "demographic_parity_difference".to_owned(),
+                    MetricInterval {
+                        low: dp - 0.04,
+                        high: dp + 0.05,
+                    },
+                )]
+                .into(),
             }),
         ));
         if dp > 0.2 {
@@ -286,6 +297,11 @@ fn log() -> Vec<Envelope> {
                     value: dp,
                     threshold: 0.2,
                     groups: vec!["female".into(), "male".into()],
+                    confidence: Some(0.95),
+                    interval_low: Some(dp - 0.04),
+                    interval_high: Some(dp + 0.05),
+                    evidence: Some(0.99),
+                    method: Some("newcombe".into()),
                 }),
             ));
         }
@@ -308,10 +324,14 @@ fn log() -> Vec<Envelope> {
                 selection_rate: None,
                 true_positive_rate: None,
                 false_positive_rate: None,
+                selection_rate_low: None,
+                selection_rate_high: None,
             }],
             metrics: [("demographic_parity_difference".to_owned(), None)].into(),
             min_group_size: 30,
             excluded_groups: vec!["female".into()],
+            confidence: Some(0.95),
+            intervals: Default::default(),
         }),
     ));
     out
@@ -523,8 +543,19 @@ async fn every_view_folds_the_log(fx: Fixture) {
         f["reports"][0]["window_end"],
         views::time(START + DAYS * DAY)
     );
+    // Intervals reach the view: the report's by metric, each group's, the alert's.
+    let dpd = &f["reports"][0]["intervals"]["demographic_parity_difference"];
+    assert!(
+        (dpd["low"].as_f64().expect("low") - 0.01).abs() < 1e-12,
+        "{f}"
+    );
+    assert_eq!(f["reports"][0]["confidence"], 0.95);
+    assert_eq!(f["reports"][0]["groups"][0]["selection_rate_high"], 0.40);
     assert_eq!(f["alerts"].as_array().map(Vec::len), Some(1));
     assert_eq!(f["alerts"][0]["value"], 0.3);
+    assert_eq!(f["alerts"][0]["evidence"], 0.99);
+    assert_eq!(f["alerts"][0]["method"], "newcombe");
+    assert!((f["alerts"][0]["interval_low"].as_f64().expect("low") - 0.26).abs() < 1e-12);
 
     let h = views::health::query(&db, &Default::default())
         .await

@@ -269,6 +269,19 @@ pub struct GroupStats {
     pub true_positive_rate: Option<f64>,
     #[serde(default)]
     pub false_positive_rate: Option<f64>,
+    /// The selection rate's Wilson interval at the report's confidence (v2).
+    #[serde(default)]
+    pub selection_rate_low: Option<f64>,
+    #[serde(default)]
+    pub selection_rate_high: Option<f64>,
+}
+
+/// A metric's confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct MetricInterval {
+    pub low: f64,
+    pub high: f64,
 }
 
 /// Group metrics for one window.
@@ -284,6 +297,12 @@ pub struct FairnessReported {
     pub min_group_size: i32,
     #[serde(default)]
     pub excluded_groups: Vec<String>,
+    /// The confidence of the intervals (v2; none in v1 reports).
+    #[serde(default)]
+    pub confidence: Option<f64>,
+    /// Metric intervals by metric name (v2).
+    #[serde(default)]
+    pub intervals: BTreeMap<String, MetricInterval>,
 }
 
 /// A fairness threshold was crossed.
@@ -299,6 +318,19 @@ pub struct FairnessAlertRaised {
     pub value: f64,
     pub threshold: f64,
     pub groups: Vec<String>,
+    /// v2: the configured confidence, the interval that excludes the threshold at it, the
+    /// highest confidence at which it still does, and how the interval was computed.
+    /// None in v1 alerts (raised on point values).
+    #[serde(default)]
+    pub confidence: Option<f64>,
+    #[serde(default)]
+    pub interval_low: Option<f64>,
+    #[serde(default)]
+    pub interval_high: Option<f64>,
+    #[serde(default)]
+    pub evidence: Option<f64>,
+    #[serde(default)]
+    pub method: Option<String>,
 }
 
 /// A metric moved beyond its expected range.

@@ -172,19 +172,35 @@ async function fairness() {
   if (!report) return empty(figure, "no fairness report yet");
   const groups = report.groups.filter((g) => g.selection_rate !== null && g.selection_rate !== undefined);
   if (!groups.length) return empty(figure, "no group large enough yet");
-  const hi = Math.min(1, Math.max(0.1, ...groups.map((g) => g.selection_rate)) * 1.15);
+  // Each bar carries its interval (Wilson, at the report's confidence): a gap between two
+  // bars inside their intervals is noise.
+  const top = (g) => (g.selection_rate_high ?? g.selection_rate);
+  const hi = Math.min(1, Math.max(0.1, ...groups.map(top)) * 1.15);
   const { svg, x, y, w, m } = frame(figure, 0, hi, groups.map((g) => g.group), true);
   const bw = Math.max(8, ((w - m.l - m.r) / groups.length) * 0.6);
   groups.forEach((g, i) => {
     const rect = el("svg:rect", { x: x(i, groups.length) - bw / 2, y: y(g.selection_rate), width: bw, height: y(0) - y(g.selection_rate), fill: PALETTE[i % PALETTE.length] });
-    rect.append(el("svg:title", {}, `${g.group}: ${pct(g.selection_rate)} of ${g.count}`));
+    const range = g.selection_rate_low != null ? ` (${pct(g.selection_rate_low)}–${pct(g.selection_rate_high)})` : "";
+    rect.append(el("svg:title", {}, `${g.group}: ${pct(g.selection_rate)}${range} of ${g.count}`));
     svg.append(rect);
+    if (g.selection_rate_low != null) {
+      const cx = x(i, groups.length);
+      svg.append(el("svg:path", { class: "interval", d: `M${cx} ${y(g.selection_rate_low)}V${y(g.selection_rate_high)}M${cx - 4} ${y(g.selection_rate_low)}h8M${cx - 4} ${y(g.selection_rate_high)}h8`, stroke: "currentColor", fill: "none" }));
+    }
   });
   figure.replaceChildren(svg);
   figure.dataset.points = String(groups.length);
-  const metrics = Object.entries(report.metrics).filter(([, v]) => v !== null).map(([k, v]) => `${k} ${fmtNumber(v, 3)}`);
-  const alerts = f.alerts.slice(0, 5).map((a) => el("li", {}, `${a.attributes} · ${a.outcome}: ${a.metric} ${fmtNumber(a.value, 3)} (threshold ${fmtNumber(a.threshold, 2)}) (${day(Date.parse(a.window_start))})`));
-  document.getElementById("fairness-alerts").replaceChildren(el("li", {}, `rate of ${report.outcome} per group, window ending ${day(Date.parse(report.window_end))}; ${metrics.join(", ")}`), ...alerts);
+  const intervals = report.intervals || {};
+  const conf = report.confidence != null ? ` at ${pct(report.confidence)}` : "";
+  const metrics = Object.entries(report.metrics).filter(([, v]) => v !== null).map(([k, v]) => {
+    const i = intervals[k];
+    return i ? `${k} ${fmtNumber(v, 3)} [${fmtNumber(i.low, 3)}, ${fmtNumber(i.high, 3)}]` : `${k} ${fmtNumber(v, 3)}`;
+  });
+  const alerts = f.alerts.slice(0, 5).map((a) => {
+    const evidence = a.interval_low != null ? `, interval [${fmtNumber(a.interval_low, 3)}, ${fmtNumber(a.interval_high, 3)}] at ${pct(a.confidence)}, evidence ${fmtNumber(100 * a.evidence, 2)} %` : "";
+    return el("li", {}, `${a.attributes} · ${a.outcome}: ${a.metric} ${fmtNumber(a.value, 3)} (threshold ${fmtNumber(a.threshold, 2)}${evidence}) (${day(Date.parse(a.window_start))})`);
+  });
+  document.getElementById("fairness-alerts").replaceChildren(el("li", {}, `rate of ${report.outcome} per group${conf}, window ending ${day(Date.parse(report.window_end))}; ${metrics.join(", ")}`), ...alerts);
 }
 
 async function reviews() {

@@ -5,8 +5,12 @@
 //! computes them over a CSV, which is what `insights fairness` runs; [`window`] groups
 //! outcomes into tumbling or sliding event-time windows with allowed lateness; [`stream`]
 //! is the pipeline stage: outcome events in, `FairnessReported` per closed window and
-//! `FairnessAlertRaised` out.
+//! `FairnessAlertRaised` out; [`evidence`] gives the confidence intervals (Wilson,
+//! Newcombe, log ratio) and [`alerts`] raises an alert only when an interval excludes its
+//! threshold.
 
+pub mod alerts;
+pub mod evidence;
 pub mod metrics;
 pub mod stream;
 pub mod table;

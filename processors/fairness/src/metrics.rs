@@ -190,6 +190,10 @@ pub struct Report {
     pub disparate_impact: Option<f64>,
     /// AIF360 `statistical_parity_difference`: SR(unprivileged) − SR(privileged).
     pub statistical_parity_difference: Option<f64>,
+    /// With a privileged value: the (privileged, unprivileged) counts the two AIF360
+    /// metrics compare.
+    #[serde(skip)]
+    pub privileged_counts: Option<(Counts, Counts)>,
 }
 
 /// Outcomes grouped by their sensitive values, ready to report.
@@ -265,7 +269,7 @@ impl Tally {
             eqd = Some(dt);
             eqr = Some(rt);
         }
-        let (di, spd) = match privileged.and_then(|p| {
+        let privileged_counts = privileged.and_then(|p| {
             let idx = attributes.iter().position(|a| *a == p.attribute)?;
             let (mut privileged_counts, mut others) = (Counts::default(), Counts::default());
             for (k, c) in &self.groups {
@@ -275,12 +279,17 @@ impl Tally {
                     others.merge(c);
                 }
             }
-            Some((privileged_counts.selection_rate(), others.selection_rate()))
-        }) {
-            Some((privileged_rate, unprivileged_rate)) => (
-                Some(unprivileged_rate / privileged_rate),
-                Some(unprivileged_rate - privileged_rate),
-            ),
+            Some((privileged_counts, others))
+        });
+        let (di, spd) = match privileged_counts {
+            Some((privileged, unprivileged)) => {
+                let (privileged_rate, unprivileged_rate) =
+                    (privileged.selection_rate(), unprivileged.selection_rate());
+                (
+                    Some(unprivileged_rate / privileged_rate),
+                    Some(unprivileged_rate - privileged_rate),
+                )
+            }
             None => (None, None),
         };
         Report {
@@ -298,6 +307,7 @@ impl Tally {
             equal_opportunity_ratio: eqr,
             disparate_impact: di,
             statistical_parity_difference: spd,
+            privileged_counts,
             overall,
             groups,
             excluded_groups: excluded,
@@ -366,6 +376,16 @@ pub struct Interval {
     pub resamples: u32,
 }
 
+/// The `q` quantile of sorted values by the nearest rank (NaN when there are none): the
+/// bootstrap's percentile intervals.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let Some(last) = sorted.len().checked_sub(1) else {
+        return f64::NAN;
+    };
+    let i = (q.clamp(0.0, 1.0) * last as f64).round() as usize;
+    sorted[i.min(last)]
+}
+
 /// xorshift64*: deterministic, no dependency (the bootstrap and tests).
 pub(crate) struct Rng(pub(crate) u64);
 
@@ -432,6 +452,24 @@ impl Tally {
         seed: u64,
         metric: impl Fn(&Tally) -> f64,
     ) -> Interval {
+        let values = self.bootstrap_values(resamples, seed, metric);
+        let tail = (1.0 - level) / 2.0;
+        Interval {
+            low: percentile(&values, tail),
+            high: percentile(&values, 1.0 - tail),
+            level,
+            resamples,
+        }
+    }
+
+    /// The bootstrap's replicates of `metric` (see [`Tally::bootstrap`]), sorted, NaN
+    /// left out.
+    pub fn bootstrap_values(
+        &self,
+        resamples: u32,
+        seed: u64,
+        metric: impl Fn(&Tally) -> f64,
+    ) -> Vec<f64> {
         let mut rng = Rng(seed | 1);
         let mut values: Vec<f64> = (0..resamples)
             .map(|_| {
@@ -447,20 +485,7 @@ impl Tally {
             .filter(|v| !v.is_nan())
             .collect();
         values.sort_by(f64::total_cmp);
-        let at = |q: f64| -> f64 {
-            if values.is_empty() {
-                return f64::NAN;
-            }
-            let i = (q * (values.len() - 1) as f64).round() as usize;
-            values[i.min(values.len() - 1)]
-        };
-        let tail = (1.0 - level) / 2.0;
-        Interval {
-            low: at(tail),
-            high: at(1.0 - tail),
-            level,
-            resamples,
-        }
+        values
     }
 }
 

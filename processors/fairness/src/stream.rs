@@ -48,11 +48,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use insights_runtime::{Context, Output, ProcessError, Processor, Source};
 use insights_schemas::{
     Envelope, Event, FairnessAlertRaised, FairnessReported, GroupStats as EventGroup,
-    InteractionContext, SentimentLabel, Timestamp,
+    InteractionContext, MetricInterval, SentimentLabel, Timestamp,
 };
 use serde::Deserialize;
 use uuid::Uuid;
 
+pub use crate::alerts::AlertThresholds;
+use crate::alerts::assess;
+use crate::evidence::wilson;
 use crate::metrics::{GroupStats, Privileged, Report};
 use crate::window::{ClosedWindow, WindowSpec, Windows};
 
@@ -90,8 +93,11 @@ pub struct FairnessConfig {
     /// The topics whose partitions drive the watermark: those every interaction passes
     /// through.
     pub watermark_topics: Vec<String>,
-    /// Alert thresholds.
+    /// Alert rules and the confidence they need (see [`crate::alerts`]).
     pub alerts: AlertThresholds,
+    /// Rules for particular outcomes (`negative_sentiment`, `escalated`, …), in place of
+    /// `alerts` for those.
+    pub outcome_alerts: BTreeMap<String, AlertThresholds>,
     /// Where reports go (from topology.toml).
     #[serde(skip)]
     pub reports_topic: String,
@@ -120,34 +126,10 @@ impl Default for FairnessConfig {
             slow_draft_ms: 2_000,
             idle_partition: "10m".into(),
             alerts: AlertThresholds::default(),
+            outcome_alerts: BTreeMap::new(),
             reports_topic: "fairness.reports".into(),
             watermark_topics: vec!["interactions.scored".into(), "responses.drafted".into()],
             watermark_partitions: BTreeMap::new(),
-        }
-    }
-}
-
-/// When a report raises alerts. A metric that is undefined (NaN) raises none.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AlertThresholds {
-    /// Alert when the demographic parity difference (between groups) exceeds this.
-    pub demographic_parity_difference: Option<f64>,
-    /// Alert when AIF360's disparate impact falls below this (or above its inverse).
-    pub disparate_impact: Option<f64>,
-    /// Alert when the equalized odds difference (worst case) exceeds this.
-    pub equalized_odds_difference: Option<f64>,
-    /// Alert on groups whose rate is below four fifths of the highest.
-    pub four_fifths: bool,
-}
-
-impl Default for AlertThresholds {
-    fn default() -> Self {
-        AlertThresholds {
-            demographic_parity_difference: Some(0.2),
-            disparate_impact: Some(0.8),
-            equalized_odds_difference: Some(0.2),
-            four_fifths: true,
         }
     }
 }
@@ -193,6 +175,16 @@ impl FairnessConfig {
                     "intersection {set:?} needs at least two attributes"
                 ));
             }
+        }
+        problems.extend(self.alerts.validate("alerts"));
+        for (outcome, thresholds) in &self.outcome_alerts {
+            if !Outcome::ALL.iter().any(|o| o.as_str() == outcome) {
+                problems.push(format!(
+                    "outcome_alerts names `{outcome}`, which is not an outcome ({})",
+                    Outcome::ALL.map(Outcome::as_str).join(", ")
+                ));
+            }
+            problems.extend(thresholds.validate(&format!("outcome_alerts.{outcome}")));
         }
         for attribute in self.privileged.keys() {
             if !self.attributes.contains(attribute)
@@ -587,13 +579,26 @@ impl FairnessProcessor {
         let outcome = track.outcome.as_str();
         let id = Self::report_id(outcome, &track.attributes, w.start, w.end);
         let stream = format!("fairness-{outcome}-{}", track.attributes.join("+"));
-        let event_group = |g: &GroupStats| EventGroup {
-            group: group_name(g),
-            count: i64::try_from(g.counts.n).unwrap_or(i64::MAX),
-            positives: i64::try_from(g.counts.selected).unwrap_or(i64::MAX),
-            selection_rate: f(g.selection_rate),
-            true_positive_rate: g.true_positive_rate.and_then(f),
-            false_positive_rate: g.false_positive_rate.and_then(f),
+        let rules = self
+            .config
+            .outcome_alerts
+            .get(outcome)
+            .unwrap_or(&self.config.alerts);
+        // The bootstrap's seed comes from the window: the same interval in every run.
+        let seed = u64::from_le_bytes(id.as_bytes()[..8].try_into().unwrap_or_default());
+        let assessment = assess(rules, &r, &w.tally, privileged.as_ref(), seed);
+        let event_group = |g: &GroupStats| {
+            let bounds = wilson(g.counts.selected, g.counts.n, rules.confidence);
+            EventGroup {
+                group: group_name(g),
+                count: i64::try_from(g.counts.n).unwrap_or(i64::MAX),
+                positives: i64::try_from(g.counts.selected).unwrap_or(i64::MAX),
+                selection_rate: f(g.selection_rate),
+                true_positive_rate: g.true_positive_rate.and_then(f),
+                false_positive_rate: g.false_positive_rate.and_then(f),
+                selection_rate_low: bounds.map(|b| b.low),
+                selection_rate_high: bounds.map(|b| b.high),
+            }
         };
         let metrics = metric_map(&r);
         let report = FairnessReported {
@@ -605,6 +610,20 @@ impl FairnessProcessor {
             metrics: metrics.clone(),
             min_group_size: i32::try_from(self.config.min_group_size).unwrap_or(i32::MAX),
             excluded_groups: r.excluded_groups.iter().map(group_name).collect(),
+            confidence: Some(rules.confidence),
+            intervals: assessment
+                .intervals
+                .iter()
+                .map(|(k, b)| {
+                    (
+                        k.clone(),
+                        MetricInterval {
+                            low: b.low,
+                            high: b.high,
+                        },
+                    )
+                })
+                .collect(),
         };
         let mut out = vec![Output {
             topic: self.config.reports_topic.clone(),
@@ -612,7 +631,7 @@ impl FairnessProcessor {
             key: stream.clone(),
             event: Event::FairnessReported(report),
         }];
-        for (metric, value, threshold, groups) in alerts(&self.config.alerts, &r) {
+        for alert in assessment.alerts {
             out.push(Output {
                 topic: self.config.reports_topic.clone(),
                 stream_id: stream.clone(),
@@ -623,10 +642,15 @@ impl FairnessProcessor {
                     window_end: Timestamp(w.end),
                     attributes: track.attributes.clone(),
                     outcome: outcome.into(),
-                    metric: metric.into(),
-                    value,
-                    threshold,
-                    groups,
+                    metric: alert.metric.into(),
+                    value: alert.value,
+                    threshold: alert.threshold,
+                    groups: alert.groups,
+                    confidence: Some(alert.confidence),
+                    interval_low: Some(alert.interval.low),
+                    interval_high: Some(alert.interval.high),
+                    evidence: Some(alert.evidence),
+                    method: Some(alert.method.into()),
                 }),
             });
         }
@@ -671,73 +695,6 @@ pub fn metric_map(r: &Report) -> BTreeMap<String, Option<f64>> {
         r.statistical_parity_difference,
     );
     m
-}
-
-/// The thresholds a report crosses: (metric, value, threshold, groups concerned).
-pub fn alerts(t: &AlertThresholds, r: &Report) -> Vec<(&'static str, f64, f64, Vec<String>)> {
-    let mut out = Vec::new();
-    if r.groups.len() < 2 {
-        return out;
-    }
-    let by_rate = |pick_max: bool| {
-        r.groups
-            .iter()
-            .filter(|g| !g.selection_rate.is_nan())
-            .max_by(|a, b| {
-                let o = a.selection_rate.total_cmp(&b.selection_rate);
-                if pick_max { o } else { o.reverse() }
-            })
-            .map(group_name)
-    };
-    let extremes: Vec<String> = [by_rate(false), by_rate(true)]
-        .into_iter()
-        .flatten()
-        .collect();
-    if let Some(limit) = t.demographic_parity_difference
-        && r.demographic_parity_difference > limit
-    {
-        out.push((
-            "demographic_parity_difference",
-            r.demographic_parity_difference,
-            limit,
-            extremes.clone(),
-        ));
-    }
-    if let (Some(limit), Some(di)) = (t.disparate_impact, r.disparate_impact)
-        && !di.is_nan()
-        && limit > 0.0
-        && (di < limit || di > 1.0 / limit)
-    {
-        out.push(("disparate_impact", di, limit, extremes.clone()));
-    }
-    if let (Some(limit), Some(eo)) = (t.equalized_odds_difference, r.equalized_odds_difference)
-        && eo > limit
-    {
-        out.push(("equalized_odds_difference", eo, limit, extremes));
-    }
-    if t.four_fifths {
-        let flagged: Vec<String> = r
-            .groups
-            .iter()
-            .filter(|g| g.four_fifths_violation)
-            .map(group_name)
-            .collect();
-        if !flagged.is_empty() {
-            let lowest = r
-                .groups
-                .iter()
-                .filter(|g| g.four_fifths_violation)
-                .map(|g| g.selection_rate)
-                .fold(f64::INFINITY, f64::min);
-            let best = r
-                .groups
-                .iter()
-                .map(|g| g.selection_rate)
-                .fold(f64::NEG_INFINITY, f64::max);
-            out.push(("four_fifths", lowest / best, 0.8, flagged));
-        }
-    }
-    out
 }
 
 impl Processor for FairnessProcessor {
@@ -886,8 +843,9 @@ mod tests {
     fn biased_days() -> Vec<Envelope> {
         let mut events = Vec::new();
         let mut n = 0u128;
-        for (gender, negatives) in [("female", 8), ("male", 2)] {
-            for i in 0..10 {
+        // 40 each: enough for the intervals to exclude the thresholds.
+        for (gender, negatives) in [("female", 32), ("male", 8)] {
+            for i in 0..40 {
                 n += 1;
                 let age = if i % 2 == 0 { "18-24" } else { "65+" };
                 events.push(scored(
@@ -943,13 +901,31 @@ mod tests {
         assert_eq!(by_gender.groups[0].group, "gender=female");
         assert_eq!(
             (by_gender.groups[0].count, by_gender.groups[0].positives),
-            (10, 8)
+            (40, 32)
         );
+        // With its interval (Wilson at the configured confidence) and the metrics'.
+        let female = &by_gender.groups[0];
+        assert_eq!(by_gender.confidence, Some(0.95));
+        let wilson = crate::evidence::wilson(32, 40, 0.95).expect("an interval");
+        assert_eq!(
+            (female.selection_rate_low, female.selection_rate_high),
+            (Some(wilson.low), Some(wilson.high))
+        );
+        for metric in [
+            "demographic_parity_difference",
+            "demographic_parity_ratio",
+            "disparate_impact",
+            "statistical_parity_difference",
+        ] {
+            let i = by_gender.intervals.get(metric).expect(metric);
+            let v = by_gender.metrics[metric].expect(metric);
+            assert!(i.low < v && v < i.high, "{metric}: {v} in {i:?}");
+        }
 
         // The same rows through the batch computation (golden-tested against Fairlearn and
         // AIF360) give the same metric values.
         let mut tally = Tally::default();
-        for e in &biased_days()[..20] {
+        for e in &biased_days()[..80] {
             let Event::SentimentScored(s) = &e.event else {
                 unreachable!()
             };
@@ -1002,6 +978,13 @@ mod tests {
         let four_fifths = alerts[2];
         assert_eq!(four_fifths.groups, ["gender=male"]);
         assert!((four_fifths.value - 0.25).abs() < 1e-12);
+        // Each says how sure it is: an interval beyond the threshold at the confidence.
+        let dpd = alerts[0];
+        assert_eq!(dpd.method.as_deref(), Some("newcombe"));
+        assert_eq!(dpd.confidence, Some(0.95));
+        assert!(dpd.interval_low.is_some_and(|low| low > 0.2), "{dpd:?}");
+        assert!(dpd.evidence.is_some_and(|e| e > 0.95), "{dpd:?}");
+        assert!(four_fifths.interval_high.is_some_and(|high| high < 0.8));
         // Alerts name their report by the report's own id.
         let report = reports(&out)
             .into_iter()
@@ -1010,6 +993,44 @@ mod tests {
         assert_eq!(
             alerts[0].report_event_id,
             FairnessProcessor::report_id("negative_sentiment", &report.attributes, T0, T0 + DAY)
+        );
+    }
+
+    #[test]
+    fn an_outcome_can_have_rules_of_its_own() {
+        let quiet = AlertThresholds {
+            demographic_parity_difference: None,
+            disparate_impact: None,
+            four_fifths: false,
+            ..AlertThresholds::default()
+        };
+        let mut config = config();
+        config
+            .outcome_alerts
+            .insert("negative_sentiment".into(), quiet.clone());
+        let mut p = FairnessProcessor::new(config.clone()).expect("valid");
+        let out = run(&mut p, &biased_days());
+        assert!(
+            !out.iter()
+                .any(|o| matches!(&o.event, Event::FairnessAlertRaised(_))),
+            "the outcome's own rules raise nothing"
+        );
+        config.outcome_alerts.insert(
+            "bogus".into(),
+            AlertThresholds {
+                confidence: 0.3,
+                ..quiet
+            },
+        );
+        let problems = FairnessProcessor::new(config).expect_err("invalid");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].starts_with("outcome_alerts names `bogus`"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("outcome_alerts.bogus.confidence = 0.3"),
+            "{problems:?}"
         );
     }
 

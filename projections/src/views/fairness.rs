@@ -26,6 +26,7 @@ const TABLES: &[Table] = &[
                   window_end BIGINT NOT NULL, report_event_id TEXT NOT NULL, position BIGINT NOT NULL, \
                   min_group_size BIGINT NOT NULL, groups TEXT NOT NULL, metrics TEXT NOT NULL, \
                   excluded_groups TEXT NOT NULL, reported_groups BIGINT NOT NULL, \
+                  confidence DOUBLE PRECISION, intervals TEXT NOT NULL, \
                   PRIMARY KEY (attributes, outcome)",
         indexes: &[],
     },
@@ -34,7 +35,8 @@ const TABLES: &[Table] = &[
         columns: "event_id TEXT PRIMARY KEY, position BIGINT NOT NULL, attributes TEXT NOT NULL, \
                   outcome TEXT NOT NULL, metric TEXT NOT NULL, value DOUBLE PRECISION NOT NULL, \
                   threshold DOUBLE PRECISION NOT NULL, groups TEXT NOT NULL, window_start BIGINT NOT NULL, \
-                  window_end BIGINT NOT NULL",
+                  window_end BIGINT NOT NULL, confidence DOUBLE PRECISION, interval_low DOUBLE PRECISION, \
+                  interval_high DOUBLE PRECISION, evidence DOUBLE PRECISION, method TEXT",
         indexes: &[("by_window", "window_end")],
     },
 ];
@@ -46,7 +48,8 @@ impl Projection for Fairness {
     }
 
     fn version(&self) -> i64 {
-        2
+        // 3: intervals and evidence (FairnessReported and FairnessAlertRaised v2).
+        3
     }
 
     fn tables(&self) -> &'static [Table] {
@@ -80,13 +83,15 @@ async fn apply_one(tx: &mut ViewTx<'_>, r: Recorded<'_>) -> Result<(), Projectio
             let table = tx.table("view_fairness_latest");
             sqlx::query(&format!(
                     "INSERT INTO {table} AS t (attributes, outcome, window_start, window_end, report_event_id, \
-                     position, min_group_size, groups, metrics, excluded_groups, reported_groups) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                     position, min_group_size, groups, metrics, excluded_groups, reported_groups, \
+                     confidence, intervals) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                      ON CONFLICT (attributes, outcome) DO UPDATE SET window_start = excluded.window_start, \
                      window_end = excluded.window_end, report_event_id = excluded.report_event_id, \
                      position = excluded.position, min_group_size = excluded.min_group_size, \
                      groups = excluded.groups, metrics = excluded.metrics, excluded_groups = excluded.excluded_groups, \
-                     reported_groups = excluded.reported_groups \
+                     reported_groups = excluded.reported_groups, confidence = excluded.confidence, \
+                     intervals = excluded.intervals \
                      WHERE excluded.window_end >= t.window_end \
                      AND (excluded.reported_groups > 0 OR t.reported_groups = 0)"
                 ))
@@ -106,6 +111,8 @@ async fn apply_one(tx: &mut ViewTx<'_>, r: Recorded<'_>) -> Result<(), Projectio
                         .filter(|g| g.selection_rate.is_some())
                         .count() as i64,
                 )
+                .bind(f.confidence)
+                .bind(json!(f.intervals).to_string())
                 .execute(tx.conn())
                 .await?;
         }
@@ -113,7 +120,8 @@ async fn apply_one(tx: &mut ViewTx<'_>, r: Recorded<'_>) -> Result<(), Projectio
             let table = tx.table("view_fairness_alerts");
             sqlx::query(&format!(
                     "INSERT INTO {table} (event_id, position, attributes, outcome, metric, value, threshold, \
-                     groups, window_start, window_end) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     groups, window_start, window_end, confidence, interval_low, interval_high, evidence, \
+                     method) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
                      ON CONFLICT (event_id) DO NOTHING"
                 ))
                 .bind(e.event_id.to_string())
@@ -126,6 +134,11 @@ async fn apply_one(tx: &mut ViewTx<'_>, r: Recorded<'_>) -> Result<(), Projectio
                 .bind(json!(a.groups).to_string())
                 .bind(a.window_start.micros())
                 .bind(a.window_end.micros())
+                .bind(a.confidence)
+                .bind(a.interval_low)
+                .bind(a.interval_high)
+                .bind(a.evidence)
+                .bind(a.method.as_deref())
                 .execute(tx.conn())
                 .await?;
         }
@@ -189,7 +202,7 @@ pub async fn query(db: &Db, q: &FairnessQuery) -> Result<Value, ProjectionError>
     .fetch_all(db.pool())
     .await?;
     Ok(json!({
-        "reports": reports.iter().map(|r| with_json(row_json(r), &["groups", "metrics", "excluded_groups"])).collect::<Vec<_>>(),
+        "reports": reports.iter().map(|r| with_json(row_json(r), &["groups", "metrics", "excluded_groups", "intervals"])).collect::<Vec<_>>(),
         "alerts": alerts.iter().map(|r| with_json(row_json(r), &["groups"])).collect::<Vec<_>>(),
     }))
 }
