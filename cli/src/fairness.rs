@@ -95,14 +95,9 @@ pub fn run(args: FairnessArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The streaming processor as `insights run` launches it: configured from topology.toml's
-/// `[processors.fairness.config]`, its windows rebuilt from the outcome events in the
-/// store (the processor counts each event id once, so Kafka redelivering some of them
-/// afterwards double-counts nothing).
-pub async fn streaming(
-    topology: &insights_topology::Topology,
-    store: &dyn insights_event_store::EventStore,
-) -> Result<insights_fairness::FairnessProcessor> {
+/// `[processors.fairness.config]` of the topology, parsed and checked (its own rules, and
+/// that every watermark topic is an input of the processor).
+pub fn config(topology: &insights_topology::Topology) -> Result<insights_fairness::FairnessConfig> {
     let spec = topology.processors.get("fairness");
     let table = spec.map(|p| p.config.clone()).unwrap_or_default();
     let mut config: insights_fairness::FairnessConfig = toml::Value::Table(table)
@@ -123,7 +118,21 @@ pub async fn streaming(
             .watermark_partitions
             .insert(t.clone(), topology.topic(t).map_or(0, |s| s.partitions));
     }
-    let mut processor = insights_fairness::FairnessProcessor::new(config)
+    config
+        .validate()
+        .map_err(|p| anyhow::anyhow!("[processors.fairness.config]: {}", p.join("; ")))?;
+    Ok(config)
+}
+
+/// The streaming processor as `insights run` launches it: configured from topology.toml's
+/// `[processors.fairness.config]`, its windows rebuilt from the outcome events in the
+/// store (the processor counts each event id once, so Kafka redelivering some of them
+/// afterwards double-counts nothing).
+pub async fn streaming(
+    topology: &insights_topology::Topology,
+    store: &dyn insights_event_store::EventStore,
+) -> Result<insights_fairness::FairnessProcessor> {
+    let mut processor = insights_fairness::FairnessProcessor::new(config(topology)?)
         .map_err(|p| anyhow::anyhow!("[processors.fairness.config]: {}", p.join("; ")))?;
     let filter = insights_event_store::EventFilter::Types(
         [

@@ -241,6 +241,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Topology(TopologyCommand::Check) => {
             let topology = load_topology(&cli.global)?;
+            let problems = processor_config_problems(&topology);
+            if !problems.is_empty() {
+                bail!("{}: {}", cli.global.topology.display(), problems.join("; "));
+            }
             println!(
                 "{}: {} topics, {} processors, valid",
                 cli.global.topology.display(),
@@ -318,6 +322,24 @@ pub(crate) fn load_topology(global: &Global) -> Result<Topology> {
     validate(&topology, insights_schemas::schema_exists)
         .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace('\n', ";")))?;
     Ok(topology)
+}
+
+/// Every processor's `config` table parsed and checked as `insights run` does it (without
+/// flags, environment or secrets), one problem per entry.
+fn processor_config_problems(topology: &Topology) -> Vec<String> {
+    let has = |name: &str| topology.processors.contains_key(name);
+    let checks = [
+        // The key only derives pseudonyms; any key checks the table.
+        has("privacy").then(|| privacy::config([0; 32], topology).map(drop)),
+        has("response")
+            .then(|| response::config(topology, &response::LlmArgs::default()).map(drop)),
+        has("fairness").then(|| fairness::config(topology).map(drop)),
+    ];
+    checks
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.err().map(|e| format!("{e:#}")))
+        .collect()
 }
 
 /// The event store's URL and pool size: `--store`/`INSIGHTS_STORE_URL`, else the topology's.

@@ -13,7 +13,7 @@ use insights_schemas::Event;
 use insights_topology::Topology;
 
 /// LLM flags for the response processor.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct LlmArgs {
     /// Base URL of an OpenAI-compatible API (e.g. http://127.0.0.1:8080/v1) for drafting.
     #[arg(long, env = "INSIGHTS_LLM_URL")]

@@ -49,6 +49,28 @@ fn a_broken_topology_fails_with_one_line() {
 }
 
 #[test]
+fn topology_check_reports_every_processors_config_problems_in_one_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = std::fs::read_to_string(repo_root().join("topology.toml"))
+        .expect("reads")
+        .replace("confidence = 0.95", "confidence = 1.5")
+        .replace("window = \"1d\"", "window = \"fortnight\"")
+        .replace("CREDIT_CARD = \"mask\"", "CREDIT_CARD = \"shred\"");
+    std::fs::write(dir.path().join("topology.toml"), text).expect("writes");
+    let o = insights(&["topology", "check"], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("[processors.fairness.config]"), "{err}");
+    assert!(err.contains("alerts.confidence = 1.5"), "{err}");
+    assert!(err.contains("window"), "{err}");
+    assert!(
+        err.contains("[processors.privacy.config] operators"),
+        "{err}"
+    );
+}
+
+#[test]
 fn schemas_check_passes() {
     let o = insights(&["schemas", "check"], repo_root());
     assert!(o.status.success(), "{}", stderr(&o));

@@ -132,14 +132,6 @@ pub struct Assessment {
     pub alerts: Vec<Alert>,
 }
 
-fn group_name(g: &GroupStats) -> String {
-    g.group
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// The per-pair confidence that keeps `confidence` over `pairs` comparisons.
 fn per_pair(confidence: f64, pairs: usize) -> f64 {
     1.0 - (1.0 - confidence) / pairs.max(1) as f64
@@ -254,7 +246,7 @@ pub fn assess(
                 metric: "demographic_parity_difference",
                 value: hi.selection_rate - lo.selection_rate,
                 threshold: limit,
-                groups: vec![group_name(hi), group_name(lo)],
+                groups: vec![hi.name(), lo.name()],
                 interval,
                 confidence: c,
                 evidence,
@@ -310,12 +302,12 @@ pub fn assess(
         // The lower group of every pair that crosses, once each, in rate order.
         let mut flagged: Vec<String> = Vec::new();
         for (hi, lo) in &pairs {
-            let name = group_name(lo);
+            let name = lo.name();
             if !flagged.contains(&name) && excludes(hi, lo, c) {
                 flagged.push(name);
             }
         }
-        flagged.sort_by_key(|name| groups.iter().position(|g| group_name(g) == *name));
+        flagged.sort_by_key(|name| groups.iter().position(|g| g.name() == *name));
         if let Some((evidence, hi, lo)) = strongest(&excludes)
             && let Some(interval) = ratio(lo, hi, pair_c(c))
         {
@@ -353,7 +345,7 @@ fn widest_error_rate_gap(groups: &[&GroupStats]) -> Vec<String> {
     .into_iter()
     .flatten()
     .max_by(|a, b| a.0.total_cmp(&b.0))
-    .map(|(_, hi, lo)| vec![group_name(hi), group_name(lo)])
+    .map(|(_, hi, lo)| vec![hi.name(), lo.name()])
     .unwrap_or_default()
 }
 

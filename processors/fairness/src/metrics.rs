@@ -144,6 +144,17 @@ pub struct GroupStats {
     pub four_fifths_violation: bool,
 }
 
+impl GroupStats {
+    /// Its name in reports and alerts: `attribute=value` pairs joined by commas.
+    pub fn name(&self) -> String {
+        self.group
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 /// Privileged vs unprivileged, as AIF360 takes them: one attribute's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Privileged {

@@ -280,14 +280,6 @@ fn f(v: f64) -> Option<f64> {
     (!v.is_nan()).then_some(v)
 }
 
-fn group_name(g: &GroupStats) -> String {
-    g.group
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 impl FairnessProcessor {
     /// A processor with `config`, its state empty.
     pub fn new(config: FairnessConfig) -> Result<Self, Vec<String>> {
@@ -590,7 +582,7 @@ impl FairnessProcessor {
         let event_group = |g: &GroupStats| {
             let bounds = wilson(g.counts.selected, g.counts.n, rules.confidence);
             EventGroup {
-                group: group_name(g),
+                group: g.name(),
                 count: i64::try_from(g.counts.n).unwrap_or(i64::MAX),
                 positives: i64::try_from(g.counts.selected).unwrap_or(i64::MAX),
                 selection_rate: f(g.selection_rate),
@@ -609,7 +601,7 @@ impl FairnessProcessor {
             groups: r.groups.iter().map(event_group).collect(),
             metrics: metrics.clone(),
             min_group_size: i32::try_from(self.config.min_group_size).unwrap_or(i32::MAX),
-            excluded_groups: r.excluded_groups.iter().map(group_name).collect(),
+            excluded_groups: r.excluded_groups.iter().map(GroupStats::name).collect(),
             confidence: Some(rules.confidence),
             intervals: assessment
                 .intervals

@@ -151,7 +151,16 @@ mod tests {
             .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
+    /// One test, its cases in sequence: `tracing` caches each callsite's interest across
+    /// the subscribers alive at once, so cases with and without a trace layer must not run
+    /// side by side (no other test of this crate installs a subscriber).
     #[test]
+    fn trace_context_travels_in_headers_only_with_traces_on() {
+        a_message_span_continues_its_producers_trace_and_passes_it_on();
+        a_message_without_a_trace_context_starts_a_trace();
+        with_traces_off_no_header_is_read_or_written();
+    }
+
     fn a_message_span_continues_its_producers_trace_and_passes_it_on() {
         let incoming = produced();
         let (headers, spans) = traced(|| {
@@ -179,7 +188,6 @@ mod tests {
         );
     }
 
-    #[test]
     fn a_message_without_a_trace_context_starts_a_trace() {
         let (_, spans) = traced(|| {
             drop(message_span(
@@ -195,7 +203,6 @@ mod tests {
         assert_ne!(spans[0].span_context.trace_id().to_string(), TRACE);
     }
 
-    #[test]
     fn with_traces_off_no_header_is_read_or_written() {
         use tracing_subscriber::Layer;
         // As `insights` logs with traces off: warnings and errors only.
