@@ -5,6 +5,7 @@
 // - without a token the page asks for one;
 // - with one, every chart reports marks drawn (data-points) and its screenshot holds
 //   coloured pixels (marks, not just axes and grey text);
+// - the fairness bars carry their confidence intervals, the metrics theirs;
 // - the tables filled in, and the page logged no errors.
 // Prints a JSON summary; exits 1 naming what failed.
 import { chromium } from "playwright-core";
@@ -52,6 +53,12 @@ try {
     if (!(points > 0)) failures.push(`chart ${name} drew no marks`);
     if (coloured < 150) failures.push(`chart ${name}: only ${coloured} coloured pixels in its screenshot`);
   }
+  // Each fairness bar carries its confidence interval (an error bar), and the metrics
+  // line shows the metrics' intervals.
+  const intervals = await page.locator("#chart-fairness path.interval").count();
+  if (intervals !== charts.fairness.points) failures.push(`fairness: ${intervals} intervals for ${charts.fairness.points} bars`);
+  const fairnessText = await page.locator("#fairness-alerts").innerText();
+  if (!/\[[-0-9.]+, [-0-9.]+\]/.test(fairnessText)) failures.push(`fairness: no metric interval in "${fairnessText.slice(0, 200)}"`);
   const rows = {};
   for (const table of ["reviews", "views", "anomalies"]) {
     rows[table] = await page.locator(`#${table} tr td:not(.empty)`).count();
