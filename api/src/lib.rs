@@ -18,7 +18,8 @@
 //! |---|---|---|
 //! | `GET /v1/reviews?status=&limit=&offset=&min_position=` | reviewer, analyst | the queue |
 //! | `GET /v1/reviews/{id}` | reviewer, analyst | one item |
-//! | `POST /v1/reviews/{id}/claim` | reviewer | take an item |
+//! | `POST /v1/reviews/{id}/claim` | reviewer | take an item (a lease: it goes back to the queue if undecided in time) |
+//! | `POST /v1/reviews/{id}/release` | reviewer (the holder), admin (any) | hand a claimed item back |
 //! | `POST /v1/reviews/{id}/decision` | reviewer | approve, edit or reject it |
 //! | `GET /v1/audit/verify` | auditor | walk the log and check the hash chain |
 //! | `GET /v1/events?from=&limit=&types=&stream=` | auditor, analyst | stored events, paged by position |
@@ -71,7 +72,7 @@ pub use auth::{Authenticator, Either, JwtAuth, Principal, Role};
 pub use error::ApiError;
 pub use reviews::{ReviewItem, ReviewQueue, Status};
 
-use crate::reviews::{DecisionRequest, Written};
+use crate::reviews::{DecisionRequest, ReleaseReason, Written};
 
 /// Sends the events a request wrote to Kafka (`review.decisions`), so that the processors
 /// downstream see them. Implemented by the binary over the runtime's producer.
@@ -242,6 +243,7 @@ fn routes() -> Vec<(&'static str, axum::routing::MethodRouter<AppState>)> {
         ("/v1/reviews", get(list_reviews)),
         ("/v1/reviews/{id}", get(get_review)),
         ("/v1/reviews/{id}/claim", post(claim_review)),
+        ("/v1/reviews/{id}/release", post(release_review)),
         ("/v1/reviews/{id}/decision", post(decide_review)),
         ("/v1/audit/verify", get(audit_verify)),
         ("/v1/vault/reveal", post(vault_reveal)),
@@ -585,6 +587,77 @@ async fn claim_review(
     let id = review_id(&id)?;
     let w = reviews::claim(&*state.store, id, &caller.subject, now()).await?;
     written(&state, w).await
+}
+
+/// `POST /v1/reviews/{id}/release` (reviewer holding the claim; admin: any claim).
+#[utoipa::path(
+    post,
+    path = "/v1/reviews/{id}/release",
+    tag = "reviews",
+    description = "Hand a claimed item back to the queue (the reviewer holding it; an admin may release any claim)",
+    params(("id" = String, Path, description = "The review id")),
+    responses(
+        (status = 200, description = "Released: the events written and the item", body = serde_json::Value),
+        (status = 404, description = "No such item", body = serde_json::Value),
+        (status = 409, description = "Not claimed, claimed by another reviewer, or changed meanwhile", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = serde_json::Value),
+        (status = 403, description = "The token lacks the role", body = serde_json::Value),
+    ),
+    security(("bearer" = []))
+)]
+async fn release_review(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Reviewer)?;
+    let id = review_id(&id)?;
+    let admin = caller.roles.contains(&Role::Admin);
+    let w = reviews::release(
+        &*state.store,
+        id,
+        &caller.subject,
+        admin,
+        ReleaseReason::Released,
+        now(),
+    )
+    .await?;
+    written(&state, w).await
+}
+
+/// The lease keeper of the API process: every `lease / 10` (between 1 s and 1 min) it
+/// releases the claims older than `lease` ([`reviews::expire_leases`]) and publishes the
+/// releases. Runs until the process ends; a store outage is logged and retried at the next
+/// tick. Several API processes may run one each: the stream's version lets one release
+/// land per claim.
+pub async fn keep_leases(
+    store: Arc<dyn EventStore>,
+    queue: ReviewQueue,
+    publisher: Option<Arc<dyn Publisher>>,
+    lease: Duration,
+) {
+    let tick = (lease / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut ticks = tokio::time::interval(tick);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let written = match reviews::expire_leases(&*store, &queue, lease, now()).await {
+            Ok(written) => written,
+            Err(e) => {
+                tracing::warn!(error = %e, "expiring review leases failed; retrying at the next tick");
+                continue;
+            }
+        };
+        for w in written {
+            tracing::info!(review_id = %w.item.review_id, "claim expired; the item is back in the queue");
+            if let Some(p) = &publisher
+                && let Err(e) = p.publish(&w.item.conversation_id, &w.events).await
+            {
+                tracing::warn!(review_id = %w.item.review_id, error = %e,
+                    "a lease's release is stored but not published");
+            }
+        }
+    }
 }
 
 /// `POST /v1/reviews/{id}/decision` (reviewer), body

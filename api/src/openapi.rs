@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
         crate::list_reviews,
         crate::get_review,
         crate::claim_review,
+        crate::release_review,
         crate::decide_review,
         crate::audit_verify,
         crate::vault_reveal,

@@ -8,6 +8,13 @@
 //! and what the retrieval backend learns from) in one atomic batch, then publishes them to
 //! `review.decisions`.
 //!
+//! A claim is a **lease**: a claimed item with no decision within the lease (`--review-lease`,
+//! 30 minutes by default) goes back to the queue with a `ReviewReleased` event (reason
+//! `expired`), written by the API process's lease keeper ([`expire_leases`]); a reviewer
+//! can also hand an item back (`released`). Releases are appended with the stream's
+//! expected version like everything else, so a decision and an expiry racing each other
+//! cannot both land.
+//!
 //! Event ids are derived from the item, the reviewer and the request, so a client retrying
 //! a request that timed out gets the same events back (the store's idempotency), while a
 //! different reviewer's attempt conflicts.
@@ -26,7 +33,7 @@ use insights_event_store::{
 use insights_runtime::records::{from_recorded, to_event_data};
 use insights_schemas::{
     Envelope, Event, InteractionContext, ResponseApproved, ReviewClaimed, ReviewDecided,
-    ReviewDecision, Timestamp, current_version, review_stream,
+    ReviewDecision, ReviewReleased, Timestamp, current_version, review_stream,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -36,7 +43,15 @@ use uuid::Uuid;
 use crate::error::ApiError;
 
 /// The event types the review workflow folds.
-pub const REVIEW_EVENTS: [&str; 3] = ["ReviewRequested", "ReviewClaimed", "ReviewDecided"];
+pub const REVIEW_EVENTS: [&str; 4] = [
+    "ReviewRequested",
+    "ReviewClaimed",
+    "ReviewReleased",
+    "ReviewDecided",
+];
+
+/// Who writes the releases of expired leases.
+pub const LEASE_KEEPER: &str = "lease-keeper";
 
 /// The producer name on events the API writes.
 pub const PRODUCER: &str = "review-api";
@@ -68,8 +83,10 @@ pub struct ReviewItem {
     pub requested_at: Timestamp,
     /// The SLA deadline (µs since the epoch).
     pub sla_deadline: Timestamp,
-    /// Who claimed it last.
+    /// Who holds it (while claimed).
     pub claimed_by: Option<String>,
+    /// When the current claim was made.
+    pub claimed_at: Option<Timestamp>,
     /// Who decided.
     pub decided_by: Option<String>,
     /// The decision.
@@ -116,6 +133,7 @@ impl ReviewItem {
                 requested_at: e.occurred_at,
                 sla_deadline: r.sla_deadline,
                 claimed_by: None,
+                claimed_at: None,
                 decided_by: None,
                 decision: None,
                 decided_at: None,
@@ -137,6 +155,16 @@ impl ReviewItem {
                 if item.status != Status::Decided {
                     item.status = Status::Claimed;
                     item.claimed_by = Some(c.reviewer.clone());
+                    item.claimed_at = Some(e.occurred_at);
+                }
+                item.version = stream_version;
+                Some(item)
+            }
+            (Event::ReviewReleased(_), Some(mut item)) => {
+                if item.status == Status::Claimed {
+                    item.status = Status::Open;
+                    item.claimed_by = None;
+                    item.claimed_at = None;
                 }
                 item.version = stream_version;
                 Some(item)
@@ -158,6 +186,7 @@ impl ReviewItem {
         match &e.event {
             Event::ReviewRequested(_) => Some(e.event_id),
             Event::ReviewClaimed(c) => Some(c.review_id),
+            Event::ReviewReleased(r) => Some(r.review_id),
             Event::ReviewDecided(d) => Some(d.review_id),
             _ => None,
         }
@@ -444,6 +473,114 @@ pub async fn claim(
         events: vec![e],
         position,
     })
+}
+
+/// Why a claim ends without a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseReason {
+    /// Its reviewer (or an admin) handed it back.
+    Released,
+    /// The lease ran out.
+    Expired,
+}
+
+impl ReleaseReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            ReleaseReason::Released => "released",
+            ReleaseReason::Expired => "expired",
+        }
+    }
+}
+
+/// Hands a claimed item back to the queue. `by` is the caller (or [`LEASE_KEEPER`]);
+/// `admin` may release another reviewer's claim. The event's id is derived from the claim
+/// it ends, so a retried release, or a second keeper, writes nothing more.
+pub async fn release(
+    store: &dyn EventStore,
+    review_id: Uuid,
+    by: &str,
+    admin: bool,
+    reason: ReleaseReason,
+    now: Timestamp,
+) -> Result<Written, ApiError> {
+    let item = load(store, review_id).await?;
+    let (Status::Claimed, Some(holder), Some(claimed_at)) =
+        (item.status, item.claimed_by.clone(), item.claimed_at)
+    else {
+        return Err(ApiError::conflict(
+            "not_claimed",
+            format!("review {review_id} is not claimed"),
+        ));
+    };
+    if reason == ReleaseReason::Released && holder != by && !admin {
+        return Err(ApiError::conflict(
+            "claimed_by_another",
+            format!("review {review_id} is claimed by {holder}"),
+        ));
+    }
+    let key = format!("{review_id}/release/{}", item.version);
+    let e = envelope(
+        &item,
+        review_stream(&review_id),
+        &key,
+        0,
+        now,
+        Event::ReviewReleased(ReviewReleased {
+            review_id,
+            reviewer: holder,
+            reason: reason.as_str().into(),
+            released_by: by.to_owned(),
+            claimed_at,
+        }),
+    );
+    let position = append(store, &item, vec![e.clone()]).await?;
+    let version = item.version + 1;
+    let item =
+        ReviewItem::apply(Some(item), &e, version).ok_or_else(|| ApiError::internal("fold"))?;
+    Ok(Written {
+        item,
+        events: vec![e],
+        position,
+    })
+}
+
+/// Releases every claim in `queue` older than `lease` at `now` (the lease keeper's tick;
+/// `now` is a parameter so tests set the clock). A claim decided or released meanwhile
+/// (by this or another API process) loses the race on the stream's version and is
+/// skipped. Returns what was written.
+pub async fn expire_leases(
+    store: &dyn EventStore,
+    queue: &ReviewQueue,
+    lease: Duration,
+    now: Timestamp,
+) -> Result<Vec<Written>, ApiError> {
+    let lease = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
+    let mut written = Vec::new();
+    for item in queue.list(Some(Status::Claimed)) {
+        let expired = item
+            .claimed_at
+            .is_some_and(|at| at.micros().saturating_add(lease) <= now.micros());
+        if !expired {
+            continue;
+        }
+        match release(
+            store,
+            item.review_id,
+            LEASE_KEEPER,
+            true,
+            ReleaseReason::Expired,
+            now,
+        )
+        .await
+        {
+            Ok(w) => written.push(w),
+            // Decided, released or claimed again since the queue was read.
+            Err(e) if e.is_conflict() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
 }
 
 /// `reviewer` decides an item that nobody else holds.

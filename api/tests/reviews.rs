@@ -23,6 +23,7 @@ const SECRET: &[u8] = b"test secret, 32 bytes or more....";
 struct Harness {
     _dir: tempfile::TempDir,
     store: Arc<dyn EventStore>,
+    reviews: ReviewQueue,
     app: axum::Router,
     auth: JwtAuth,
     /// Stops the projection runners when the harness goes.
@@ -47,7 +48,7 @@ impl Harness {
         let state = AppState {
             store: Arc::clone(&store),
             auth: Arc::new(JwtAuth::hs256(SECRET)),
-            reviews,
+            reviews: reviews.clone(),
             publisher: None,
             views: Some(insights_projections::Views::new(db, list)),
             vault: None,
@@ -55,6 +56,7 @@ impl Harness {
         Harness {
             _dir: dir,
             store,
+            reviews,
             app: insights_api::router(state),
             auth: JwtAuth::hs256(SECRET),
             _stop: stop_tx,
@@ -384,6 +386,145 @@ async fn claim_edit_and_conflicts_between_reviewers() {
     assert_eq!(body["items"][0]["decision"], "edit");
     assert_eq!(body["items"][0]["decided_by"], "alice");
     assert!(h.store.verify().await.expect("verify").broken.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_are_leases_handed_back_by_their_holder_or_ended_by_the_clock() {
+    use insights_api::reviews::{LEASE_KEEPER, expire_leases};
+    let h = Harness::new().await;
+    let ids = h.requested(&[LEGAL, HUMAN]).await;
+    assert_eq!(ids.len(), 2);
+    let ana = h.token("ana", &[Role::Reviewer]);
+    let ben = h.token("ben", &[Role::Reviewer]);
+    let root = h.token("root", &[Role::Admin]);
+    let path = |id: &str, what: &str| format!("/v1/reviews/{id}/{what}");
+
+    // Only the holder hands an item back; then anyone may take it.
+    let (status, body, _) = h
+        .call("POST", &path(&ids[0], "claim"), Some(&ana), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body, _) = h
+        .call("POST", &path(&ids[0], "release"), Some(&ben), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "claimed_by_another");
+    let (status, body, _) = h
+        .call("POST", &path(&ids[0], "release"), Some(&ana), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["item"]["status"], "open");
+    assert_eq!(body["item"]["claimed_by"], Value::Null);
+    let (status, body, _) = h
+        .call("POST", &path(&ids[0], "release"), Some(&ana), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "not_claimed");
+    // An admin may end anyone's claim.
+    let (status, _, _) = h
+        .call("POST", &path(&ids[0], "claim"), Some(&ben), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body, _) = h
+        .call("POST", &path(&ids[0], "release"), Some(&root), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let released = h.events_of("ReviewReleased").await;
+    let reasons: Vec<(String, String, String)> = released
+        .iter()
+        .map(|e| match &e.event {
+            Event::ReviewReleased(r) => {
+                (r.reviewer.clone(), r.reason.clone(), r.released_by.clone())
+            }
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("ana".into(), "released".into(), "ana".into()),
+            ("ben".into(), "released".into(), "root".into()),
+        ]
+    );
+
+    // A lease runs out on the clock the keeper is given, not before.
+    let (status, body, position) = h
+        .call("POST", &path(&ids[1], "claim"), Some(&ana), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let position: u64 = position.and_then(|p| p.parse().ok()).expect("a position");
+    assert!(
+        h.reviews.wait_for(position, Duration::from_secs(10)).await,
+        "the queue reaches the claim"
+    );
+    let claimed_at = h
+        .events_of("ReviewClaimed")
+        .await
+        .last()
+        .expect("claimed")
+        .occurred_at;
+    let lease = Duration::from_secs(30 * 60);
+    let at = |micros: i64| Timestamp(claimed_at.micros() + micros);
+    let early = expire_leases(&*h.store, &h.reviews, lease, at(30 * 60 * 1_000_000 - 1))
+        .await
+        .expect("expires");
+    assert!(early.is_empty(), "a lease with a microsecond left stays");
+    let ended = expire_leases(&*h.store, &h.reviews, lease, at(30 * 60 * 1_000_000))
+        .await
+        .expect("expires");
+    assert_eq!(ended.len(), 1);
+    let Event::ReviewReleased(r) = &ended[0].events[0].event else {
+        panic!("a release: {:?}", ended[0].events)
+    };
+    assert_eq!(
+        (
+            r.reason.as_str(),
+            r.released_by.as_str(),
+            r.reviewer.as_str()
+        ),
+        ("expired", LEASE_KEEPER, "ana")
+    );
+    assert_eq!(r.claimed_at, claimed_at);
+    assert!(
+        h.reviews
+            .wait_for(ended[0].position, Duration::from_secs(10))
+            .await
+    );
+    // Nothing more to expire; the item is back in the queue for anyone.
+    let again = expire_leases(&*h.store, &h.reviews, lease, at(3_600_000_000))
+        .await
+        .expect("expires");
+    assert!(again.is_empty());
+    let (_, body, _) = h
+        .call("GET", &format!("/v1/reviews/{}", ids[1]), Some(&ben), None)
+        .await;
+    assert_eq!(
+        body["item"]["status"].as_str().or(body["status"].as_str()),
+        Some("open"),
+        "{body}"
+    );
+
+    // A decision before the keeper's tick wins: nothing is released after it.
+    let (status, _, _) = h
+        .call("POST", &path(&ids[1], "claim"), Some(&ben), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body, position) = h
+        .call(
+            "POST",
+            &path(&ids[1], "decision"),
+            Some(&ben),
+            Some(json!({"decision": "approve"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let position: u64 = position.and_then(|p| p.parse().ok()).expect("a position");
+    assert!(h.reviews.wait_for(position, Duration::from_secs(10)).await);
+    let after = expire_leases(&*h.store, &h.reviews, lease, at(i64::MAX / 2))
+        .await
+        .expect("expires");
+    assert!(after.is_empty(), "a decided item is never released");
+    assert_eq!(h.events_of("ReviewReleased").await.len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

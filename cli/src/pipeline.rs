@@ -108,6 +108,26 @@ pub struct RunArgs {
     /// API requests per second per client (bearer token), with bursts of twice as many.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     api_rate_limit: u32,
+    /// How long a reviewer's claim lasts without a decision before the item goes back to
+    /// the queue (`30m`, `2h`, …; `off`: claims never expire).
+    #[arg(long, env = "INSIGHTS_REVIEW_LEASE", default_value = "30m", value_parser = Lease::parse)]
+    review_lease: Lease,
+}
+
+/// `--review-lease`: a duration, or none (`off`).
+#[derive(Debug, Clone, Copy)]
+struct Lease(Option<Duration>);
+
+impl Lease {
+    fn parse(s: &str) -> Result<Lease, String> {
+        if s == "off" {
+            return Ok(Lease(None));
+        }
+        match insights_topology::parse_duration(s)? {
+            d if d.is_zero() => Err("a lease must be longer than zero (or `off`)".into()),
+            d => Ok(Lease(Some(d))),
+        }
+    }
 }
 
 impl RunArgs {
@@ -517,6 +537,14 @@ async fn api_router(
             None
         }
     };
+    if let Lease(Some(lease)) = args.review_lease {
+        tokio::spawn(insights_api::keep_leases(
+            Arc::clone(store),
+            reviews.clone(),
+            publisher.clone(),
+            lease,
+        ));
+    }
     let limit = insights_api::RateLimit {
         per_second: args.api_rate_limit,
         burst: args.api_rate_limit.saturating_mul(2),

@@ -297,6 +297,7 @@ mod tests {
             "DeadLettered",
             "SubjectErased",
             "DeadLetterRedriven",
+            "ReviewReleased",
         ] {
             let v = c
                 .current(name)

@@ -230,6 +230,22 @@ pub struct ReviewClaimed {
     pub reviewer: String,
 }
 
+/// A claimed review item went back to the queue: released by its reviewer (or an
+/// admin), or its lease ran out without a decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ReviewReleased {
+    pub review_id: Uuid,
+    /// Who held the claim.
+    pub reviewer: String,
+    /// `released` or `expired`.
+    pub reason: String,
+    /// The caller's subject, or `lease-keeper`.
+    pub released_by: String,
+    /// When the released claim was made.
+    pub claimed_at: Timestamp,
+}
+
 /// A reviewer's decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -413,6 +429,7 @@ pub enum Event {
     DeadLettered(DeadLettered),
     SubjectErased(SubjectErased),
     DeadLetterRedriven(DeadLetterRedriven),
+    ReviewReleased(ReviewReleased),
 }
 
 impl Event {
@@ -431,7 +448,8 @@ impl Event {
             | Event::AnomalyDetected(_)
             | Event::DeadLettered(_)
             | Event::SubjectErased(_)
-            | Event::DeadLetterRedriven(_) => None,
+            | Event::DeadLetterRedriven(_)
+            | Event::ReviewReleased(_) => None,
         }
     }
 
@@ -451,6 +469,7 @@ impl Event {
             Event::DeadLettered(_) => "DeadLettered",
             Event::SubjectErased(_) => "SubjectErased",
             Event::DeadLetterRedriven(_) => "DeadLetterRedriven",
+            Event::ReviewReleased(_) => "ReviewReleased",
         }
     }
 }

@@ -711,7 +711,8 @@ impl Processor for FairnessProcessor {
             | Event::ResponseApproved(_)
             | Event::ReviewRequested(_)
             | Event::ReviewDecided(_)
-            | Event::ReviewClaimed(_) => {
+            | Event::ReviewClaimed(_)
+            | Event::ReviewReleased(_) => {
                 Ok(self.observe(input, Some((ctx.source, ctx.now.micros()))))
             }
             other => Err(ProcessError::Poison(format!(

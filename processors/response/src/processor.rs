@@ -389,7 +389,9 @@ impl Processor for ResponseProcessor {
                 Ok(Vec::new())
             }
             // Reviewers' other events share the decisions topic; nothing to draft.
-            Event::ReviewDecided(_) | Event::ReviewClaimed(_) => Ok(Vec::new()),
+            Event::ReviewDecided(_) | Event::ReviewClaimed(_) | Event::ReviewReleased(_) => {
+                Ok(Vec::new())
+            }
             other => Err(ProcessError::Poison(format!(
                 "response consumes SentimentScored and reviewers' decisions, not {}",
                 other.event_type()

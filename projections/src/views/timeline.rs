@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use insights_schemas::Timestamp;
-use insights_schemas::{Envelope, Event};
+use insights_schemas::{Envelope, Event, ReviewClaimed, ReviewReleased};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -52,6 +52,7 @@ const TYPES: &[&str] = &[
     "ResponseApproved",
     "ReviewRequested",
     "ReviewClaimed",
+    "ReviewReleased",
     "ReviewDecided",
 ];
 
@@ -82,6 +83,10 @@ fn summary(e: &Envelope) -> Value {
             "reasons": r.reasons, "priority": r.priority, "sla_deadline": time(r.sla_deadline.micros()),
         }),
         Event::ReviewClaimed(c) => json!({"review_id": c.review_id, "reviewer": c.reviewer}),
+        Event::ReviewReleased(r) => json!({
+            "review_id": r.review_id, "reviewer": r.reviewer, "reason": r.reason,
+            "released_by": r.released_by,
+        }),
         Event::ReviewDecided(d) => json!({
             "interaction_id": d.context.interaction_id, "review_id": d.review_id,
             "reviewer": d.reviewer, "decision": d.decision, "reason": d.reason,
@@ -123,8 +128,9 @@ impl Projection for Timeline {
             let e = r.envelope;
             let conversation = match (&e.event, e.event.context()) {
                 (_, Some(c)) => c.conversation_id.clone(),
-                (Event::ReviewClaimed(c), None) => {
-                    let review = c.review_id.to_string();
+                (Event::ReviewClaimed(ReviewClaimed { review_id, .. }), None)
+                | (Event::ReviewReleased(ReviewReleased { review_id, .. }), None) => {
+                    let review = review_id.to_string();
                     let known =
                         match requested.get(&review) {
                             Some(conversation) => Some(conversation.clone()),
