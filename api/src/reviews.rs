@@ -421,6 +421,23 @@ async fn append(
     Ok(appended.last().map_or(0, |a| a.position))
 }
 
+/// Appends one event to the item's stream (at its version) and folds it in.
+async fn write_one(
+    store: &dyn EventStore,
+    item: ReviewItem,
+    e: Envelope,
+) -> Result<Written, ApiError> {
+    let position = append(store, &item, vec![e.clone()]).await?;
+    let version = item.version + 1;
+    let item =
+        ReviewItem::apply(Some(item), &e, version).ok_or_else(|| ApiError::internal("fold"))?;
+    Ok(Written {
+        item,
+        events: vec![e],
+        position,
+    })
+}
+
 /// `reviewer` claims an item. Claiming one's own claim again changes nothing.
 pub async fn claim(
     store: &dyn EventStore,
@@ -464,15 +481,7 @@ pub async fn claim(
             reviewer: reviewer.to_owned(),
         }),
     );
-    let position = append(store, &item, vec![e.clone()]).await?;
-    let version = item.version + 1;
-    let item =
-        ReviewItem::apply(Some(item), &e, version).ok_or_else(|| ApiError::internal("fold"))?;
-    Ok(Written {
-        item,
-        events: vec![e],
-        position,
-    })
+    write_one(store, item, e).await
 }
 
 /// Why a claim ends without a decision.
@@ -534,15 +543,7 @@ pub async fn release(
             claimed_at,
         }),
     );
-    let position = append(store, &item, vec![e.clone()]).await?;
-    let version = item.version + 1;
-    let item =
-        ReviewItem::apply(Some(item), &e, version).ok_or_else(|| ApiError::internal("fold"))?;
-    Ok(Written {
-        item,
-        events: vec![e],
-        position,
-    })
+    write_one(store, item, e).await
 }
 
 /// Releases every claim in `queue` older than `lease` at `now` (the lease keeper's tick;
