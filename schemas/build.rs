@@ -6,7 +6,10 @@ use std::path::Path;
 use std::{env, fs};
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("avro");
+    // Read at run time, not baked in with `env!`: cargo may reuse this build script's
+    // binary for a copy of the crate elsewhere (a git worktree sharing the target dir).
+    let manifest_dir = env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest_dir).join("avro");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut current: Vec<(String, String)> = Vec::new();
     let mut history: Vec<(String, u32, String)> = Vec::new();
