@@ -16,11 +16,11 @@
 //! # Endpoints
 //! | method and path | role | what |
 //! |---|---|---|
-//! | `GET /v1/reviews?status=&limit=&offset=&min_position=` | reviewer, analyst | the queue |
-//! | `GET /v1/reviews/{id}` | reviewer, analyst | one item |
+//! | `GET /v1/reviews?status=&limit=&offset=&min_position=` | reviewer, analyst | the queue (`status`: open, claimed, disputed, decided, pending, all) |
+//! | `GET /v1/reviews/{id}` | reviewer, analyst | one item (other reviewers' opinions hidden until it is settled; admins see them) |
 //! | `POST /v1/reviews/{id}/claim` | reviewer | take an item (a lease: it goes back to the queue if undecided in time) |
 //! | `POST /v1/reviews/{id}/release` | reviewer (the holder), admin (any) | hand a claimed item back |
-//! | `POST /v1/reviews/{id}/decision` | reviewer | approve, edit or reject it |
+//! | `POST /v1/reviews/{id}/decision` | reviewer; admin on a disputed item | approve, edit or reject it (one of two opinions where it needs a second) |
 //! | `GET /v1/audit/verify` | auditor | walk the log and check the hash chain |
 //! | `GET /v1/events?from=&limit=&types=&stream=` | auditor, analyst | stored events, paged by position |
 //! | `GET /v1/events/stream?from=&types=&stream=` | auditor, analyst | the same, then live, as Server-Sent Events |
@@ -30,6 +30,7 @@
 //! | `GET /v1/views/fairness?from=&to=&attributes=&outcome=` | analyst, auditor | latest fairness reports, alerts |
 //! | `GET /v1/views/health?minutes=` | analyst, auditor | event rates, dead letters, producers, view lag |
 //! | `GET /v1/views/anomalies?from=&to=&dimension=&value=` | analyst, auditor | sentiment anomalies |
+//! | `GET /v1/views/agreement?from=&to=` | analyst, auditor | Cohen's κ: reviewer–reviewer, reviewer–model |
 //! | `GET /v1/views/conversations?from=&to=&channel=&product=&open_reviews=` | analyst, auditor | conversations, latest first |
 //! | `GET /v1/views/conversations/{id}` | analyst, auditor | one conversation's timeline |
 //!
@@ -252,6 +253,7 @@ fn routes() -> Vec<(&'static str, axum::routing::MethodRouter<AppState>)> {
         ("/v1/views", get(views::list)),
         ("/v1/views/sentiment", get(views::get_sentiment)),
         ("/v1/views/responses", get(views::get_responses)),
+        ("/v1/views/agreement", get(views::get_agreement)),
         ("/v1/views/fairness", get(views::get_fairness)),
         ("/v1/views/health", get(views::get_health)),
         ("/v1/views/anomalies", get(views::get_anomalies)),
@@ -372,20 +374,23 @@ struct ListQuery {
 }
 
 #[derive(Debug, Serialize)]
-struct ItemView<'a> {
+struct ItemView {
     #[serde(flatten)]
-    item: &'a ReviewItem,
+    item: ReviewItem,
     /// Seconds since review was requested.
     age_seconds: i64,
     /// Undecided past its SLA deadline.
     overdue: bool,
 }
 
-fn view(item: &ReviewItem, now: Timestamp) -> ItemView<'_> {
+/// An item as `caller` sees it (other reviewers' opinions hidden until it is settled).
+fn view(item: &ReviewItem, caller: &Principal, now: Timestamp) -> ItemView {
     ItemView {
-        item,
         age_seconds: (now.micros() - item.requested_at.micros()).max(0) / 1_000_000,
         overdue: item.status != Status::Decided && now > item.sla_deadline,
+        item: item
+            .clone()
+            .as_seen_by(&caller.subject, caller.roles.contains(&Role::Admin)),
     }
 }
 
@@ -443,12 +448,24 @@ async fn list_reviews(
     let (statuses, name): (&[Status], &str) = match q.status.as_deref().unwrap_or("pending") {
         "open" => (&[Status::Open], "open"),
         "claimed" => (&[Status::Claimed], "claimed"),
+        "disputed" => (&[Status::Disputed], "disputed"),
         "decided" => (&[Status::Decided], "decided"),
-        "pending" => (&[Status::Open, Status::Claimed], "pending"),
-        "all" => (&[Status::Open, Status::Claimed, Status::Decided], "all"),
+        "pending" => (
+            &[Status::Open, Status::Claimed, Status::Disputed],
+            "pending",
+        ),
+        "all" => (
+            &[
+                Status::Open,
+                Status::Claimed,
+                Status::Disputed,
+                Status::Decided,
+            ],
+            "all",
+        ),
         other => {
             return Err(ApiError::bad_request(format!(
-                "status must be open, claimed, decided, pending or all, not {other:?}"
+                "status must be open, claimed, disputed, decided, pending or all, not {other:?}"
             )));
         }
     };
@@ -465,11 +482,11 @@ async fn list_reviews(
         .filter(|i| statuses.contains(&i.status))
         .collect();
     let now = now();
-    let page: Vec<ItemView<'_>> = items
+    let page: Vec<ItemView> = items
         .iter()
         .skip(q.offset.unwrap_or(0))
         .take(limit)
-        .map(|i| view(i, now))
+        .map(|i| view(i, &caller, now))
         .collect();
     Ok(at_position(
         position,
@@ -517,7 +534,7 @@ async fn get_review(
         .ok_or_else(|| ApiError::not_found(format!("no review item {id}")))?;
     Ok(at_position(
         position,
-        serde_json::json!({"position": position, "item": view(&item, now())}),
+        serde_json::json!({"position": position, "item": view(&item, &caller, now())}),
     ))
 }
 
@@ -532,7 +549,7 @@ struct PositionQuery {
 }
 
 /// Publishes what a request wrote and lets the queue catch up with it.
-async fn written(state: &AppState, w: Written) -> Result<Response, ApiError> {
+async fn written(state: &AppState, caller: &Principal, w: Written) -> Result<Response, ApiError> {
     if let Some(publisher) = &state.publisher
         && !w.events.is_empty()
     {
@@ -557,7 +574,7 @@ async fn written(state: &AppState, w: Written) -> Result<Response, ApiError> {
         serde_json::json!({
             "position": w.position,
             "event_ids": ids,
-            "item": view(&w.item, now()),
+            "item": view(&w.item, caller, now()),
         }),
     ))
 }
@@ -586,7 +603,7 @@ async fn claim_review(
     caller.require(Role::Reviewer)?;
     let id = review_id(&id)?;
     let w = reviews::claim(&*state.store, id, &caller.subject, now()).await?;
-    written(&state, w).await
+    written(&state, &caller, w).await
 }
 
 /// `POST /v1/reviews/{id}/release` (reviewer holding the claim; admin: any claim).
@@ -622,39 +639,53 @@ async fn release_review(
         now(),
     )
     .await?;
-    written(&state, w).await
+    written(&state, &caller, w).await
 }
 
-/// The lease keeper of the API process: every `lease / 10` (between 1 s and 1 min) it
-/// releases the claims older than `lease` ([`reviews::expire_leases`]) and publishes the
-/// releases. Runs until the process ends; a store outage is logged and retried at the next
-/// tick. Several API processes may run one each: the stream's version lets one release
-/// land per claim.
-pub async fn keep_leases(
+/// The review keeper of the API process. Every tick (a tenth of the lease, between 1 s and
+/// 1 min; 30 s without leases) it releases the claims older than `lease`
+/// ([`reviews::expire_leases`]) and escalates the items past their deadline
+/// ([`reviews::escalate_overdue`], with `sla`), and publishes what it wrote. Runs until the
+/// process ends; a store outage is logged and retried at the next tick. Several API
+/// processes may run one each: the stream's version lets one change land per step.
+pub async fn keep_reviews(
     store: Arc<dyn EventStore>,
     queue: ReviewQueue,
     publisher: Option<Arc<dyn Publisher>>,
-    lease: Duration,
+    lease: Option<Duration>,
+    sla: Option<reviews::Sla>,
 ) {
-    let tick = (lease / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let tick = lease.map_or(Duration::from_secs(30), |l| {
+        (l / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
+    });
     let mut ticks = tokio::time::interval(tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let written = match reviews::expire_leases(&*store, &queue, lease, now()).await {
-            Ok(written) => written,
-            Err(e) => {
-                tracing::warn!(error = %e, "expiring review leases failed; retrying at the next tick");
-                continue;
+        let mut written = Vec::new();
+        if let Some(lease) = lease {
+            match reviews::expire_leases(&*store, &queue, lease, now()).await {
+                Ok(w) => written.extend(w),
+                Err(e) => tracing::warn!(error = %e,
+                    "expiring review leases failed; retrying at the next tick"),
             }
-        };
+        }
+        if let Some(sla) = &sla {
+            match reviews::escalate_overdue(&*store, &queue, sla, now()).await {
+                Ok(w) => written.extend(w),
+                Err(e) => tracing::warn!(error = %e,
+                    "escalating overdue reviews failed; retrying at the next tick"),
+            }
+        }
         for w in written {
-            tracing::info!(review_id = %w.item.review_id, "claim expired; the item is back in the queue");
+            tracing::info!(review_id = %w.item.review_id, priority = %w.item.priority,
+                status = w.item.status.as_str(), "review keeper: {}",
+                w.events.first().map_or("", |e| e.event.event_type()));
             if let Some(p) = &publisher
                 && let Err(e) = p.publish(&w.item.conversation_id, &w.events).await
             {
                 tracing::warn!(review_id = %w.item.review_id, error = %e,
-                    "a lease's release is stored but not published");
+                    "the review keeper's event is stored but not published");
             }
         }
     }
@@ -666,14 +697,14 @@ pub async fn keep_leases(
     post,
     path = "/v1/reviews/{id}/decision",
     tag = "reviews",
-    description = "Approve, edit or reject a draft (reviewer): {\"decision\": \"approve\"|\"edit\"|\"reject\", \"text\"?, \"reason\"?, \"corrected_sentiment\"?}",
+    description = "Approve, edit or reject a draft (reviewer): {\"decision\": \"approve\"|\"edit\"|\"reject\", \"text\"?, \"reason\"?, \"corrected_sentiment\"?}. An item needing two opinions takes one from each of two reviewers; when they disagree it is disputed and an admin's decision settles it",
     params(("id" = String, Path, description = "The review id")),
     request_body(content = serde_json::Value, description = "The decision", content_type = "application/json"),
     responses(
         (status = 200, description = "Decided: the events written and the item", body = serde_json::Value),
         (status = 400, description = "A body that does not parse", body = serde_json::Value),
         (status = 404, description = "No such item", body = serde_json::Value),
-        (status = 409, description = "Decided already or claimed by another reviewer", body = serde_json::Value),
+        (status = 409, description = "Decided already, claimed by another reviewer, your opinion already given (a second opinion comes from another reviewer), or disputed (an admin rules)", body = serde_json::Value),
         (status = 422, description = "An invalid decision (an edit without text, a rejection without a reason)", body = serde_json::Value),
         (status = 401, description = "No valid token", body = serde_json::Value),
         (status = 403, description = "The token lacks the role", body = serde_json::Value),
@@ -689,8 +720,9 @@ async fn decide_review(
     caller.require(Role::Reviewer)?;
     let id = review_id(&id)?;
     let request: DecisionRequest = json_body(&body)?;
-    let w = reviews::decide(&*state.store, id, &caller.subject, &request, now()).await?;
-    written(&state, w).await
+    let admin = caller.roles.contains(&Role::Admin);
+    let w = reviews::decide(&*state.store, id, &caller.subject, admin, &request, now()).await?;
+    written(&state, &caller, w).await
 }
 
 #[derive(Debug, Deserialize)]

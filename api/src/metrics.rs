@@ -1,5 +1,7 @@
 //! Request metrics for the API: `insights_http_requests_total{method,route,status}` and
-//! `insights_http_request_duration_seconds{method,route}` (time to the response head).
+//! `insights_http_request_duration_seconds{method,route}` (time to the response head);
+//! and the review workflow's, kept by the review queue as it folds the log
+//! ([`ReviewMetrics`]).
 //!
 //! `route` is the route's pattern (`/v1/reviews/{id}`), never the path, so ids and
 //! whatever a client puts in a URL never become label values; requests that matched no
@@ -12,7 +14,10 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use insights_schemas::{Envelope, Event};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use crate::reviews::Status;
 
 /// The request metric families.
 #[derive(Debug, Clone)]
@@ -46,6 +51,101 @@ impl HttpMetrics {
     /// `router` with every request it answers counted and timed.
     pub fn instrument(&self, router: Router) -> Router {
         router.layer(axum::middleware::from_fn_with_state(self.clone(), record))
+    }
+}
+
+/// The review workflow's metric families, folded from the log by the review queue (so
+/// every API replica shows the same figures, from the whole history since the store began):
+/// `insights_review_items{status,priority}` (items now in each state),
+/// `insights_review_escalations_total{priority}` (by the priority escalated to) and
+/// `insights_review_releases_total{reason}` (`released`, `expired`).
+#[derive(Debug, Clone)]
+pub struct ReviewMetrics {
+    items: IntGaugeVec,
+    escalations: IntCounterVec,
+    releases: IntCounterVec,
+}
+
+const STATUSES: [Status; 4] = [
+    Status::Open,
+    Status::Claimed,
+    Status::Disputed,
+    Status::Decided,
+];
+const PRIORITIES: [&str; 4] = ["low", "normal", "high", "urgent"];
+
+impl ReviewMetrics {
+    /// Registers the families in `registry` (once per registry), every known series at 0.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let items = IntGaugeVec::new(
+            Opts::new(
+                "insights_review_items",
+                "Review items by where they are in the workflow and their priority",
+            ),
+            &["status", "priority"],
+        )?;
+        let escalations = IntCounterVec::new(
+            Opts::new(
+                "insights_review_escalations_total",
+                "Review items that missed their SLA deadline, by the priority they were raised to",
+            ),
+            &["priority"],
+        )?;
+        let releases = IntCounterVec::new(
+            Opts::new(
+                "insights_review_releases_total",
+                "Claims that ended without a decision: released by a person or expired",
+            ),
+            &["reason"],
+        )?;
+        for status in STATUSES {
+            for priority in PRIORITIES {
+                items.with_label_values(&[status.as_str(), priority]);
+            }
+        }
+        for priority in &PRIORITIES[1..] {
+            escalations.with_label_values(&[priority]);
+        }
+        for reason in ["released", "expired"] {
+            releases.with_label_values(&[reason]);
+        }
+        registry.register(Box::new(items.clone()))?;
+        registry.register(Box::new(escalations.clone()))?;
+        registry.register(Box::new(releases.clone()))?;
+        Ok(Self {
+            items,
+            escalations,
+            releases,
+        })
+    }
+
+    /// Counts one folded event that moved an item from `before` to `after`.
+    pub(crate) fn observe(
+        &self,
+        e: &Envelope,
+        before: Option<(Status, String)>,
+        after: Option<(Status, String)>,
+    ) {
+        match &e.event {
+            Event::ReviewEscalated(x) => {
+                self.escalations.with_label_values(&[&x.to_priority]).inc()
+            }
+            Event::ReviewReleased(r) => self.releases.with_label_values(&[&r.reason]).inc(),
+            _ => {}
+        }
+        if before == after {
+            return;
+        }
+        if let Some((status, priority)) = before {
+            self.items
+                .with_label_values(&[status.as_str(), &priority])
+                .dec();
+        }
+        if let Some((status, priority)) = after {
+            self.items
+                .with_label_values(&[status.as_str(), &priority])
+                .inc();
+        }
     }
 }
 

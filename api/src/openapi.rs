@@ -30,6 +30,7 @@ use utoipa::{Modify, OpenApi};
         crate::views::get_fairness,
         crate::views::get_health,
         crate::views::get_anomalies,
+        crate::views::get_agreement,
         crate::views::get_conversations,
         crate::views::get_conversation,
     ),

@@ -1,12 +1,24 @@
 //! The human-review workflow.
 //!
 //! A review item is the store stream `review-<id>` (the id is the `ReviewRequested`
-//! event's): the request, then at most one claim per reviewer hand-over, then one decision.
-//! Claims and decisions are appended with the stream's expected version, so two reviewers
-//! can never both decide an item: the second gets `409`. The decision appends
+//! event's): the request, then claims, releases, escalations and decisions. Everything is
+//! appended with the stream's expected version, so two reviewers can never both decide the
+//! same step of an item: the second gets `409`. The decision that settles an item appends
 //! `ReviewDecided` and, for approve and edit, `ResponseApproved` (the reply that goes out,
 //! and what the retrieval backend learns from) in one atomic batch, then publishes them to
 //! `review.decisions`.
+//!
+//! **Second opinions.** An item whose request says `opinions_required: 2` (the response
+//! policy's sampled fraction, and every urgent or legal item) needs two decisions by
+//! different reviewers, each made without seeing the other (a reviewer's view of an item
+//! hides the other's decision until it is settled). The first (`role: first`) puts the
+//! item back in the queue; the second (`second`) settles it when it is the same decision
+//! (approve, edit or reject; for two edits, the second's text goes out) and otherwise
+//! leaves it `disputed`, for an admin's ruling (`arbiter`), which settles it.
+//!
+//! **Escalation.** An item not settled by its SLA deadline is escalated by the API's review
+//! keeper ([`escalate_overdue`]): `ReviewEscalated` raises its priority one step (urgent
+//! stays urgent) and gives it a new deadline, the SLA of its new priority from then.
 //!
 //! A claim is a **lease**: a claimed item with no decision within the lease (`--review-lease`,
 //! 30 minutes by default) goes back to the queue with a `ReviewReleased` event (reason
@@ -33,7 +45,7 @@ use insights_event_store::{
 use insights_runtime::records::{from_recorded, to_event_data};
 use insights_schemas::{
     Envelope, Event, InteractionContext, ResponseApproved, ReviewClaimed, ReviewDecided,
-    ReviewDecision, ReviewReleased, Timestamp, current_version, review_stream,
+    ReviewDecision, ReviewEscalated, ReviewReleased, Timestamp, current_version, review_stream,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -41,12 +53,14 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::metrics::ReviewMetrics;
 
 /// The event types the review workflow folds.
-pub const REVIEW_EVENTS: [&str; 4] = [
+pub const REVIEW_EVENTS: [&str; 5] = [
     "ReviewRequested",
     "ReviewClaimed",
     "ReviewReleased",
+    "ReviewEscalated",
     "ReviewDecided",
 ];
 
@@ -64,8 +78,57 @@ pub enum Status {
     Open,
     /// A reviewer took it.
     Claimed,
-    /// Decided.
+    /// Two opinions disagree: an admin decides.
+    Disputed,
+    /// Settled.
     Decided,
+}
+
+impl Status {
+    /// The name in the API and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Claimed => "claimed",
+            Status::Disputed => "disputed",
+            Status::Decided => "decided",
+        }
+    }
+}
+
+/// One reviewer's decision on an item.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Opinion {
+    /// Who decided.
+    pub reviewer: String,
+    /// `sole`, `first`, `second` or `arbiter`.
+    pub role: String,
+    /// Whether it settled the item.
+    pub settles: bool,
+    /// The decision (hidden, as `null`, from other reviewers until the item is settled).
+    pub decision: Option<ReviewDecision>,
+    /// The sentiment the reviewer read, where it corrects the model (hidden likewise).
+    pub corrected_sentiment: Option<String>,
+    /// When.
+    pub decided_at: Timestamp,
+    #[serde(skip)]
+    edited_text: Option<String>,
+    #[serde(skip)]
+    reason: Option<String>,
+    #[serde(skip)]
+    position: u64,
+}
+
+impl Opinion {
+    /// The request that would have written this opinion.
+    fn request(&self) -> Option<DecisionRequest> {
+        Some(DecisionRequest {
+            decision: self.decision?,
+            text: self.edited_text.clone(),
+            reason: self.reason.clone(),
+            corrected_sentiment: self.corrected_sentiment.clone(),
+        })
+    }
 }
 
 /// One review item, as reviewers see it.
@@ -81,17 +144,23 @@ pub struct ReviewItem {
     pub reasons: Vec<String>,
     /// When review was requested (µs since the epoch).
     pub requested_at: Timestamp,
-    /// The SLA deadline (µs since the epoch).
+    /// The SLA deadline (µs since the epoch); escalation moves it.
     pub sla_deadline: Timestamp,
+    /// How many times the item missed its deadline (each raised its priority a step).
+    pub escalations: i32,
+    /// How many independent decisions it needs (1, or 2 for a second opinion).
+    pub opinions_required: i32,
+    /// The decisions made so far, in order.
+    pub opinions: Vec<Opinion>,
     /// Who holds it (while claimed).
     pub claimed_by: Option<String>,
     /// When the current claim was made.
     pub claimed_at: Option<Timestamp>,
-    /// Who decided.
+    /// Who settled it.
     pub decided_by: Option<String>,
-    /// The decision.
+    /// The settling decision.
     pub decision: Option<ReviewDecision>,
-    /// When it was decided.
+    /// When it was settled.
     pub decided_at: Option<Timestamp>,
     /// The draft's event id.
     pub draft_event_id: Uuid,
@@ -122,8 +191,21 @@ pub struct ReviewItem {
 }
 
 impl ReviewItem {
+    /// The item as `caller` may see it: until it is settled, a reviewer does not see the
+    /// other reviewers' decisions (second opinions are independent); admins see all.
+    pub fn as_seen_by(mut self, caller: &str, admin: bool) -> Self {
+        if !admin && self.status != Status::Decided {
+            for o in self.opinions.iter_mut().filter(|o| o.reviewer != caller) {
+                o.decision = None;
+                o.corrected_sentiment = None;
+            }
+        }
+        self
+    }
+
     /// Folds one event of the item's stream into it; the first must be the request.
-    fn apply(item: Option<Self>, e: &Envelope, stream_version: u64) -> Option<Self> {
+    /// `position` is the event's store position.
+    fn apply(item: Option<Self>, e: &Envelope, stream_version: u64, position: u64) -> Option<Self> {
         match (&e.event, item) {
             (Event::ReviewRequested(r), _) => Some(ReviewItem {
                 review_id: e.event_id,
@@ -132,6 +214,9 @@ impl ReviewItem {
                 reasons: r.reasons.clone(),
                 requested_at: e.occurred_at,
                 sla_deadline: r.sla_deadline,
+                escalations: 0,
+                opinions_required: r.opinions_required.max(1),
+                opinions: Vec::new(),
                 claimed_by: None,
                 claimed_at: None,
                 decided_by: None,
@@ -152,7 +237,7 @@ impl ReviewItem {
                 correlation_id: e.correlation_id.clone(),
             }),
             (Event::ReviewClaimed(c), Some(mut item)) => {
-                if item.status != Status::Decided {
+                if matches!(item.status, Status::Open | Status::Claimed) {
                     item.status = Status::Claimed;
                     item.claimed_by = Some(c.reviewer.clone());
                     item.claimed_at = Some(e.occurred_at);
@@ -169,11 +254,37 @@ impl ReviewItem {
                 item.version = stream_version;
                 Some(item)
             }
+            (Event::ReviewEscalated(x), Some(mut item)) => {
+                item.priority = x.to_priority.clone();
+                item.sla_deadline = x.sla_deadline;
+                item.escalations = x.level;
+                item.version = stream_version;
+                Some(item)
+            }
             (Event::ReviewDecided(d), Some(mut item)) => {
-                item.status = Status::Decided;
-                item.decided_by = Some(d.reviewer.clone());
-                item.decision = Some(d.decision);
-                item.decided_at = Some(e.occurred_at);
+                item.opinions.push(Opinion {
+                    reviewer: d.reviewer.clone(),
+                    role: d.role.clone(),
+                    settles: d.settles,
+                    decision: Some(d.decision),
+                    corrected_sentiment: d.corrected_sentiment.clone(),
+                    decided_at: e.occurred_at,
+                    edited_text: d.edited_text.clone(),
+                    reason: d.reason.clone(),
+                    position,
+                });
+                item.claimed_by = None;
+                item.claimed_at = None;
+                if d.settles {
+                    item.status = Status::Decided;
+                    item.decided_by = Some(d.reviewer.clone());
+                    item.decision = Some(d.decision);
+                    item.decided_at = Some(e.occurred_at);
+                } else if d.role == "second" {
+                    item.status = Status::Disputed;
+                } else {
+                    item.status = Status::Open;
+                }
                 item.version = stream_version;
                 Some(item)
             }
@@ -187,6 +298,7 @@ impl ReviewItem {
             Event::ReviewRequested(_) => Some(e.event_id),
             Event::ReviewClaimed(c) => Some(c.review_id),
             Event::ReviewReleased(r) => Some(r.review_id),
+            Event::ReviewEscalated(x) => Some(x.review_id),
             Event::ReviewDecided(d) => Some(d.review_id),
             _ => None,
         }
@@ -204,6 +316,7 @@ struct QueueState {
 pub struct ReviewQueue {
     state: Arc<RwLock<QueueState>>,
     position: watch::Sender<u64>,
+    metrics: Option<ReviewMetrics>,
 }
 
 impl Default for ReviewQueue {
@@ -211,11 +324,21 @@ impl Default for ReviewQueue {
         ReviewQueue {
             state: Arc::default(),
             position: watch::channel(0).0,
+            metrics: None,
         }
     }
 }
 
 impl ReviewQueue {
+    /// A queue that keeps `metrics` (items by status and priority, escalations, releases)
+    /// as it folds.
+    pub fn with_metrics(metrics: ReviewMetrics) -> Self {
+        ReviewQueue {
+            metrics: Some(metrics),
+            ..ReviewQueue::default()
+        }
+    }
+
     /// Folds one stored event (any type; others only advance the position).
     pub fn apply(&self, recorded: &RecordedEvent) {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
@@ -224,7 +347,14 @@ impl ReviewQueue {
                 Ok(e) => {
                     if let Some(id) = ReviewItem::id_of(&e) {
                         let item = state.items.remove(&id);
-                        if let Some(item) = ReviewItem::apply(item, &e, recorded.stream_version) {
+                        let before = item.as_ref().map(|i| (i.status, i.priority.clone()));
+                        let item =
+                            ReviewItem::apply(item, &e, recorded.stream_version, recorded.position);
+                        if let Some(m) = &self.metrics {
+                            let after = item.as_ref().map(|i| (i.status, i.priority.clone()));
+                            m.observe(&e, before, after);
+                        }
+                        if let Some(item) = item {
                             state.items.insert(id, item);
                         }
                     }
@@ -276,6 +406,11 @@ impl ReviewQueue {
             };
             (a.status == Status::Decided)
                 .cmp(&(b.status == Status::Decided))
+                .then(
+                    (a.status == Status::Disputed)
+                        .cmp(&(b.status == Status::Disputed))
+                        .reverse(),
+                )
                 .then_with(|| {
                     if a.status == Status::Decided {
                         b.decided_at.cmp(&a.decided_at)
@@ -311,7 +446,7 @@ pub async fn load(store: &dyn EventStore, review_id: Uuid) -> Result<ReviewItem,
     let mut item = None;
     for r in &events {
         let e = from_recorded(r).map_err(ApiError::internal)?;
-        item = ReviewItem::apply(item, &e, r.stream_version);
+        item = ReviewItem::apply(item, &e, r.stream_version, r.position);
     }
     item.ok_or_else(|| ApiError::not_found(format!("no review item {review_id}")))
 }
@@ -429,8 +564,8 @@ async fn write_one(
 ) -> Result<Written, ApiError> {
     let position = append(store, &item, vec![e.clone()]).await?;
     let version = item.version + 1;
-    let item =
-        ReviewItem::apply(Some(item), &e, version).ok_or_else(|| ApiError::internal("fold"))?;
+    let item = ReviewItem::apply(Some(item), &e, version, position)
+        .ok_or_else(|| ApiError::internal("fold"))?;
     Ok(Written {
         item,
         events: vec![e],
@@ -451,6 +586,20 @@ pub async fn claim(
             return Err(ApiError::conflict(
                 "already_decided",
                 format!("review {review_id} is already decided"),
+            ));
+        }
+        (Status::Disputed, _) => {
+            return Err(ApiError::conflict(
+                "disputed",
+                format!("review {review_id} has two opinions that disagree: an admin decides"),
+            ));
+        }
+        _ if item.opinions.iter().any(|o| o.reviewer == reviewer) => {
+            return Err(ApiError::conflict(
+                "already_gave_opinion",
+                format!(
+                    "you gave your opinion on review {review_id}; its second must come from another reviewer"
+                ),
             ));
         }
         (Status::Claimed, Some(by)) if by == reviewer => {
@@ -584,86 +733,215 @@ pub async fn expire_leases(
     Ok(written)
 }
 
-/// `reviewer` decides an item that nobody else holds.
+/// `reviewer` decides an item that nobody else holds: its sole decision, one of its two
+/// opinions, or (`admin`, on a disputed item) the ruling.
 pub async fn decide(
     store: &dyn EventStore,
     review_id: Uuid,
     reviewer: &str,
+    admin: bool,
     request: &DecisionRequest,
     now: Timestamp,
 ) -> Result<Written, ApiError> {
     request.validate()?;
     let item = load(store, review_id).await?;
-    let key = format!("{review_id}/decide/{reviewer}/{}", request.fingerprint());
-    let decided = envelope(
-        &item,
-        review_stream(&review_id),
-        &key,
-        0,
-        now,
-        Event::ReviewDecided(ReviewDecided {
-            context: item.context.clone(),
-            review_id,
-            reviewer: reviewer.to_owned(),
-            decision: request.decision,
-            edited_text: request.text.clone(),
-            reason: request.reason.clone(),
-            corrected_sentiment: request.corrected_sentiment.clone(),
-        }),
-    );
-    if item.status == Status::Decided {
-        // The same request again (a retry) gets its events back; anything else conflicts.
-        // Appending the same ids with the expectation the original append had (the version
-        // before the decision, its stream's last event) is a no-op returning their
-        // positions if they are stored, and fails on the expectation if they are not.
-        if item.decided_by.as_deref() == Some(reviewer) && item.decision == Some(request.decision) {
-            let mut events = vec![decided.clone()];
-            events.extend(approval(&item, &key, reviewer, request, now));
-            let batch = AppendBatch::new(events.iter().map(to_event_data).collect()).expect(
-                review_stream(&review_id),
-                ExpectedVersion::Exact(item.version.saturating_sub(1)),
+    let fingerprint = request.fingerprint();
+    if let Some(mine) = item.opinions.iter().find(|o| o.reviewer == reviewer) {
+        // The same request again (a retry) gets its events back, rebuilt as they were
+        // written (their ids and times come from the stored decision); anything else
+        // conflicts.
+        if mine
+            .request()
+            .is_some_and(|r| r.fingerprint() == fingerprint)
+        {
+            let key = format!("{review_id}/decide/{reviewer}/{fingerprint}");
+            let events = decision_events(
+                &item,
+                &key,
+                reviewer,
+                request,
+                (&mine.role, mine.settles),
+                mine.decided_at,
             );
-            let appended = match store.append(batch).await {
-                Ok(a) => a,
-                Err(StoreError::WrongExpectedVersion { .. }) => Vec::new(),
-                Err(e) => return Err(e.into()),
-            };
-            if !appended.is_empty() && appended.iter().all(|a| a.duplicate) {
-                let position = appended.last().map_or(0, |a| a.position);
-                return Ok(Written {
-                    item,
-                    events,
-                    position,
-                });
+            // The store's head is at or past the whole batch.
+            let position = store.head().await?.position.max(mine.position);
+            return Ok(Written {
+                position,
+                item,
+                events,
+            });
+        }
+        return Err(match item.status {
+            Status::Decided => already_decided(&item),
+            _ => ApiError::conflict(
+                "already_gave_opinion",
+                format!("you already gave your opinion on review {review_id}"),
+            ),
+        });
+    }
+    let (role, settles) = match item.status {
+        Status::Decided => return Err(already_decided(&item)),
+        Status::Disputed if admin => ("arbiter", true),
+        Status::Disputed => {
+            return Err(ApiError::conflict(
+                "disputed",
+                format!("review {review_id} has two opinions that disagree: an admin decides"),
+            ));
+        }
+        Status::Open | Status::Claimed => {
+            if let Some(by) = item.claimed_by.as_deref()
+                && by != reviewer
+            {
+                return Err(ApiError::conflict(
+                    "claimed_by_another",
+                    format!("review {review_id} is claimed by {by}"),
+                ));
+            }
+            match (item.opinions_required, item.opinions.first()) {
+                (..=1, _) => ("sole", true),
+                (_, None) => ("first", false),
+                (_, Some(first)) => ("second", first.decision == Some(request.decision)),
             }
         }
-        return Err(ApiError::conflict(
-            "already_decided",
-            format!(
-                "review {review_id} was already decided by {}",
-                item.decided_by.as_deref().unwrap_or("someone")
-            ),
-        ));
-    }
-    if let Some(by) = item.claimed_by.as_deref()
-        && by != reviewer
-    {
-        return Err(ApiError::conflict(
-            "claimed_by_another",
-            format!("review {review_id} is claimed by {by}"),
-        ));
-    }
-    let mut events = vec![decided.clone()];
-    events.extend(approval(&item, &key, reviewer, request, now));
+    };
+    let key = format!("{review_id}/decide/{reviewer}/{fingerprint}");
+    let events = decision_events(&item, &key, reviewer, request, (role, settles), now);
     let position = append(store, &item, events.clone()).await?;
     let version = item.version + 1;
-    let item = ReviewItem::apply(Some(item), &decided, version)
+    let item = ReviewItem::apply(Some(item), &events[0], version, position)
         .ok_or_else(|| ApiError::internal("fold"))?;
     Ok(Written {
         item,
         events,
         position,
     })
+}
+
+fn already_decided(item: &ReviewItem) -> ApiError {
+    ApiError::conflict(
+        "already_decided",
+        format!(
+            "review {} was already decided by {}",
+            item.review_id,
+            item.decided_by.as_deref().unwrap_or("someone")
+        ),
+    )
+}
+
+/// A decision's events: `ReviewDecided`, and the reply that goes out if it settles the
+/// item with approve or edit.
+fn decision_events(
+    item: &ReviewItem,
+    key: &str,
+    reviewer: &str,
+    request: &DecisionRequest,
+    (role, settles): (&str, bool),
+    at: Timestamp,
+) -> Vec<Envelope> {
+    let decided = envelope(
+        item,
+        review_stream(&item.review_id),
+        key,
+        0,
+        at,
+        Event::ReviewDecided(ReviewDecided {
+            context: item.context.clone(),
+            review_id: item.review_id,
+            reviewer: reviewer.to_owned(),
+            decision: request.decision,
+            edited_text: request.text.clone(),
+            reason: request.reason.clone(),
+            corrected_sentiment: request.corrected_sentiment.clone(),
+            role: role.to_owned(),
+            settles,
+        }),
+    );
+    let mut events = vec![decided];
+    if settles {
+        events.extend(approval(item, key, reviewer, request, at));
+    }
+    events
+}
+
+/// The SLA of each priority: how long an item has from its request, or from an
+/// escalation, to be settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct Sla {
+    pub urgent: Duration,
+    pub high: Duration,
+    pub normal: Duration,
+    pub low: Duration,
+}
+
+impl Sla {
+    fn of(&self, priority: &str) -> Duration {
+        match priority {
+            "urgent" => self.urgent,
+            "high" => self.high,
+            "normal" => self.normal,
+            _ => self.low,
+        }
+    }
+}
+
+/// One step up: low → normal → high → urgent (which stays urgent). A priority the workflow
+/// does not know goes to high.
+pub fn next_priority(priority: &str) -> &'static str {
+    match priority {
+        "low" => "normal",
+        "normal" => "high",
+        _ => "urgent",
+    }
+}
+
+/// Escalates every unsettled item in `queue` whose deadline has passed at `now` (the
+/// review keeper's tick; `now` is a parameter so tests set the clock): `ReviewEscalated`
+/// raises its priority a step and sets a new deadline, `now` plus the new priority's
+/// SLA. Its id is derived from the item and the escalation's level, so two keepers write
+/// it once, and an item that changed meanwhile loses the race on the stream's version
+/// and waits for the next tick. Returns what was written.
+pub async fn escalate_overdue(
+    store: &dyn EventStore,
+    queue: &ReviewQueue,
+    sla: &Sla,
+    now: Timestamp,
+) -> Result<Vec<Written>, ApiError> {
+    let mut written = Vec::new();
+    for item in queue.list(None) {
+        if item.status == Status::Decided || item.sla_deadline.micros() > now.micros() {
+            continue;
+        }
+        let item = load(store, item.review_id).await?;
+        if item.status == Status::Decided || item.sla_deadline.micros() > now.micros() {
+            continue;
+        }
+        let to = next_priority(&item.priority);
+        let span = i64::try_from(sla.of(to).as_micros()).unwrap_or(i64::MAX);
+        let level = item.escalations.saturating_add(1);
+        let key = format!("{}/escalate/{level}", item.review_id);
+        let e = envelope(
+            &item,
+            review_stream(&item.review_id),
+            &key,
+            0,
+            now,
+            Event::ReviewEscalated(ReviewEscalated {
+                review_id: item.review_id,
+                from_priority: item.priority.clone(),
+                to_priority: to.to_owned(),
+                missed_deadline: item.sla_deadline,
+                sla_deadline: Timestamp(now.micros().saturating_add(span)),
+                level,
+            }),
+        );
+        match write_one(store, item, e).await {
+            Ok(w) => written.push(w),
+            Err(e) if e.is_conflict() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
 }
 
 /// The `ResponseApproved` an approve or edit sends out, on the conversation's stream.

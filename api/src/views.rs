@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use insights_projections::views::{
+    agreement::{self, AgreementQuery},
     anomalies::{self, AnomaliesQuery},
     fairness::{self, FairnessQuery},
     health::{self, HealthQuery},
@@ -192,6 +193,37 @@ pub(crate) async fn get_responses(
     let key = format!("{q:?}");
     cached_answer(&state, v, "responses", min, key, || {
         responses::query(&v.db, &q)
+    })
+    .await
+}
+
+/// `GET /v1/views/agreement?from=&to=`.
+#[utoipa::path(
+    get,
+    path = "/v1/views/agreement",
+    tag = "views",
+    description = "Cohen's kappa between the two reviewers of second-opinion items (approve/edit/reject) and between reviewers' sentiment readings and the model's labels: overall, per reviewer, per day",
+    params(AgreementQuery),
+    responses(
+        (status = 200, description = "The view, with `position` (also in `X-Store-Position`)", body = serde_json::Value),
+        (status = 400, description = "Bad parameters", body = serde_json::Value),
+        (status = 401, description = "No valid token", body = serde_json::Value),
+        (status = 403, description = "The token lacks the analyst or auditor role", body = serde_json::Value),
+        (status = 503, description = "The view did not reach `min_position` in time", body = serde_json::Value),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_agreement(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(mut q): ApiQuery<AgreementQuery>,
+) -> Result<Response, ApiError> {
+    analyst(&caller)?;
+    let v = views(&state)?;
+    let min = q.min_position.take();
+    let key = format!("{q:?}");
+    cached_answer(&state, v, "agreement", min, key, || {
+        agreement::query(&v.db, &q)
     })
     .await
 }

@@ -10,6 +10,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use insights_api::{AppState, JwtAuth, ReviewQueue, Role};
 use insights_event_store::{AppendBatch, EventFilter, EventStore};
+use insights_response::policy::SecondOpinion;
 use insights_response::{ResponseConfig, ResponseProcessor};
 use insights_runtime::records::{envelope_for, from_recorded, to_event_data};
 use insights_runtime::{Context, Processor, Source};
@@ -24,6 +25,8 @@ struct Harness {
     _dir: tempfile::TempDir,
     store: Arc<dyn EventStore>,
     reviews: ReviewQueue,
+    /// Where the review queue's metrics are.
+    registry: prometheus::Registry,
     app: axum::Router,
     auth: JwtAuth,
     /// Stops the projection runners when the harness goes.
@@ -35,7 +38,10 @@ impl Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("events.db").display());
         let store = insights_event_store::open(&url, 4).await.expect("store");
-        let reviews = ReviewQueue::default();
+        let registry = prometheus::Registry::new();
+        let reviews = ReviewQueue::with_metrics(
+            insights_api::metrics::ReviewMetrics::register(&registry).expect("registers"),
+        );
         tokio::spawn(reviews.clone().follow(Arc::clone(&store)));
         let db = insights_projections::Db::connect(&url, 4)
             .await
@@ -57,6 +63,7 @@ impl Harness {
             _dir: dir,
             store,
             reviews,
+            registry,
             app: insights_api::router(state),
             auth: JwtAuth::hs256(SECRET),
             _stop: stop_tx,
@@ -70,10 +77,24 @@ impl Harness {
     }
 
     /// Has the real response processor draft replies to these messages and stores its
-    /// outputs; returns the review ids it requested.
+    /// outputs; returns the review ids it requested. Every item needs one decision.
     async fn requested(&self, messages: &[(&str, SentimentLabel, f64)]) -> Vec<String> {
-        let mut p =
-            ResponseProcessor::build(&ResponseConfig::default(), None, Vec::new()).expect("builds");
+        let mut config = ResponseConfig::default();
+        config.policy.second_opinion = SecondOpinion {
+            fraction: 0.0,
+            priorities: Vec::new(),
+            intents: Vec::new(),
+        };
+        self.requested_with(&config, messages).await
+    }
+
+    /// [`Harness::requested`] with `config`'s policy.
+    async fn requested_with(
+        &self,
+        config: &ResponseConfig,
+        messages: &[(&str, SentimentLabel, f64)],
+    ) -> Vec<String> {
+        let mut p = ResponseProcessor::build(config, None, Vec::new()).expect("builds");
         let mut reviews = Vec::new();
         for (n, (text, label, confidence)) in messages.iter().enumerate() {
             let input = scored(n as u128 + 1, text, *label, *confidence);
@@ -561,6 +582,336 @@ async fn two_reviewers_deciding_at_once_cannot_both_win() {
     assert_eq!(h.events_of("ReviewDecided").await.len(), 3);
 }
 
+/// The review metric lines of the harness's registry that start with `prefix`.
+fn metric(h: &Harness, series: &str) -> f64 {
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&h.registry.gather())
+        .expect("encodes");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_opinion_settles_an_item_when_two_reviewers_agree_and_an_admin_rules_when_they_do_not()
+ {
+    let h = Harness::new().await;
+    // The default policy: every urgent (here: legal) item needs two opinions.
+    let ids = h
+        .requested_with(&ResponseConfig::default(), &[LEGAL, LEGAL])
+        .await;
+    assert_eq!(ids.len(), 2);
+    let requested = h.events_of("ReviewRequested").await;
+    assert!(requested.iter().all(|e| matches!(
+        &e.event,
+        Event::ReviewRequested(r) if r.opinions_required == 2
+    )));
+    let alice = h.token("alice", &[Role::Reviewer]);
+    let bob = h.token("bob", &[Role::Reviewer]);
+    let carol = h.token("carol", &[Role::Reviewer]);
+    let dana = h.token("dana", &[Role::Admin]);
+    let path = |id: &str, what: &str| format!("/v1/reviews/{id}/{what}");
+    let decide = |token: &str, id: &str, body: Value| {
+        let (token, uri) = (token.to_owned(), path(id, "decision"));
+        let h = &h;
+        async move { h.call("POST", &uri, Some(&token), Some(body)).await }
+    };
+
+    // Concurrent claims: exactly one owner.
+    let claim = path(&ids[0], "claim");
+    let (a, b) = tokio::join!(
+        h.call("POST", &claim, Some(&alice), None),
+        h.call("POST", &claim, Some(&bob), None),
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::CONFLICT],
+        "{a:?} {b:?}"
+    );
+    let holder = if a.0 == StatusCode::OK { &alice } else { &bob };
+    let (status, _, _) = h
+        .call("POST", &path(&ids[0], "release"), Some(holder), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The first opinion settles nothing: the item goes back to the queue, no reply goes out.
+    let (status, body, _) = decide(&alice, &ids[0], json!({"decision": "approve"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["item"]["status"], "open");
+    assert_eq!(body["item"]["opinions"][0]["role"], "first");
+    assert_eq!(body["item"]["opinions"][0]["decision"], "approve");
+    let first_ids = body["event_ids"].clone();
+    assert_eq!(first_ids.as_array().map(Vec::len), Some(1), "{body}");
+    // A retry gets the same event back; the same reviewer cannot give the second opinion.
+    let (status, body, _) = decide(&alice, &ids[0], json!({"decision": "approve"})).await;
+    assert_eq!(
+        (status, &body["event_ids"]),
+        (StatusCode::OK, &first_ids),
+        "{body}"
+    );
+    for (status, body, _) in [
+        decide(
+            &alice,
+            &ids[0],
+            json!({"decision": "reject", "reason": "changed my mind"}),
+        )
+        .await,
+        h.call("POST", &path(&ids[0], "claim"), Some(&alice), None)
+            .await,
+    ] {
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("already_gave_opinion")),
+            "{body}"
+        );
+    }
+    // Bob does not see Alice's decision (independent opinions); an admin does.
+    let (_, body, _) = h
+        .call("GET", &format!("/v1/reviews/{}", ids[0]), Some(&bob), None)
+        .await;
+    let seen = &body["item"]["opinions"][0];
+    assert_eq!(
+        (&seen["reviewer"], &seen["decision"]),
+        (&json!("alice"), &Value::Null),
+        "{body}"
+    );
+    let (_, body, _) = h
+        .call("GET", &format!("/v1/reviews/{}", ids[0]), Some(&dana), None)
+        .await;
+    assert_eq!(body["item"]["opinions"][0]["decision"], "approve");
+    // Bob agrees: settled, and the draft goes out.
+    let (status, body, _) = decide(&bob, &ids[0], json!({"decision": "approve"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["item"]["status"], "decided");
+    assert_eq!(body["item"]["decided_by"], "bob");
+    assert_eq!(
+        body["event_ids"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+
+    // On the second item they disagree: disputed until an admin rules.
+    let (status, _, _) = decide(&alice, &ids[1], json!({"decision": "approve"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body, _) = decide(
+        &bob,
+        &ids[1],
+        json!({"decision": "reject", "reason": "promises too much"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["item"]["status"], "disputed");
+    assert_eq!(body["event_ids"].as_array().map(Vec::len), Some(1));
+    for (status, body, _) in [
+        decide(&carol, &ids[1], json!({"decision": "approve"})).await,
+        h.call("POST", &path(&ids[1], "claim"), Some(&carol), None)
+            .await,
+    ] {
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("disputed")),
+            "{body}"
+        );
+    }
+    let (_, body, _) = h
+        .call("GET", "/v1/reviews?status=disputed", Some(&carol), None)
+        .await;
+    assert_eq!(body["total"], 1, "{body}");
+    assert_eq!(
+        metric(
+            &h,
+            r#"insights_review_items{priority="urgent",status="disputed"}"#
+        ),
+        1.0
+    );
+    let ruling =
+        json!({"decision": "edit", "text": "We hear you. A senior colleague will call you today."});
+    let (status, body, position) = decide(&dana, &ids[1], ruling).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let position = position.expect("a position");
+    assert_eq!(body["item"]["status"], "decided");
+    assert_eq!(body["item"]["decision"], "edit");
+    assert_eq!(body["event_ids"].as_array().map(Vec::len), Some(2));
+
+    // The log: four opinions with their roles, and one reply per item.
+    let roles: Vec<(String, String, bool)> = h
+        .events_of("ReviewDecided")
+        .await
+        .into_iter()
+        .map(|e| match e.event {
+            Event::ReviewDecided(d) => (d.reviewer, d.role, d.settles),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("alice".into(), "first".into(), false),
+            ("bob".into(), "second".into(), true),
+            ("alice".into(), "first".into(), false),
+            ("bob".into(), "second".into(), false),
+            ("dana".into(), "arbiter".into(), true),
+        ]
+    );
+    let replies: Vec<(String, String)> = h
+        .events_of("ResponseApproved")
+        .await
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::ResponseApproved(a) if !a.automatic => Some((a.approved_by, a.final_text)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replies.len(), 2, "{replies:?}");
+    assert_eq!(replies[0].0, "bob");
+    assert_eq!(
+        replies[1],
+        (
+            "dana".into(),
+            "We hear you. A senior colleague will call you today.".into()
+        )
+    );
+
+    // Agreement over the log: two pairs, one agreeing (approve/approve), one not
+    // (approve/reject): p_o = 0.5 = p_e, κ = 0. Against the model, every reading kept its
+    // label (negative): all agree, κ undefined (one category throughout).
+    let analyst = h.token("ann", &[Role::Analyst]);
+    let (status, body, _) = h
+        .call(
+            "GET",
+            &format!("/v1/views/agreement?min_position={position}"),
+            Some(&analyst),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let reviewers = &body["reviewers"];
+    assert_eq!(
+        (&reviewers["n"], &reviewers["disagreements"]),
+        (&json!(2), &json!(1)),
+        "{body}"
+    );
+    assert_eq!(reviewers["kappa"], 0.0, "{body}");
+    assert_eq!(
+        reviewers["by_reviewer"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+    assert_eq!(
+        (&body["model"]["n"], &body["model"]["agreement"]),
+        (&json!(5), &json!(1.0))
+    );
+    assert_eq!(body["model"]["kappa"], Value::Null);
+    assert!(h.store.verify().await.expect("verify").broken.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overdue_items_escalate_a_step_at_a_time_on_the_clock_the_keeper_is_given() {
+    use insights_api::reviews::{Sla, escalate_overdue};
+    let h = Harness::new().await;
+    // HUMAN asks for a person: high priority, due in the policy's 60 minutes.
+    let ids = h.requested(&[HUMAN, HUMAN]).await;
+    assert_eq!(ids.len(), 2);
+    let minutes = |n: u64| Duration::from_secs(n * 60);
+    let sla = Sla {
+        urgent: minutes(15),
+        high: minutes(60),
+        normal: minutes(240),
+        low: minutes(1440),
+    };
+    let requested = h.events_of("ReviewRequested").await;
+    let Event::ReviewRequested(r) = &requested[0].event else {
+        unreachable!()
+    };
+    assert_eq!(r.priority, "high");
+    let deadline = r.sla_deadline.micros();
+    let head = h.store.head().await.expect("head").position;
+    assert!(h.reviews.wait_for(head, Duration::from_secs(10)).await);
+    // The second item is decided in time: it never escalates.
+    let ben = h.token("ben", &[Role::Reviewer]);
+    let (status, _, position) = h
+        .call(
+            "POST",
+            &format!("/v1/reviews/{}/decision", ids[1]),
+            Some(&ben),
+            Some(json!({"decision": "approve"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let position: u64 = position.and_then(|p| p.parse().ok()).expect("a position");
+    assert!(h.reviews.wait_for(position, Duration::from_secs(10)).await);
+
+    let tick = |micros: i64| {
+        let h = &h;
+        let sla = &sla;
+        async move {
+            let written = escalate_overdue(&*h.store, &h.reviews, sla, Timestamp(micros))
+                .await
+                .expect("escalates");
+            if let Some(w) = written.last() {
+                assert!(
+                    h.reviews
+                        .wait_for(w.position, Duration::from_secs(10))
+                        .await
+                );
+            }
+            written
+        }
+    };
+    assert!(tick(deadline - 1).await.is_empty(), "not due yet");
+    let first = tick(deadline).await;
+    assert_eq!(first.len(), 1);
+    let Event::ReviewEscalated(x) = &first[0].events[0].event else {
+        panic!("an escalation: {:?}", first[0].events)
+    };
+    assert_eq!(x.review_id.to_string(), ids[0]);
+    assert_eq!(
+        (x.from_priority.as_str(), x.to_priority.as_str(), x.level),
+        ("high", "urgent", 1)
+    );
+    assert_eq!(x.missed_deadline.micros(), deadline);
+    assert_eq!(x.sla_deadline.micros(), deadline + 15 * 60_000_000);
+    assert!(
+        tick(deadline + 1).await.is_empty(),
+        "the new deadline holds"
+    );
+    // Urgent stays urgent; the next miss is level 2.
+    let second = tick(deadline + 15 * 60_000_000).await;
+    let Event::ReviewEscalated(x) = &second[0].events[0].event else {
+        panic!("an escalation")
+    };
+    assert_eq!((x.to_priority.as_str(), x.level), ("urgent", 2));
+    let (_, body, _) = h
+        .call("GET", &format!("/v1/reviews/{}", ids[0]), Some(&ben), None)
+        .await;
+    assert_eq!(body["item"]["priority"], "urgent");
+    assert_eq!(body["item"]["escalations"], 2);
+    assert_eq!(
+        metric(
+            &h,
+            r#"insights_review_escalations_total{priority="urgent"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &h,
+            r#"insights_review_items{priority="urgent",status="open"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &h,
+            r#"insights_review_items{priority="high",status="open"}"#
+        ),
+        0.0
+    );
+    assert_eq!(h.events_of("ReviewEscalated").await.len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_json_errors() {
     let h = Harness::new().await;
@@ -881,9 +1232,10 @@ async fn views_carry_their_position_and_wait_for_min_position() {
 
     let (status, body, _) = h.call("GET", "/v1/views", Some(&analyst), None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["views"].as_array().map(Vec::len), Some(6), "{body}");
+    assert_eq!(body["views"].as_array().map(Vec::len), Some(7), "{body}");
     for path in [
         "responses",
+        "agreement",
         "fairness",
         "health",
         "anomalies",

@@ -112,6 +112,11 @@ pub struct RunArgs {
     /// the queue (`30m`, `2h`, …; `off`: claims never expire).
     #[arg(long, env = "INSIGHTS_REVIEW_LEASE", default_value = "30m", value_parser = Lease::parse)]
     review_lease: Lease,
+    /// Do not escalate review items past their SLA deadline (by default the API raises an
+    /// overdue item's priority a step and gives it the new priority's SLA, from
+    /// `[processors.response.config.policy.sla_minutes]`).
+    #[arg(long, env = "INSIGHTS_NO_REVIEW_ESCALATION")]
+    no_review_escalation: bool,
 }
 
 /// `--review-lease`: a duration, or none (`off`).
@@ -400,15 +405,15 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
             &args,
             &topology,
             &kafka,
-            &store,
-            views.clone(),
+            ApiSources {
+                store: &store,
+                views: views.clone(),
+                metrics: &metrics,
+            },
             api_vault,
             embedded.is_some(),
         )
         .await?;
-        let api = insights_api::metrics::HttpMetrics::register(metrics.registry())
-            .context("registering the API's request metrics")?
-            .instrument(api);
         let mut rx = stop_rx.clone();
         let bound = serve_ops(
             addr,
@@ -483,24 +488,38 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The API's routes, with the review queue following the store and reviewers' events
-/// published to the topic the response processor reads them from.
+/// What the API serves from, and where its metrics go.
+struct ApiSources<'a> {
+    store: &'a Arc<dyn EventStore>,
+    views: Option<insights_projections::Views>,
+    metrics: &'a insights_runtime::Metrics,
+}
+
+/// The API's routes (requests counted and timed), with the review queue following the
+/// store and reviewers' events published to the topic the response processor reads them
+/// from.
 async fn api_router(
     args: &RunArgs,
     topology: &Topology,
     kafka: &KafkaSettings,
-    store: &Arc<dyn EventStore>,
-    views: Option<insights_projections::Views>,
+    sources: ApiSources<'_>,
     vault: impl FnOnce() -> Option<Arc<insights_privacy::vault::Vault>>,
     embedded: bool,
 ) -> Result<axum::Router> {
+    let ApiSources {
+        store,
+        views,
+        metrics,
+    } = sources;
+    let http = insights_api::metrics::HttpMetrics::register(metrics.registry())
+        .context("registering the API's request metrics")?;
     if !embedded && !args.secret.configured() && !args.idp.configured() {
         // A processor replica against a real cluster need not serve the API; one without
         // a way to check tokens serves only the ops endpoints.
         eprintln!(
             "insights: API disabled: no JWT secret (set INSIGHTS_JWT_SECRET or --jwt-secret-file) and no identity provider (--jwks-url)"
         );
-        return Ok(axum::Router::new());
+        return Ok(http.instrument(axum::Router::new()));
     }
     // The project's own tokens where a secret is (or, embedded, may be made), and the
     // identity provider's where one is configured.
@@ -512,7 +531,10 @@ async fn api_router(
         jwks: args.idp.auth().await,
     };
     let vault = vault();
-    let reviews = insights_api::ReviewQueue::default();
+    let reviews = insights_api::ReviewQueue::with_metrics(
+        insights_api::metrics::ReviewMetrics::register(metrics.registry())
+            .context("registering the review metrics")?,
+    );
     {
         let reviews = reviews.clone();
         let store = Arc::clone(store);
@@ -537,19 +559,35 @@ async fn api_router(
             None
         }
     };
-    if let Lease(Some(lease)) = args.review_lease {
-        tokio::spawn(insights_api::keep_leases(
+    let sla = match args.no_review_escalation {
+        true => None,
+        false => {
+            let m = crate::response::config(topology, &crate::response::LlmArgs::default())?
+                .policy
+                .sla_minutes;
+            let minutes = |n: u32| Duration::from_secs(u64::from(n) * 60);
+            Some(insights_api::reviews::Sla {
+                urgent: minutes(m.urgent),
+                high: minutes(m.high),
+                normal: minutes(m.normal),
+                low: minutes(m.low),
+            })
+        }
+    };
+    if args.review_lease.0.is_some() || sla.is_some() {
+        tokio::spawn(insights_api::keep_reviews(
             Arc::clone(store),
             reviews.clone(),
             publisher.clone(),
-            lease,
+            args.review_lease.0,
+            sla,
         ));
     }
     let limit = insights_api::RateLimit {
         per_second: args.api_rate_limit,
         burst: args.api_rate_limit.saturating_mul(2),
     };
-    Ok(insights_api::router_with(
+    Ok(http.instrument(insights_api::router_with(
         insights_api::AppState {
             store: Arc::clone(store),
             auth: Arc::new(auth),
@@ -562,7 +600,7 @@ async fn api_router(
             }),
         },
         limit,
-    ))
+    )))
 }
 
 /// A vault for re-identification in a process that does not run privacy (`--views-only`,

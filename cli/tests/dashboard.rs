@@ -155,6 +155,43 @@ fn the_dashboard_draws_the_pipelines_views_in_a_browser() {
         "{timeline}"
     );
 
+    // The dashboard's token is a reviewer's too: decide one item, so that the agreement
+    // table has a reading to compare with the model's label.
+    let (status, queue) = http(addr, "GET", "/v1/reviews", &token, None);
+    assert_eq!(status, 200, "{queue}");
+    let first = queue["items"][0]["review_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a review item: {queue}"))
+        .to_owned();
+    let (status, decided) = http(
+        addr,
+        "POST",
+        &format!("/v1/reviews/{first}/decision"),
+        &token,
+        Some(serde_json::json!({"decision": "approve", "corrected_sentiment": "neutral"})),
+    );
+    assert_eq!(status, 200, "{decided}");
+    let position = decided["position"].as_u64().expect("a position");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, agreement) = http(
+            addr,
+            "GET",
+            &format!("/v1/views/agreement?min_position={position}"),
+            &token,
+            None,
+        );
+        if status == 200 {
+            assert_eq!(agreement["model"]["n"], 1, "{agreement}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agreement view did not reach the decision at {position}: {status} {agreement}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let out = Command::new("node")
         .arg(browser.join("dashboard.mjs"))

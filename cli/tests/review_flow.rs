@@ -1,6 +1,7 @@
 //! The review workflow end to end through the runtime: `insights run` on the embedded
 //! default drafts replies and requests reviews; a reviewer, with a token from
-//! `insights token issue`, claims and edits one over HTTP; the decision lands in the store
+//! `insights token issue`, claims and edits one over HTTP, and a second reviewer agrees (an
+//! urgent item needs two opinions); the decisions land in the store
 //! and on `review.decisions`, where the response processor picks it up.
 
 use std::net::SocketAddr;
@@ -80,27 +81,31 @@ async fn a_reviewers_decision_over_http_lands_in_the_store_and_on_its_topic() {
     }
     let brokers = brokers.expect("the embedded broker's address");
 
-    let issued = Command::new(env!("CARGO_BIN_EXE_insights"))
-        .args([
-            "token",
-            "issue",
-            "--subject",
-            "alice",
-            "--role",
-            "reviewer",
-            "--ttl",
-            "1h",
-        ])
-        .current_dir(dir.path())
-        .env_remove("INSIGHTS_JWT_SECRET")
-        .output_within(testkit::COMMAND_LIMIT)
-        .expect("issues a token");
-    assert!(
-        issued.status.success(),
-        "{}",
-        String::from_utf8_lossy(&issued.stderr)
-    );
-    let token = String::from_utf8_lossy(&issued.stdout).trim().to_owned();
+    let issue = |subject: &str| {
+        let issued = Command::new(env!("CARGO_BIN_EXE_insights"))
+            .args([
+                "token",
+                "issue",
+                "--subject",
+                subject,
+                "--role",
+                "reviewer",
+                "--ttl",
+                "1h",
+            ])
+            .current_dir(dir.path())
+            .env_remove("INSIGHTS_JWT_SECRET")
+            .output_within(testkit::COMMAND_LIMIT)
+            .expect("issues a token");
+        assert!(
+            issued.status.success(),
+            "{}",
+            String::from_utf8_lossy(&issued.stderr)
+        );
+        String::from_utf8_lossy(&issued.stdout).trim().to_owned()
+    };
+    let token = issue("alice");
+    let bob = issue("bob");
 
     // The two that need a person reach the queue (the lexicon may send the third too,
     // for low confidence).
@@ -149,6 +154,19 @@ async fn a_reviewers_decision_over_http_lands_in_the_store_and_on_its_topic() {
         Some(json!({"decision": "edit", "text": reply, "corrected_sentiment": "negative"})),
     );
     assert_eq!(status, 200, "{body}");
+    // An urgent item needs a second opinion (the default policy): Bob's, the same.
+    assert_eq!(body["item"]["status"], "open", "{body}");
+    assert_eq!(body["item"]["opinions_required"], 2, "{body}");
+    let (status, body) = http(addr, "POST", &format!("/v1/reviews/{id}/claim"), &bob, None);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(
+        addr,
+        "POST",
+        &format!("/v1/reviews/{id}/decision"),
+        &bob,
+        Some(json!({"decision": "edit", "text": reply})),
+    );
+    assert_eq!(status, 200, "{body}");
     let position = body["position"].as_u64().expect("a position");
     let (_, body) = http(
         addr,
@@ -162,9 +180,9 @@ async fn a_reviewers_decision_over_http_lands_in_the_store_and_on_its_topic() {
         "read-your-writes: {body}"
     );
 
-    // Published for the processors downstream: the decision and the approved reply.
+    // Published for the processors downstream: the claims, the opinions and the reply.
     let messages =
-        testkit::read_topic(&brokers, "review.decisions", 3, Duration::from_secs(30)).await;
+        testkit::read_topic(&brokers, "review.decisions", 5, Duration::from_secs(30)).await;
     let codec = Codec::new();
     let published: Vec<Envelope> = messages
         .iter()
@@ -174,7 +192,13 @@ async fn a_reviewers_decision_over_http_lands_in_the_store_and_on_its_topic() {
     let types: Vec<&str> = published.iter().map(Envelope::event_type).collect();
     assert_eq!(
         types,
-        ["ReviewClaimed", "ReviewDecided", "ResponseApproved"],
+        [
+            "ReviewClaimed",
+            "ReviewDecided",
+            "ReviewClaimed",
+            "ReviewDecided",
+            "ResponseApproved"
+        ],
         "{published:?}"
     );
 
@@ -208,9 +232,15 @@ async fn a_reviewers_decision_over_http_lands_in_the_store_and_on_its_topic() {
             _ => None,
         })
         .collect();
-    assert_eq!(decided.len(), 1);
-    assert_eq!(decided[0].reviewer, "alice");
-    assert_eq!(decided[0].review_id.to_string(), id);
+    let opinions: Vec<(&str, &str, bool)> = decided
+        .iter()
+        .map(|d| (d.reviewer.as_str(), d.role.as_str(), d.settles))
+        .collect();
+    assert_eq!(
+        opinions,
+        [("alice", "first", false), ("bob", "second", true)]
+    );
+    assert!(decided.iter().all(|d| d.review_id.to_string() == id));
     let approved: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.event {

@@ -187,6 +187,7 @@ fn log() -> Vec<Envelope> {
                             intent: "technical".into(),
                             sentiment_label: "negative".into(),
                             backend: "openai".into(),
+                            opinions_required: 1,
                         }),
                     );
                     request.stream_id = review_stream(&review_id);
@@ -215,6 +216,8 @@ fn log() -> Vec<Envelope> {
                                 edited_text: None,
                                 reason: None,
                                 corrected_sentiment: None,
+                                role: "sole".into(),
+                                settles: true,
                             }),
                         );
                         decided.stream_id = review_stream(&review_id);
@@ -969,6 +972,7 @@ both_backends!(
     an_event_time_watermark_needs_no_fairness_reports,
     each_interaction_counts_once_per_model_version,
     a_page_at_a_time_equals_one_event_at_a_time,
+    agreement_equals_scikit_learn,
 );
 
 #[tokio::test]
@@ -997,4 +1001,255 @@ async fn answers_are_computed_once_per_position() {
         .expect("d");
     assert_eq!(d["n"], 4, "another query: its own answer");
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+/// The agreement view's κ equals scikit-learn's `cohen_kappa_score` (1.9.1, in
+/// `.tools/fairness-venv`) on a random log of reviews: sole decisions, pairs of opinions
+/// that agree or disagree (then an arbiter's ruling), an item waiting for its second
+/// opinion, corrections of the model's label, and requests without a label.
+async fn agreement_equals_scikit_learn(fx: Fixture) {
+    let reviewers = ["ana", "ben", "cy", "dee"];
+    let labels = ["negative", "neutral", "positive"];
+    let decisions = [
+        ReviewDecision::Approve,
+        ReviewDecision::Edit,
+        ReviewDecision::Reject,
+    ];
+    let name = |d: ReviewDecision| match d {
+        ReviewDecision::Approve => "approve",
+        ReviewDecision::Edit => "edit",
+        ReviewDecision::Reject => "reject",
+    };
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |below: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % below
+    };
+    let mut events = Vec::new();
+    // What the view must pair up, known from the generator: (a, b, day, x, y) and
+    // (reviewer, day, reading, model).
+    let mut pairs: Vec<(String, String, String, String, String)> = Vec::new();
+    let mut readings: Vec<(String, String, String, String)> = Vec::new();
+    /// Some time in the first four days: (its day, the instant).
+    fn when(next: &mut impl FnMut(u64) -> u64) -> (i64, i64) {
+        let day = START + (next(4) as i64) * DAY;
+        (day, day + (next(86_400) as i64) * 1_000_000)
+    }
+    let mut id = 50_000_u128;
+    for item in 0..400_u128 {
+        id += 4;
+        let review_id = Uuid::from_u128(900_000 + item);
+        let c = context(item, START);
+        let model = if next(20) == 0 {
+            ""
+        } else {
+            labels[next(3) as usize]
+        };
+        let double = next(2) == 0 || item == 399;
+        let mut request = envelope(
+            review_id.as_u128(),
+            &c.conversation_id,
+            "response",
+            Event::ReviewRequested(ReviewRequested {
+                context: c.clone(),
+                draft_event_id: Uuid::from_u128(item),
+                reasons: vec!["negative_sentiment".into()],
+                priority: "high".into(),
+                sla_deadline: Timestamp(START + DAY),
+                draft_text: "We are on it.".into(),
+                inquiry_text: "text".into(),
+                intent: "technical".into(),
+                sentiment_label: model.into(),
+                backend: "openai".into(),
+                opinions_required: if double { 2 } else { 1 },
+            }),
+        );
+        request.stream_id = review_stream(&review_id);
+        events.push(request);
+        let opinion = |n: u128,
+                       (day, at): (i64, i64),
+                       reviewer: &str,
+                       role: &str,
+                       settles: bool,
+                       decision,
+                       corrected| {
+            let mut e = envelope(
+                n,
+                &c.conversation_id,
+                "review-api",
+                Event::ReviewDecided(ReviewDecided {
+                    context: c.clone(),
+                    review_id,
+                    reviewer: reviewer.into(),
+                    decision,
+                    edited_text: (decision == ReviewDecision::Edit).then(|| "Better.".into()),
+                    reason: (decision == ReviewDecision::Reject).then(|| "No.".into()),
+                    corrected_sentiment: corrected,
+                    role: role.into(),
+                    settles,
+                }),
+            );
+            e.stream_id = review_stream(&review_id);
+            e.occurred_at = Timestamp(at);
+            (e, Timestamp(day).to_string())
+        };
+        let mut read = |reviewer: &str, day: &str, corrected: &Option<String>| {
+            if !model.is_empty() {
+                readings.push((
+                    reviewer.into(),
+                    day.into(),
+                    corrected.clone().unwrap_or_else(|| model.into()),
+                    model.into(),
+                ));
+            }
+        };
+        let a = reviewers[next(4) as usize];
+        let x = decisions[next(3) as usize];
+        let corrected = (next(10) < 3).then(|| labels[next(3) as usize].to_owned());
+        if !double {
+            let (e, day) = opinion(
+                id + 1,
+                when(&mut next),
+                a,
+                "sole",
+                true,
+                x,
+                corrected.clone(),
+            );
+            events.push(e);
+            read(a, &day, &corrected);
+            continue;
+        }
+        let (e, day_a) = opinion(
+            id + 1,
+            when(&mut next),
+            a,
+            "first",
+            false,
+            x,
+            corrected.clone(),
+        );
+        events.push(e);
+        read(a, &day_a, &corrected);
+        if item == 399 {
+            // Still waiting for its second opinion: no pair yet.
+            continue;
+        }
+        let b = loop {
+            let b = reviewers[next(4) as usize];
+            if b != a {
+                break b;
+            }
+        };
+        let y = if next(10) < 6 {
+            x
+        } else {
+            decisions[next(3) as usize]
+        };
+        let corrected = (next(10) < 3).then(|| labels[next(3) as usize].to_owned());
+        let (e, day_b) = opinion(
+            id + 2,
+            when(&mut next),
+            b,
+            "second",
+            x == y,
+            y,
+            corrected.clone(),
+        );
+        events.push(e);
+        read(b, &day_b, &corrected);
+        pairs.push((a.into(), b.into(), day_b, name(x).into(), name(y).into()));
+        if x != y {
+            let (e, day) = opinion(id + 3, when(&mut next), "root", "arbiter", true, y, None);
+            events.push(e);
+            read("root", &day, &None);
+        }
+    }
+    fill(&*fx.store, &events).await;
+    let db = fx.db().await;
+    build(&db, &fx.store, "agreement", 61).await;
+    let ours = views::agreement::query(&db, &Default::default())
+        .await
+        .expect("agreement");
+
+    let input = serde_json::json!({"pairs": pairs, "readings": readings});
+    let venv =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/fairness-venv/bin/python");
+    assert!(
+        venv.exists(),
+        "{} is missing: run scripts/setup.sh",
+        venv.display()
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("agreement.json");
+    std::fs::write(&path, input.to_string()).expect("writes the input");
+    let out = {
+        use testkit::OutputWithin as _;
+        std::process::Command::new(venv)
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agreement.py"))
+            .arg(&path)
+            .output_within(testkit::COMMAND_LIMIT)
+            .expect("runs the reference")
+    };
+    assert!(
+        out.status.success(),
+        "the reference failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: Value = serde_json::from_slice(&out.stdout).expect("reference JSON");
+
+    let same = |what: &str, ours: &Value, theirs: &Value| {
+        assert_eq!(ours["n"], theirs["n"], "{what}: n");
+        for field in ["agreement", "kappa"] {
+            match (ours[field].as_f64(), theirs[field].as_f64()) {
+                (Some(a), Some(b)) => {
+                    assert!(
+                        (a - b).abs() <= 1e-12,
+                        "{what}: {field} ours {a}, sklearn {b}"
+                    )
+                }
+                (a, b) => assert_eq!(a, b, "{what}: {field} (null where undefined)"),
+            }
+        }
+    };
+    let mut compared = 0;
+    for (side, groups) in [
+        ("reviewers", &["by_reviewer", "by_day"][..]),
+        ("model", &["by_reviewer", "by_day", "by_reviewer_day"][..]),
+    ] {
+        same(side, &ours[side], &theirs[side]["all"]);
+        for group in groups {
+            let reference = theirs[side][group].as_object().expect("groups");
+            let rows = ours[side][*group].as_array().expect("rows");
+            assert_eq!(rows.len(), reference.len(), "{side} {group}: {ours}");
+            for row in rows {
+                let key = match *group {
+                    "by_reviewer" => row["reviewer"].clone(),
+                    "by_day" => row["day"].clone(),
+                    _ => serde_json::json!([row["reviewer"], row["day"]]),
+                };
+                let theirs = reference
+                    .iter()
+                    .find(|(k, _)| serde_json::from_str::<Value>(k).ok() == Some(key.clone()))
+                    .map(|(_, v)| v)
+                    .unwrap_or_else(|| panic!("{side} {group}: no reference for {key}"));
+                same(&format!("{side} {group} {key}"), row, theirs);
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared >= 30, "{compared} groups compared");
+    assert!(
+        ours["reviewers"]["n"].as_u64().is_some_and(|n| n > 150),
+        "{ours}"
+    );
+    assert!(
+        ours["reviewers"]["disagreements"]
+            .as_u64()
+            .is_some_and(|n| n > 30),
+        "{ours}"
+    );
+    fx.drop_schema().await;
 }

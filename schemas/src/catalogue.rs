@@ -298,6 +298,7 @@ mod tests {
             "SubjectErased",
             "DeadLetterRedriven",
             "ReviewReleased",
+            "ReviewEscalated",
         ] {
             let v = c
                 .current(name)

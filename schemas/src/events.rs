@@ -220,6 +220,37 @@ pub struct ReviewRequested {
     pub sentiment_label: String,
     #[serde(default)]
     pub backend: String,
+    /// How many independent reviewers must decide: 1, or 2 (a second opinion).
+    #[serde(default = "one")]
+    pub opinions_required: i32,
+}
+
+fn one() -> i32 {
+    1
+}
+
+fn sole() -> String {
+    "sole".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A review item missed its SLA deadline without a settling decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ReviewEscalated {
+    pub review_id: Uuid,
+    pub from_priority: String,
+    /// One step up from `from_priority`; urgent stays urgent.
+    pub to_priority: String,
+    /// The deadline that passed.
+    pub missed_deadline: Timestamp,
+    /// The new deadline.
+    pub sla_deadline: Timestamp,
+    /// How many times the item has been escalated, this one included.
+    pub level: i32,
 }
 
 /// A reviewer took a review item.
@@ -270,6 +301,13 @@ pub struct ReviewDecided {
     pub reason: Option<String>,
     #[serde(default)]
     pub corrected_sentiment: Option<String>,
+    /// `sole`, `first`, `second` or `arbiter`.
+    #[serde(default = "sole")]
+    pub role: String,
+    /// Whether this decision settles the item (only a settling approve or edit sends a
+    /// reply).
+    #[serde(default = "yes")]
+    pub settles: bool,
 }
 
 /// Counts and rates of one group in a fairness report.
@@ -430,6 +468,7 @@ pub enum Event {
     SubjectErased(SubjectErased),
     DeadLetterRedriven(DeadLetterRedriven),
     ReviewReleased(ReviewReleased),
+    ReviewEscalated(ReviewEscalated),
 }
 
 impl Event {
@@ -449,7 +488,8 @@ impl Event {
             | Event::DeadLettered(_)
             | Event::SubjectErased(_)
             | Event::DeadLetterRedriven(_)
-            | Event::ReviewReleased(_) => None,
+            | Event::ReviewReleased(_)
+            | Event::ReviewEscalated(_) => None,
         }
     }
 
@@ -470,6 +510,7 @@ impl Event {
             Event::SubjectErased(_) => "SubjectErased",
             Event::DeadLetterRedriven(_) => "DeadLetterRedriven",
             Event::ReviewReleased(_) => "ReviewReleased",
+            Event::ReviewEscalated(_) => "ReviewEscalated",
         }
     }
 }

@@ -378,6 +378,8 @@ fn review_decisions_round_trip_with_enum_symbols() {
             edited_text: Some("Sorry about that!".into()),
             reason: None,
             corrected_sentiment: Some("neutral".into()),
+            role: "sole".into(),
+            settles: true,
         }),
         ..scored()
     };

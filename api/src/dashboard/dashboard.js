@@ -34,6 +34,23 @@ async function api(path) {
   return body;
 }
 
+async function post(path) {
+  const res = await fetch(path, { method: "POST", headers: { Authorization: `Bearer ${token}` } });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(`${path}: ${body.error ? body.error.message : res.status}`);
+  return body;
+}
+
+// The token's subject (who "I" am in the review queue), read from its payload.
+function subject() {
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(payload)).sub;
+  } catch {
+    return null;
+  }
+}
+
 function el(tag, attrs = {}, ...children) {
   const e = tag.startsWith("svg:") ? document.createElementNS(SVG, tag.slice(4)) : document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -203,17 +220,61 @@ async function fairness() {
   document.getElementById("fairness-alerts").replaceChildren(el("li", {}, `rate of ${report.outcome} per group${conf}, window ending ${day(Date.parse(report.window_end))}; ${metrics.join(", ")}`), ...alerts);
 }
 
+// Claim or release an item from the queue, then redraw it.
+function action(item, me) {
+  const act = (what) => async (ev) => {
+    ev.target.disabled = true;
+    try {
+      await post(`/v1/reviews/${item.review_id}/${what}`);
+      await reviews();
+    } catch (e) {
+      document.getElementById("status").textContent = `error: ${e.message}`;
+      document.getElementById("status").className = "error";
+      ev.target.disabled = false;
+    }
+  };
+  const mine = item.opinions.some((o) => o.reviewer === me);
+  if (item.status === "open" && !mine) {
+    const b = el("button", { type: "button" }, "claim");
+    b.addEventListener("click", act("claim"));
+    return b;
+  }
+  if (item.status === "claimed" && item.claimed_by === me) {
+    const b = el("button", { type: "button" }, "release");
+    b.addEventListener("click", act("release"));
+    return b;
+  }
+  return "";
+}
+
 async function reviews() {
   const q = await api("/v1/reviews?status=pending&limit=12");
+  const me = subject();
   document.getElementById("queue-count").textContent = `${q.total} pending`;
   const rows = q.items.map((i) => [
-    el("span", { class: `tag ${i.priority}` }, i.priority),
+    el("span", {}, el("span", { class: `tag ${i.priority}` }, i.priority), i.escalations ? el("span", { class: "overdue", title: "escalated past its SLA" }, ` ↑${i.escalations}`) : ""),
+    el("span", { class: i.status === "disputed" ? "overdue" : "" }, i.opinions_required > 1 ? `${i.status} · ${i.opinions.length}/${i.opinions_required} opinions` : i.status),
     i.intent || "",
     el("span", {}, ...i.reasons.map((r) => el("span", { class: "tag" }, r))),
     el("span", { class: i.overdue ? "overdue" : "" }, `${fmtNumber(i.age_seconds / 3600, 1)} h${i.overdue ? " overdue" : ""}`),
     i.claimed_by || "–",
+    action(i, me),
   ]);
-  table(document.getElementById("reviews"), ["priority", "intent", "reasons", "age", "claimed by"], rows, "nothing waiting for a reviewer");
+  table(document.getElementById("reviews"), ["priority", "status", "intent", "reasons", "age", "claimed by", ""], rows, "nothing waiting for a reviewer");
+}
+
+// Cohen's kappa between reviewers (second opinions) and between reviewers and the model.
+async function agreement() {
+  const a = await api("/v1/views/agreement");
+  const kappa = (k) => (k === null || k === undefined ? "–" : fmtNumber(k, 2));
+  const line = (between, who, s) => [between, who, fmtNumber(s.n), pct(s.agreement), kappa(s.kappa)];
+  const rows = [];
+  for (const [between, side] of [["reviewer–reviewer", a.reviewers], ["reviewer–model", a.model]]) {
+    if (!side.n) continue;
+    rows.push(line(between, "all", side));
+    side.by_reviewer.slice(0, 8).forEach((r) => rows.push(line(between, r.reviewer, r)));
+  }
+  table(document.getElementById("agreement"), ["between", "who", "n#", "agree#", "κ#"], rows, "no reviewed items yet");
 }
 
 async function health() {
@@ -262,7 +323,7 @@ async function refresh() {
   const status = document.getElementById("status");
   try {
     const all = await sentiment();
-    await Promise.all([kpis(all), fairness(), reviews(), health(), anomalies()]);
+    await Promise.all([kpis(all), fairness(), reviews(), agreement(), health(), anomalies()]);
     status.textContent = `updated ${new Date().toLocaleTimeString()} · store position ${all.position}`;
     status.className = "";
     document.body.dataset.ready = "1";

@@ -6,7 +6,9 @@
 // - with one, every chart reports marks drawn (data-points) and its screenshot holds
 //   coloured pixels (marks, not just axes and grey text);
 // - the fairness bars carry their confidence intervals, the metrics theirs;
-// - the tables filled in, and the page logged no errors.
+// - the tables filled in (the agreement table with the decision the harness made);
+// - a reviewer claims an item from the queue and hands it back with the row's buttons;
+// - the page logged no errors.
 // Prints a JSON summary; exits 1 naming what failed.
 import { chromium } from "playwright-core";
 import { PNG } from "pngjs";
@@ -60,11 +62,17 @@ try {
   const fairnessText = await page.locator("#fairness-alerts").innerText();
   if (!/\[[-0-9.]+, [-0-9.]+\]/.test(fairnessText)) failures.push(`fairness: no metric interval in "${fairnessText.slice(0, 200)}"`);
   const rows = {};
-  for (const table of ["reviews", "views", "anomalies"]) {
+  for (const table of ["reviews", "agreement", "views", "anomalies"]) {
     rows[table] = await page.locator(`#${table} tr td:not(.empty)`).count();
   }
   if (rows.views === 0) failures.push("the view status table is empty");
   if (rows.reviews === 0) failures.push("the review queue is empty");
+  // The harness decided one item before: its reviewer's reading against the model's label.
+  const agreementText = await page.locator("#agreement").innerText();
+  if (!agreementText.includes("reviewer–model")) failures.push(`no reviewer–model agreement: "${agreementText.slice(0, 200)}"`);
+  // The token is a reviewer's: claim an item from the queue, then hand it back.
+  const claimed = await claimAndRelease(page);
+  if (claimed) failures.push(claimed);
   const kpis = await page.locator("#kpis .kpi").count();
   if (kpis < 5) failures.push(`only ${kpis} key figures`);
   await page.screenshot({ path: out, fullPage: true });
@@ -76,4 +84,27 @@ if (errors.length) failures.push(`page errors: ${errors.join("; ")}`);
 if (failures.length) {
   console.error(failures.join("\n"));
   process.exit(1);
+}
+
+// Clicks the first item's claim button, waits for its release button, clicks that and
+// waits for the claim to be gone; returns what went wrong, if anything.
+async function claimAndRelease(page) {
+  const claim = page.locator("#reviews button", { hasText: "claim" }).first();
+  if ((await claim.count()) === 0) return "no claim button in the review queue";
+  await claim.click();
+  const release = page.locator("#reviews button", { hasText: "release" });
+  try {
+    await release.first().waitFor({ timeout: 15000 });
+  } catch {
+    return "claiming from the dashboard showed no release button within 15 s";
+  }
+  const claimedBy = await page.locator("#reviews").innerText();
+  if (!claimedBy.includes("dashboard")) return `the claimed item does not show its holder: "${claimedBy.slice(0, 300)}"`;
+  await release.first().click();
+  try {
+    await release.first().waitFor({ state: "detached", timeout: 15000 });
+  } catch {
+    return "releasing from the dashboard left the release button for 15 s";
+  }
+  return null;
 }

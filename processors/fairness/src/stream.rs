@@ -9,7 +9,7 @@
 //! | `escalated` | `ReviewRequested` / automatic `ResponseApproved` | sent to review | — |
 //! | `auto_approved` | the same | approved without a person | — |
 //! | `slow_draft` | `ResponseDrafted` | drafting took longer than `slow_draft_ms` | — |
-//! | `sentiment_vs_reviewer` | `ReviewDecided` (+ the model's label from its `ReviewRequested`) | the model said negative | the reviewer's reading (`corrected_sentiment`, else the model's label stands) |
+//! | `sentiment_vs_reviewer` | the `ReviewDecided` that settles the item (+ the model's label from its `ReviewRequested`) | the model said negative | the reviewer's reading (`corrected_sentiment`, else the model's label stands) |
 //!
 //! Each outcome is counted per attribute set — every configured sensitive attribute on its
 //! own and each configured intersection — in event-time windows ([`crate::window`]).
@@ -382,7 +382,9 @@ impl FairnessProcessor {
                     None,
                 )],
             )),
-            Event::ReviewDecided(d) => {
+            // The decision that settles the item is the reviewers' reading (a first opinion
+            // waits for the second; a dispute for the ruling).
+            Event::ReviewDecided(d) if d.settles => {
                 let (model, _) = self.review_labels.remove(&d.review_id)?;
                 let truth = d.corrected_sentiment.as_deref().unwrap_or(&model);
                 Some((
@@ -712,7 +714,8 @@ impl Processor for FairnessProcessor {
             | Event::ReviewRequested(_)
             | Event::ReviewDecided(_)
             | Event::ReviewClaimed(_)
-            | Event::ReviewReleased(_) => {
+            | Event::ReviewReleased(_)
+            | Event::ReviewEscalated(_) => {
                 Ok(self.observe(input, Some((ctx.source, ctx.now.micros()))))
             }
             other => Err(ProcessError::Poison(format!(
@@ -1089,6 +1092,7 @@ mod tests {
                     intent: "general".into(),
                     sentiment_label: "negative".into(),
                     backend: "template".into(),
+                    opinions_required: 1,
                 }),
             ));
             // Reviewers disagree with the model for every third message.
@@ -1102,6 +1106,8 @@ mod tests {
                     edited_text: None,
                     reason: None,
                     corrected_sentiment: (n % 3 == 0).then(|| "neutral".into()),
+                    role: "sole".into(),
+                    settles: true,
                 }),
             ));
         }

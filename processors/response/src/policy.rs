@@ -37,6 +37,53 @@ pub struct PolicyConfig {
     pub review_sentiment_fallback: bool,
     /// Minutes until a review item's SLA deadline, by priority.
     pub sla_minutes: SlaMinutes,
+    /// Which review items need two independent decisions.
+    pub second_opinion: SecondOpinion,
+}
+
+/// Which review items need a second, independent decision: a sampled fraction of all,
+/// and every item of the listed priorities or intents. The sample is drawn from the
+/// review id (itself derived from the input), so the same input picks the same items.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecondOpinion {
+    /// The fraction of review items sampled for a second opinion, in [0, 1].
+    pub fraction: f64,
+    /// Priorities whose items always get one.
+    pub priorities: Vec<String>,
+    /// Intents whose items always get one.
+    pub intents: Vec<String>,
+}
+
+impl Default for SecondOpinion {
+    fn default() -> Self {
+        SecondOpinion {
+            fraction: 0.05,
+            priorities: vec!["urgent".into()],
+            intents: vec!["legal".into()],
+        }
+    }
+}
+
+impl SecondOpinion {
+    /// How many independent decisions the review item `review_id` of `priority` about
+    /// `intent` needs: 2 if it is listed or sampled, else 1.
+    pub fn opinions_required(
+        &self,
+        review_id: uuid::Uuid,
+        priority: Priority,
+        intent: &str,
+    ) -> i32 {
+        let listed = self.priorities.iter().any(|p| p == priority.as_str())
+            || self.intents.iter().any(|i| i == intent);
+        // A uniform draw in [0, 1) from the id's last 56 bits: a SHA-256 in derived ids
+        // (whose first 48 bits are a time), random in v4 ids; the version and variant
+        // bits are before them.
+        let mut tail = [0u8; 8];
+        tail[1..].copy_from_slice(&review_id.as_bytes()[9..]);
+        let draw = u64::from_be_bytes(tail) as f64 / (1u64 << 56) as f64;
+        if listed || draw < self.fraction { 2 } else { 1 }
+    }
 }
 
 impl Default for PolicyConfig {
@@ -49,6 +96,7 @@ impl Default for PolicyConfig {
             review_template_fallback: true,
             review_sentiment_fallback: false,
             sla_minutes: SlaMinutes::default(),
+            second_opinion: SecondOpinion::default(),
         }
     }
 }
@@ -116,6 +164,28 @@ impl PolicyConfig {
         ] {
             if !(0.0..=1.0).contains(&v) {
                 problems.push(format!("policy.{field} must be within [0, 1], not {v}"));
+            }
+        }
+        let so = &self.second_opinion;
+        if !(0.0..=1.0).contains(&so.fraction) {
+            problems.push(format!(
+                "policy.second_opinion.fraction must be within [0, 1], not {}",
+                so.fraction
+            ));
+        }
+        for p in &so.priorities {
+            if !["low", "normal", "high", "urgent"].contains(&p.as_str()) {
+                problems.push(format!(
+                    "policy.second_opinion.priorities: unknown priority `{p}` (known: low, normal, high, urgent)"
+                ));
+            }
+        }
+        for name in &so.intents {
+            if Intent::parse(name).is_none() {
+                problems.push(format!(
+                    "policy.second_opinion.intents: unknown intent `{name}` (known: {})",
+                    Intent::ALL.map(Intent::as_str).join(", ")
+                ));
             }
         }
         if problems.is_empty() {
@@ -468,5 +538,60 @@ mod tests {
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("weather"));
         assert!(PolicyConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn second_opinions_go_to_listed_items_and_a_stable_sample_of_the_rest() {
+        let so = SecondOpinion::default();
+        let ids: Vec<uuid::Uuid> = (0..20_000u32)
+            .map(|i| {
+                insights_schemas::Envelope::derived_id(
+                    "response",
+                    "key",
+                    insights_schemas::Timestamp(0),
+                    i,
+                )
+            })
+            .collect();
+        // Every urgent item and every legal one.
+        assert!(
+            ids.iter()
+                .all(|id| so.opinions_required(*id, Priority::Urgent, "billing") == 2)
+        );
+        assert!(
+            ids.iter()
+                .all(|id| so.opinions_required(*id, Priority::Low, "legal") == 2)
+        );
+        // About the fraction of the others (20,000 draws: the binomial sd is 0.15%), and
+        // the same ones every time.
+        let sampled = ids
+            .iter()
+            .filter(|id| so.opinions_required(**id, Priority::Normal, "billing") == 2)
+            .count();
+        let share = sampled as f64 / ids.len() as f64;
+        assert!((share - 0.05).abs() < 0.01, "{share}");
+        let again = ids
+            .iter()
+            .filter(|id| so.opinions_required(**id, Priority::Normal, "billing") == 2)
+            .count();
+        assert_eq!(sampled, again);
+        let none = SecondOpinion {
+            fraction: 0.0,
+            priorities: vec![],
+            intents: vec![],
+        };
+        assert!(
+            ids.iter()
+                .all(|id| none.opinions_required(*id, Priority::Urgent, "legal") == 1)
+        );
+        let bad = PolicyConfig {
+            second_opinion: SecondOpinion {
+                fraction: 1.5,
+                priorities: vec!["asap".into()],
+                intents: vec!["weather".into()],
+            },
+            ..Default::default()
+        };
+        assert_eq!(bad.validate().expect_err("invalid").len(), 3);
     }
 }

@@ -316,6 +316,10 @@ impl ResponseProcessor {
             Decision::Review { reasons, priority } => {
                 let review_id = ctx.output_event_id(self.name(), 1);
                 let minutes = i64::from(self.policy.sla(priority));
+                let opinions_required = self
+                    .policy
+                    .second_opinion
+                    .opinions_required(review_id, priority, &intent);
                 out.push(Output {
                     topic: self.review_topic.clone(),
                     stream_id: review_stream(&review_id),
@@ -331,6 +335,7 @@ impl ResponseProcessor {
                         intent,
                         sentiment_label: label_name(s.label).to_owned(),
                         backend: drafted.draft.backend,
+                        opinions_required,
                     }),
                 });
             }
@@ -389,9 +394,10 @@ impl Processor for ResponseProcessor {
                 Ok(Vec::new())
             }
             // Reviewers' other events share the decisions topic; nothing to draft.
-            Event::ReviewDecided(_) | Event::ReviewClaimed(_) | Event::ReviewReleased(_) => {
-                Ok(Vec::new())
-            }
+            Event::ReviewDecided(_)
+            | Event::ReviewClaimed(_)
+            | Event::ReviewReleased(_)
+            | Event::ReviewEscalated(_) => Ok(Vec::new()),
             other => Err(ProcessError::Poison(format!(
                 "response consumes SentimentScored and reviewers' decisions, not {}",
                 other.event_type()

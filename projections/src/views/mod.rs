@@ -8,10 +8,12 @@
 //! | `fairness` | `view_fairness_latest`, `view_fairness_alerts` | fairness reports and alerts |
 //! | `health` | `view_event_rate`, `view_dead_letters`, `view_producers` | every event |
 //! | `anomalies` | `view_anomaly_buckets`, `view_anomalies` | `SentimentScored` → `AnomalyDetected` |
+//! | `agreement` | `view_review_items`, `view_review_opinions` | review requests and decisions |
 //!
 //! Time buckets are UTC and by the interaction's own time (`sent_at`), so a replay of old
 //! traffic lands where it happened; pipeline health is by the store's time.
 
+pub mod agreement;
 pub mod anomalies;
 pub mod fairness;
 pub mod health;
@@ -46,6 +48,7 @@ pub fn all(anomaly: anomalies::AnomalyConfig) -> Vec<Arc<dyn Projection>> {
         Arc::new(fairness::Fairness),
         Arc::new(health::Health),
         Arc::new(anomalies::Anomalies::new(anomaly)),
+        Arc::new(agreement::Agreement),
     ]
 }
 
@@ -57,6 +60,7 @@ pub const NAMES: &[&str] = &[
     "fairness",
     "health",
     "anomalies",
+    "agreement",
 ];
 
 /// One view by name, or an error naming the views there are.

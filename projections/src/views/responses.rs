@@ -129,6 +129,16 @@ fn metrics(e: &Envelope) -> Option<(Timestamp, Vec<Metric>)> {
             }
             q.context.sent_at
         }
+        // Settling decisions count as the item's outcome; opinions that did not settle
+        // it (a first of two, a disagreeing second) as opinions.
+        Event::ReviewDecided(d) if !d.settles => {
+            let decision = serde_json::to_value(d.decision)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            rows.push(("review_opinion", decision, 0.0));
+            d.context.sent_at
+        }
         Event::ReviewDecided(d) => {
             let decision = serde_json::to_value(d.decision)
                 .ok()
@@ -233,6 +243,7 @@ pub async fn query(db: &Db, q: &ResponsesQuery) -> Result<Value, ProjectionError
         "review_priorities": counts("review_requested"),
         "review_reasons": counts("review_reason"),
         "review_decisions": counts("review_decided"),
+        "review_non_settling_opinions": counts("review_opinion"),
         "intents": counts("intent"),
         "daily": days.into_iter().map(|(day, mut m)| {
             m.insert("day".into(), super::time(day));

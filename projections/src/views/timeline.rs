@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use insights_schemas::Timestamp;
-use insights_schemas::{Envelope, Event, ReviewClaimed, ReviewReleased};
+use insights_schemas::{Envelope, Event, ReviewClaimed, ReviewEscalated, ReviewReleased};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -53,6 +53,7 @@ const TYPES: &[&str] = &[
     "ReviewRequested",
     "ReviewClaimed",
     "ReviewReleased",
+    "ReviewEscalated",
     "ReviewDecided",
 ];
 
@@ -87,9 +88,15 @@ fn summary(e: &Envelope) -> Value {
             "review_id": r.review_id, "reviewer": r.reviewer, "reason": r.reason,
             "released_by": r.released_by,
         }),
+        Event::ReviewEscalated(x) => json!({
+            "review_id": x.review_id, "from_priority": x.from_priority,
+            "to_priority": x.to_priority, "missed_deadline": time(x.missed_deadline.micros()),
+            "sla_deadline": time(x.sla_deadline.micros()), "level": x.level,
+        }),
         Event::ReviewDecided(d) => json!({
             "interaction_id": d.context.interaction_id, "review_id": d.review_id,
             "reviewer": d.reviewer, "decision": d.decision, "reason": d.reason,
+            "role": d.role, "settles": d.settles,
         }),
         _ => Value::Null,
     }
@@ -129,7 +136,8 @@ impl Projection for Timeline {
             let conversation = match (&e.event, e.event.context()) {
                 (_, Some(c)) => c.conversation_id.clone(),
                 (Event::ReviewClaimed(ReviewClaimed { review_id, .. }), None)
-                | (Event::ReviewReleased(ReviewReleased { review_id, .. }), None) => {
+                | (Event::ReviewReleased(ReviewReleased { review_id, .. }), None)
+                | (Event::ReviewEscalated(ReviewEscalated { review_id, .. }), None) => {
                     let review = review_id.to_string();
                     let known =
                         match requested.get(&review) {
@@ -178,7 +186,9 @@ impl Projection for Timeline {
             };
             let open = match &e.event {
                 Event::ReviewRequested(_) => 1,
-                Event::ReviewDecided(_) => -1,
+                // Only the decision that settles an item closes it (a second opinion's
+                // first half does not).
+                Event::ReviewDecided(d) if d.settles => -1,
                 _ => 0,
             };
             conversations.push((
