@@ -6,6 +6,9 @@
 //!   with Luhn, IBAN with mod-97, US SSN rules, IPv4/IPv6, URL), context-driven ones
 //!   (person names after "my name is"/"ich heiße"/…, street addresses and units, dates,
 //!   birth years, ages, titles, organizations by legal form), and overlap resolution.
+//! - [`national`] — national identifiers of Spain, the Netherlands, France, Germany, the
+//!   UK and the US, validated by their check digits, and passports and driving licences
+//!   after their names in five languages.
 //! - `gazetteer` — names and places without context words, from Faker's locale data and
 //!   the tz database (`data/`), with a stoplist of common words.
 //! - [`tagger`] — a learned sequence tagger (averaged perceptron over sparse features,
@@ -24,6 +27,7 @@
 //!   declared demographics are kept as structured fields, never derived from text.
 //!
 mod gazetteer;
+pub mod national;
 pub mod recognizers;
 pub mod tagger;
 pub mod vault;
@@ -554,6 +558,51 @@ mod tests {
             .take(s.replaced[0].end - s.replaced[0].start)
             .collect();
         assert!(person.starts_with("<PERSON_"), "{person}");
+    }
+
+    #[test]
+    fn national_identifiers_are_scrubbed_in_each_language_path() {
+        // English goes through the tagger as well; the others through the rules alone.
+        for (language, text, secrets) in [
+            (
+                "en",
+                "My passport number is C01X00T47 and my NI number AB 12 34 56 C.",
+                &["C01X00T47", "AB 12 34 56 C"][..],
+            ),
+            (
+                "de",
+                "Meine Steuer-ID ist 86095742719, Personalausweisnummer L01X00T471.",
+                &["86095742719", "L01X00T471"],
+            ),
+            (
+                "fr",
+                "Mon NIR : 1 84 03 76 451 089 96, permis de conduire 13AA00002.",
+                &["1 84 03 76 451 089 96", "13AA00002"],
+            ),
+            (
+                "es",
+                "Mi DNI es 12345678Z y mi NIE X1234567L, pasaporte PAA123456.",
+                &["12345678Z", "X1234567L", "PAA123456"],
+            ),
+            (
+                "nl",
+                "Mijn BSN is 111222333 en mijn rijbewijsnummer 5123456789.",
+                &["111222333", "5123456789"],
+            ),
+        ] {
+            let scope = Scope {
+                language: Some(language),
+                ..Scope::new("acme", "c1")
+            };
+            let s = scrub(&config(), &scope, text).expect("scrubs");
+            for secret in secrets {
+                assert!(
+                    !s.text.contains(secret),
+                    "{language}: {secret} in {}",
+                    s.text
+                );
+            }
+        }
     }
 
     fn found(text: &str) -> Vec<(&'static str, &str)> {

@@ -1,6 +1,7 @@
 //! Recognizers: find personal data in text. Structured identifiers are validated
-//! (Luhn, mod-97, SSN rules, IP parsing, digit counts), not just matched; free-form ones
-//! (names, addresses, dates of birth, ages) need context words.
+//! (Luhn, mod-97, SSN rules, IP parsing, digit counts; national identifiers by their check
+//! digits, in [`crate::national`]), not just matched; free-form ones (names, addresses,
+//! dates of birth, ages) need context words.
 //!
 //! Spans are byte offsets into the text they were found in; [`crate::scrub`] converts
 //! them to char offsets for output.
@@ -25,7 +26,7 @@ pub struct Finding {
     pub recognizer: &'static str,
 }
 
-fn re(pattern: &str) -> Regex {
+pub(crate) fn re(pattern: &str) -> Regex {
     Regex::new(pattern).unwrap_or_else(|e| panic!("invalid built-in pattern {pattern}: {e}"))
 }
 
@@ -60,13 +61,32 @@ static STREET: LazyLock<Regex> = LazyLock::new(|| {
 });
 static DOB: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)(?:born(?: on)?|date of birth|dob|birthday|geboren(?: am)?|né(?:e)? le|nacido el)[:\s]+(\d{4}-\d{2}-\d{2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{1,2} [a-z]+ \d{4})",
+        r"(?i)(?:born(?: on)?|date of birth|dob|birthday|geboren(?: am| op)?|geburtsdatum|geb\.|né(?:e)? le|date de naissance|nacid[oa] el|fecha de nacimiento|geboortedatum)[:\s]+(\d{4}-\d{2}-\d{2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{1,2}(?:er)?\.? (?:de )?\p{L}+\.? (?:de )?\d{4})",
     )
 });
 static DATE: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"(?i)\b(?:\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?|\d{1,2}/\d{1,2}/\d{2,4}|\d{1,2}\.\d{1,2}\.\d{4}|(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|jun(?:e)?|jul(?:y)?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.? \d{1,2}(?:st|nd|rd|th)?,? \d{4}|\d{1,2}(?:st|nd|rd|th)? (?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:tember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?),? \d{4})\b",
     )
+});
+/// Dates written out in German, French, Spanish and Dutch ("17. Januar 2024", "1er
+/// juillet 1983", "3 de mayo de 1990", "14 maart 1981"), and day-month-year with dashes
+/// ("14-03-1981").
+static DATE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
+    let months = [
+        // German
+        "januar|jänner|februar|märz|maerz|april|mai|juni|juli|august|september|oktober|november|dezember",
+        // French
+        "janvier|février|fevrier|mars|avril|mai|juin|juillet|août|aout|septembre|octobre|novembre|décembre|decembre",
+        // Spanish
+        "enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre|noviembre|diciembre",
+        // Dutch
+        "januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december",
+    ]
+    .join("|");
+    re(&format!(
+        r"(?i)\b(?:\d{{1,2}}(?:er|\.)? (?:de )?(?:{months}),? (?:de )?\d{{4}}|\d{{1,2}}-\d{{1,2}}-\d{{4}})\b"
+    ))
 });
 static YEAR: LazyLock<Regex> = LazyLock::new(|| {
     re(
@@ -191,6 +211,7 @@ pub fn rules(text: &str) -> Vec<Finding> {
     date(text, &mut all);
     organization(text, &mut all);
     unit(text, &mut all);
+    crate::national::find(text, &mut all);
     crate::gazetteer::find(text, &mut all);
     resolve_overlaps(all)
 }
@@ -391,7 +412,7 @@ fn age(text: &str, out: &mut Vec<Finding>) {
 }
 
 fn date(text: &str, out: &mut Vec<Finding>) {
-    for m in DATE.find_iter(text) {
+    for m in DATE.find_iter(text).chain(DATE_WORDS.find_iter(text)) {
         push(out, "DATE_TIME", m.start(), m.end(), 0.6, "date");
     }
     for c in YEAR.captures_iter(text) {
@@ -615,6 +636,92 @@ mod tests {
             vec![("STREET_ADDRESS", "7 Keizersgracht".into())]
         );
         assert_eq!(found("I am 52 years old"), vec![("AGE", "52".into())]);
+    }
+
+    #[test]
+    fn dates_of_birth_and_dates_written_out_in_five_languages() {
+        for (text, date) in [
+            ("Geburtsdatum: 17. Januar 1984", "17. Januar 1984"),
+            ("geboren am 3. März 1985", "3. März 1985"),
+            ("date de naissance : 8 juillet 1983", "8 juillet 1983"),
+            ("Je suis née le 1er août 1990", "1er août 1990"),
+            (
+                "fecha de nacimiento: 3 de mayo de 1990",
+                "3 de mayo de 1990",
+            ),
+            (
+                "nacida el 12 de diciembre de 1979",
+                "12 de diciembre de 1979",
+            ),
+            ("geboortedatum 14-03-1981", "14-03-1981"),
+            ("geboren op 14 maart 1981", "14 maart 1981"),
+        ] {
+            let dates: Vec<String> = found(text)
+                .into_iter()
+                .filter(|(t, _)| *t == "DATE_TIME")
+                .map(|(_, v)| v)
+                .collect();
+            assert_eq!(dates, [date], "{text}");
+        }
+        // Without a birth word, still a date.
+        for (text, date) in [
+            (
+                "Die Rechnung vom 17. Januar 2024 ist falsch",
+                "17. Januar 2024",
+            ),
+            ("la facture du 2 février 2024", "2 février 2024"),
+            ("el recibo del 5 de junio de 2024", "5 de junio de 2024"),
+            ("de factuur van 1 augustus 2024", "1 augustus 2024"),
+        ] {
+            assert!(
+                found(text).contains(&("DATE_TIME", date.into())),
+                "{text}: {:?}",
+                found(text)
+            );
+        }
+        // A month's name alone, or a number and a word that is no month, is no date.
+        assert!(
+            found("im März bestellt")
+                .iter()
+                .all(|(t, _)| *t != "DATE_TIME")
+        );
+        assert!(found("3 mayo").iter().all(|(t, _)| *t != "DATE_TIME"));
+    }
+
+    #[test]
+    fn national_identifiers_survive_overlap_resolution_in_sentences() {
+        for (text, want) in [
+            (
+                "Hola, soy cliente, mi DNI es 12345678Z y mi teléfono 612 345 678.",
+                ("ES_NIF", "12345678Z"),
+            ),
+            (
+                "Mijn BSN is 111222333, graag snel reactie.",
+                ("NL_BSN", "111222333"),
+            ),
+            (
+                "Numéro de sécurité sociale : 1 84 03 76 451 089 96, merci.",
+                ("FR_NIR", "1 84 03 76 451 089 96"),
+            ),
+            (
+                "Meine Steuer-ID: 86 095 742 719",
+                ("DE_TAX_ID", "86 095 742 719"),
+            ),
+            (
+                "My NI number is AB 12 34 56 C.",
+                ("UK_NINO", "AB 12 34 56 C"),
+            ),
+            (
+                "ITIN 912-70-1234 for the refund",
+                ("US_ITIN", "912-70-1234"),
+            ),
+        ] {
+            assert!(
+                found(text).contains(&(want.0, want.1.into())),
+                "{text}: {:?}",
+                found(text)
+            );
+        }
     }
 
     #[test]

@@ -21,7 +21,8 @@ use std::io::{Read, Write};
 
 use crate::recognizers::Finding;
 
-/// Entity types the tagger may be trained on (Presidio's names).
+/// Entity types the tagger may be trained on, and that operators and thresholds may name
+/// (Presidio's names, and ours for what Presidio has no recognizer for).
 pub const ENTITY_TYPES: &[&str] = &[
     "PERSON",
     "LOCATION",
@@ -44,6 +45,18 @@ pub const ENTITY_TYPES: &[&str] = &[
     "US_PASSPORT",
     "US_BANK_NUMBER",
     "MEDICAL_LICENSE",
+    // National identifiers (the rules find them; the tagger was never trained on them).
+    "ES_NIF",
+    "ES_NIE",
+    "NL_BSN",
+    "FR_NIR",
+    "DE_TAX_ID",
+    "DE_ID_CARD",
+    "UK_NINO",
+    "UK_NHS",
+    "US_ITIN",
+    "PASSPORT",
+    "DRIVER_LICENSE",
 ];
 
 const MAGIC: &[u8; 10] = b"INSTAGGER1";
