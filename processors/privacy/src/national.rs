@@ -24,7 +24,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use crate::recognizers::{Finding, re};
+use crate::recognizers::{Finding, push, re};
 
 /// Findings whose check digit holds (or whose format is unmistakable).
 const CHECKED: f64 = 0.95;
@@ -35,92 +35,109 @@ const CONTEXT: f64 = 0.85;
 
 /// The letter in capitals (maybe after a space or a dash), or in lower case attached ("y"
 /// after a number is Spanish for "and").
-static DNI: LazyLock<Regex> = LazyLock::new(|| re(r"\b(\d{8})(?:[- ]?([A-Z])|-?([a-z]))\b"));
-static NIE: LazyLock<Regex> = LazyLock::new(|| re(r"\b([XYZxyz])[- ]?(\d{7})[- ]?([A-Za-z])\b"));
+static DNI: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?-u:\b)(\d{8})(?:[- ]?([A-Z])|-?([a-z]))(?-u:\b)"));
+static NIE: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?-u:\b)([XYZxyz])[- ]?(\d{7})[- ]?([A-Za-z])(?-u:\b)"));
 static BSN: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)\b(?:bsn|burgerservicenummer|sofi-?nummer|citizen service number)\b[^\d\n]{0,30}?(\d[\d .]{7,11}\d)\b",
+        r"(?i)(?-u:\b)(?:bsn|burgerservicenummer|sofi-?nummer|citizen service number)(?-u:\b)[^\d\n]{0,30}?(\d[\d .]{7,11}\d)(?-u:\b)",
     )
 });
 static NIR: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"\b([12378]) ?(\d{2}) ?(0[1-9]|1[0-2]|[2-9]\d) ?(\d{2}|2[ABab]) ?(\d{3}) ?(\d{3}) ?(\d{2})\b",
+        r"(?-u:\b)([12378]) ?(\d{2}) ?(0[1-9]|1[0-2]|[2-9]\d) ?(\d{2}|2[ABab]) ?(\d{3}) ?(\d{3}) ?(\d{2})(?-u:\b)",
     )
 });
-static TAX_ID: LazyLock<Regex> = LazyLock::new(|| re(r"\b([1-9]\d) ?(\d{3}) ?(\d{3}) ?(\d{3})\b"));
+static TAX_ID: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?-u:\b)([1-9]\d) ?(\d{3}) ?(\d{3}) ?(\d{3})(?-u:\b)"));
 static TAX_ID_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)(?:steuer-?id|steuer-?identifikationsnummer|steueridentifikationsnummer|identifikationsnummer|\bidnr\b|tax id)[^\d\n]{0,30}$",
+        r"(?i)(?:steuer-?id|steuer-?identifikationsnummer|steueridentifikationsnummer|identifikationsnummer|(?-u:\b)idnr(?-u:\b)|tax id)[^\d\n]{0,30}$",
     )
 });
 static ID_CARD: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)\b(?:personalausweis(?:nummer|-?nr\.?)?|ausweis-?(?:nummer|nr\.?)|id card number)\b[^\d\n]{0,30}?\b((?-i:[CFGHJKLMNPRTVWXYZ0-9]{9}\d))\b",
+        r"(?i)(?-u:\b)(?:personalausweis(?:nummer|-?nr\.?)?|ausweis-?(?:nummer|nr\.?)|id card number)(?-u:\b)[^\d\n]{0,30}?(?-u:\b)((?-i:[CFGHJKLMNPRTVWXYZ0-9]{9}\d))(?-u:\b)",
     )
 });
 static NINO: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\b([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]) ?(\d{2}) ?(\d{2}) ?(\d{2}) ?([A-D])\b")
+    re(r"(?-u:\b)([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]) ?(\d{2}) ?(\d{2}) ?(\d{2}) ?([A-D])(?-u:\b)")
 });
-static NHS: LazyLock<Regex> =
-    LazyLock::new(|| re(r"(?i)\bnhs\b[^\d\n]{0,30}?\b(\d{3}[ -]?\d{3}[ -]?\d{4})\b"));
-static ITIN: LazyLock<Regex> =
-    LazyLock::new(|| re(r"\b9\d{2}([- ])(?:5\d|6[0-5]|7\d|8[0-8]|9[0-2]|9[4-9])([- ])\d{4}\b"));
+static NHS: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?i)(?-u:\b)nhs(?-u:\b)[^\d\n]{0,30}?(?-u:\b)(\d{3}[ -]?\d{3}[ -]?\d{4})(?-u:\b)")
+});
+static ITIN: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?-u:\b)9\d{2}([- ])(?:5\d|6[0-5]|7\d|8[0-8]|9[0-2]|9[4-9])([- ])\d{4}(?-u:\b)")
+});
 static PASSPORT: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)\b(?:passport|reisepass(?:nummer)?|passnummer|pass-nr\.?|passeport|pasaporte|paspoort(?:nummer)?)[^\d\n]{0,30}?\b((?-i:[A-Z0-9]{6,9}))\b",
+        r"(?i)(?-u:\b)(?:passport|reisepass(?:nummer)?|passnummer|pass-nr\.?|passeport|pasaporte|paspoort(?:nummer)?)[^\d\n]{0,30}?(?-u:\b)((?-i:[A-Z0-9]{6,9}))(?-u:\b)",
     )
 });
 static DRIVER_LICENSE: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)\b(?:driver'?s licen[cs]e|driving licen[cs]e|licen[cs]e (?:number|no\.?)|führerschein(?:nummer)?|permis de conduire|permiso de conducir|carnet de conducir|rijbewijs(?:nummer)?)[^\d\n]{0,30}?\b((?-i:[A-Z0-9][A-Z0-9-]{3,16}[A-Z0-9]))\b",
+        r"(?i)(?-u:\b)(?:driver'?s licen[cs]e|driving licen[cs]e|licen[cs]e (?:number|no\.?)|führerschein(?:nummer)?|permis de conduire|permiso de conducir|carnet de conducir|rijbewijs(?:nummer)?)[^\d\n]{0,30}?(?-u:\b)((?-i:[A-Z0-9][A-Z0-9-]{3,16}[A-Z0-9]))(?-u:\b)",
     )
 });
 
 /// Every national identifier in `text`.
 pub(crate) fn find(text: &str, out: &mut Vec<Finding>) {
-    spanish(text, out);
-    bsn(text, out);
-    nir(text, out);
-    tax_id(text, out);
-    captured(&ID_CARD, text, out, |s| {
-        id_card_valid(s).then_some(("DE_ID_CARD", CHECKED))
-    });
-    nino(text, out);
-    captured(&NHS, text, out, |s| {
-        nhs_valid(s).then_some(("UK_NHS", CHECKED))
-    });
-    for m in ITIN.captures_iter(text) {
-        // The same separator twice: "912-70-1234", "912 70 1234".
-        if let (Some(all), Some(a), Some(b)) = (m.get(0), m.get(1), m.get(2))
-            && a.as_str() == b.as_str()
-        {
-            push(out, "US_ITIN", all.start(), all.end(), CHECKED, "us_itin");
+    // Most texts hold no identifier: each pattern runs only where what it needs is there
+    // (six digits for the numbers found by their format, a digit and its context word for
+    // the others), found by one count, one lower-casing and a few substring searches.
+    let digits = text.bytes().filter(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return;
+    }
+    if digits >= 6 {
+        spanish(text, out);
+        nir(text, out);
+        tax_id(text, out);
+        nino(text, out);
+        for m in ITIN.captures_iter(text) {
+            // The same separator twice: "912-70-1234", "912 70 1234".
+            if let (Some(all), Some(a), Some(b)) = (m.get(0), m.get(1), m.get(2))
+                && a.as_str() == b.as_str()
+            {
+                push(out, "US_ITIN", all.start(), all.end(), CHECKED, "us_itin");
+            }
         }
     }
+    let lower = text.to_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+    if has(&["bsn", "burgerservice", "sofi", "citizen service"]) {
+        captured(&BSN, text, out, |s| {
+            bsn_valid(s).then_some(("NL_BSN", CHECKED))
+        });
+    }
+    if has(&["ausweis", "id card"]) {
+        captured(&ID_CARD, text, out, |s| {
+            id_card_valid(s).then_some(("DE_ID_CARD", CHECKED))
+        });
+    }
+    if has(&["nhs"]) {
+        captured(&NHS, text, out, |s| {
+            nhs_valid(s).then_some(("UK_NHS", CHECKED))
+        });
+    }
     let with_digit = |s: &str| s.chars().any(|c| c.is_ascii_digit());
-    captured(&PASSPORT, text, out, |s| {
-        with_digit(s).then_some(("PASSPORT", CONTEXT))
-    });
-    captured(&DRIVER_LICENSE, text, out, |s| {
-        with_digit(s).then_some(("DRIVER_LICENSE", CONTEXT))
-    });
-}
-
-fn push(
-    out: &mut Vec<Finding>,
-    ty: &'static str,
-    start: usize,
-    end: usize,
-    score: f64,
-    by: &'static str,
-) {
-    out.push(Finding {
-        entity_type: ty,
-        start,
-        end,
-        score,
-        recognizer: by,
-    });
+    if has(&["pass", "pasaporte", "paspoort"]) {
+        captured(&PASSPORT, text, out, |s| {
+            with_digit(s).then_some(("PASSPORT", CONTEXT))
+        });
+    }
+    if has(&[
+        "licen",
+        "führerschein",
+        "permis de conduire",
+        "conducir",
+        "rijbewijs",
+    ]) {
+        captured(&DRIVER_LICENSE, text, out, |s| {
+            with_digit(s).then_some(("DRIVER_LICENSE", CONTEXT))
+        });
+    }
 }
 
 /// The first group of each match of `pattern`, where `check` gives it a type and score.
@@ -188,12 +205,6 @@ pub fn bsn_valid(s: &str) -> bool {
         .sum::<i64>()
         - i64::from(d[8]);
     sum % 11 == 0
-}
-
-fn bsn(text: &str, out: &mut Vec<Finding>) {
-    captured(&BSN, text, out, |s| {
-        bsn_valid(s).then_some(("NL_BSN", CHECKED))
-    });
 }
 
 /// A French NIR's key: 97 minus the first 13 characters (Corsica's 2A and 2B read as 19
