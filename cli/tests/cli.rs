@@ -374,25 +374,18 @@ fn piped(args: &[&str], dir: &Path, input: &str) -> Output {
     piped_with(args, dir, input, &[])
 }
 
-/// Runs insights in `dir` with `input` on stdin and extra environment variables.
+/// Runs insights in `dir` with `input` on stdin and extra environment variables (bounded
+/// like every command a test runs).
 fn piped_with(args: &[&str], dir: &Path, input: &str, env: &[(&str, &str)]) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_insights"))
+    let stdin = tempfile::NamedTempFile::new().expect("a stdin file");
+    std::fs::write(stdin.path(), input).expect("writes stdin");
+    Command::new(env!("CARGO_BIN_EXE_insights"))
         .args(args)
         .current_dir(dir)
         .envs(env.iter().copied())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("runs insights");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("writes");
-    child.wait_with_output().expect("finishes")
+        .stdin(std::fs::File::open(stdin.path()).expect("opens stdin"))
+        .output_within(testkit::COMMAND_LIMIT)
+        .expect("runs insights")
 }
 
 #[test]

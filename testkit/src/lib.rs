@@ -157,7 +157,7 @@ impl Tansu {
                 "--broker",
                 &format!("tcp://{}", self.addr),
             ])
-            .output()
+            .output_within(COMMAND_LIMIT)
             .expect("runs tansu topic create");
         assert!(
             out.status.success(),

@@ -8,6 +8,7 @@ use std::process::Command;
 
 use insights_fairness::{Privileged, Report, TableSpec, report_csv};
 use serde_json::Value;
+use testkit::OutputWithin as _;
 
 /// The reference venv; the tests fail, never skip, without it (scripts/setup.sh installs it).
 fn python() -> PathBuf {
@@ -53,7 +54,7 @@ fn check(csv: &str, sensitive: &[&str], label: bool, privileged: Option<(&str, &
         .arg("y_pred")
         .arg(if label { "y_true" } else { "-" })
         .arg(privileged.map_or("-".to_owned(), |(a, v)| format!("{a}={v}")))
-        .output()
+        .output_within(testkit::COMMAND_LIMIT)
         .expect("runs the reference");
     assert!(
         out.status.success(),

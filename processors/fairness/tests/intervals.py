@@ -1,6 +1,6 @@
 """The reference intervals, for tests/intervals.rs: statsmodels on the cases given.
 
-    intervals.py < cases.json
+    intervals.py cases.json
 
 Reads a JSON list of {"x1", "n1", "x2", "n2", "confidence"}; prints one JSON object per case
 with Wilson's interval of x1/n1 (`proportion_confint`), Newcombe's interval of x1/n1 − x2/n2
@@ -16,7 +16,9 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 
 def main():
     out = []
-    for case in json.load(sys.stdin):
+    with open(sys.argv[1]) as f:
+        cases = json.load(f)
+    for case in cases:
         x1, n1, x2, n2, c = case["x1"], case["n1"], case["x2"], case["n2"], case["confidence"]
         alpha = 1 - c
         wilson = proportion_confint(x1, n1, alpha=alpha, method="wilson")

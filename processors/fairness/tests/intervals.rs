@@ -3,12 +3,12 @@
 //! all selected, one outcome, large groups) and random ones at several confidences. The
 //! Python side is `tests/intervals.py`, run with `.tools/fairness-venv`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use insights_fairness::evidence::{critical, log_ratio, newcombe_difference, wilson};
 use serde_json::{Value, json};
+use testkit::OutputWithin as _;
 
 /// The reference venv; the test fails, never skips, without it (scripts/setup.sh installs it).
 fn python() -> PathBuf {
@@ -63,20 +63,14 @@ fn intervals_equal_statsmodels() {
         .iter()
         .map(|&(x1, n1, x2, n2, c)| json!({"x1": x1, "n1": n1, "x2": x2, "n2": n2, "confidence": c}))
         .collect::<Vec<_>>());
-    let mut child = Command::new(python())
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cases.json");
+    std::fs::write(&path, input.to_string()).expect("writes the cases");
+    let out = Command::new(python())
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/intervals.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .arg(&path)
+        .output_within(testkit::COMMAND_LIMIT)
         .expect("runs the reference");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.to_string().as_bytes())
-        .expect("writes the cases");
-    let out = child.wait_with_output().expect("the reference ends");
     assert!(
         out.status.success(),
         "{}",
