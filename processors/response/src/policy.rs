@@ -134,6 +134,14 @@ pub enum Priority {
 }
 
 impl Priority {
+    /// Every priority, lowest first.
+    pub const ALL: [Priority; 4] = [
+        Priority::Low,
+        Priority::Normal,
+        Priority::High,
+        Priority::Urgent,
+    ];
+
     /// The name in events.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -149,10 +157,14 @@ impl PolicyConfig {
     /// Checks the configuration, naming every problem.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
-        for name in &self.never_auto_send {
-            if Intent::parse(name).is_none() {
+        let so = &self.second_opinion;
+        for (field, names) in [
+            ("never_auto_send", &self.never_auto_send),
+            ("second_opinion.intents", &so.intents),
+        ] {
+            for name in names.iter().filter(|n| Intent::parse(n).is_none()) {
                 problems.push(format!(
-                    "policy.never_auto_send: unknown intent `{name}` (known: {})",
+                    "policy.{field}: unknown intent `{name}` (known: {})",
                     Intent::ALL.map(Intent::as_str).join(", ")
                 ));
             }
@@ -161,32 +173,22 @@ impl PolicyConfig {
             ("negative_confidence", self.negative_confidence),
             ("min_sentiment_confidence", self.min_sentiment_confidence),
             ("min_intent_confidence", self.min_intent_confidence),
+            ("second_opinion.fraction", so.fraction),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 problems.push(format!("policy.{field} must be within [0, 1], not {v}"));
             }
         }
-        let so = &self.second_opinion;
-        if !(0.0..=1.0).contains(&so.fraction) {
+        let priorities = Priority::ALL.map(Priority::as_str);
+        for p in so
+            .priorities
+            .iter()
+            .filter(|p| !priorities.contains(&p.as_str()))
+        {
             problems.push(format!(
-                "policy.second_opinion.fraction must be within [0, 1], not {}",
-                so.fraction
+                "policy.second_opinion.priorities: unknown priority `{p}` (known: {})",
+                priorities.join(", ")
             ));
-        }
-        for p in &so.priorities {
-            if !["low", "normal", "high", "urgent"].contains(&p.as_str()) {
-                problems.push(format!(
-                    "policy.second_opinion.priorities: unknown priority `{p}` (known: low, normal, high, urgent)"
-                ));
-            }
-        }
-        for name in &so.intents {
-            if Intent::parse(name).is_none() {
-                problems.push(format!(
-                    "policy.second_opinion.intents: unknown intent `{name}` (known: {})",
-                    Intent::ALL.map(Intent::as_str).join(", ")
-                ));
-            }
         }
         if problems.is_empty() {
             Ok(())
