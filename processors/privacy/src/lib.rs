@@ -13,10 +13,13 @@
 //!   the tz database (`data/`), with a stoplist of common words.
 //! - [`tagger`] — a learned sequence tagger (averaged perceptron over sparse features,
 //!   the rule findings and gazetteer classes among them) for names, places,
-//!   organizations, addresses and nationalities; trained by `insights train privacy` on
-//!   presidio-evaluator sentences (`data/generate_training.py`), shipped in
-//!   `model/tagger.bin` (model card: `model/README.md`). Per entity type, either the rules
-//!   or the tagger answer, as chosen on held-out templates; [`recognize`] combines them.
+//!   organizations, addresses and nationalities, one per language ([`TAGGED_LANGUAGES`]);
+//!   trained by `insights train privacy`, English on presidio-evaluator sentences
+//!   (`data/generate_training.py`) and our templates, German, French, Spanish and Dutch on
+//!   our templates of each language (`data/generate_multilingual.py`); shipped in
+//!   `model/tagger.bin` and `model/LANG/tagger.bin`, a model card beside each. Per entity
+//!   type, either the rules or the tagger answer, as chosen on held-out templates;
+//!   [`recognize_in`] combines them in the text's language.
 //! - [`scrub`] — applies an [`Operator`] per entity type: redact (`<EMAIL_ADDRESS>`), mask
 //!   (keep the last N characters), a keyed-HMAC pseudonym that is stable within a
 //!   conversation and unlinkable across tenants, or encrypt: a token like the pseudonym,
