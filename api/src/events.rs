@@ -8,8 +8,8 @@ use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
+use insights_event_store::envelope::from_recorded;
 use insights_event_store::{EventFilter, RecordedEvent};
-use insights_runtime::records::from_recorded;
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -53,7 +53,7 @@ pub mod reviews;
 mod views;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Bytes;
@@ -337,13 +337,6 @@ fn review_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found(format!("no review item {raw:?}")))
 }
 
-fn now() -> Timestamp {
-    let micros = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-    Timestamp(micros)
-}
-
 /// A JSON answer carrying the store position it reflects.
 fn at_position(position: u64, body: impl Serialize) -> Response {
     let mut response = Json(body).into_response();
@@ -481,7 +474,7 @@ async fn list_reviews(
         .into_iter()
         .filter(|i| statuses.contains(&i.status))
         .collect();
-    let now = now();
+    let now = Timestamp::now();
     let page: Vec<ItemView> = items
         .iter()
         .skip(q.offset.unwrap_or(0))
@@ -534,7 +527,7 @@ async fn get_review(
         .ok_or_else(|| ApiError::not_found(format!("no review item {id}")))?;
     Ok(at_position(
         position,
-        serde_json::json!({"position": position, "item": view(&item, &caller, now())}),
+        serde_json::json!({"position": position, "item": view(&item, &caller, Timestamp::now())}),
     ))
 }
 
@@ -574,7 +567,7 @@ async fn written(state: &AppState, caller: &Principal, w: Written) -> Result<Res
         serde_json::json!({
             "position": w.position,
             "event_ids": ids,
-            "item": view(&w.item, caller, now()),
+            "item": view(&w.item, caller, Timestamp::now()),
         }),
     ))
 }
@@ -602,7 +595,7 @@ async fn claim_review(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Reviewer)?;
     let id = review_id(&id)?;
-    let w = reviews::claim(&*state.store, id, &caller.subject, now()).await?;
+    let w = reviews::claim(&*state.store, id, &caller.subject, Timestamp::now()).await?;
     written(&state, &caller, w).await
 }
 
@@ -636,7 +629,7 @@ async fn release_review(
         &caller.subject,
         admin,
         ReleaseReason::Released,
-        now(),
+        Timestamp::now(),
     )
     .await?;
     written(&state, &caller, w).await
@@ -664,14 +657,14 @@ pub async fn keep_reviews(
         ticks.tick().await;
         let mut written = Vec::new();
         if let Some(lease) = lease {
-            match reviews::expire_leases(&*store, &queue, lease, now()).await {
+            match reviews::expire_leases(&*store, &queue, lease, Timestamp::now()).await {
                 Ok(w) => written.extend(w),
                 Err(e) => tracing::warn!(error = %e,
                     "expiring review leases failed; retrying at the next tick"),
             }
         }
         if let Some(sla) = &sla {
-            match reviews::escalate_overdue(&*store, &queue, sla, now()).await {
+            match reviews::escalate_overdue(&*store, &queue, sla, Timestamp::now()).await {
                 Ok(w) => written.extend(w),
                 Err(e) => tracing::warn!(error = %e,
                     "escalating overdue reviews failed; retrying at the next tick"),
@@ -721,7 +714,15 @@ async fn decide_review(
     let id = review_id(&id)?;
     let request: DecisionRequest = json_body(&body)?;
     let admin = caller.roles.contains(&Role::Admin);
-    let w = reviews::decide(&*state.store, id, &caller.subject, admin, &request, now()).await?;
+    let w = reviews::decide(
+        &*state.store,
+        id,
+        &caller.subject,
+        admin,
+        &request,
+        Timestamp::now(),
+    )
+    .await?;
     written(&state, &caller, w).await
 }
 

@@ -39,10 +39,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use insights_event_store::envelope::{from_recorded, to_event_data};
 use insights_event_store::{
     AppendBatch, EventFilter, EventStore, ExpectedVersion, RecordedEvent, StoreError,
 };
-use insights_runtime::records::{from_recorded, to_event_data};
 use insights_schemas::{
     Envelope, Event, InteractionContext, ResponseApproved, ReviewClaimed, ReviewDecided,
     ReviewDecision, ReviewEscalated, ReviewReleased, Timestamp, current_version, review_stream,

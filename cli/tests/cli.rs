@@ -65,7 +65,7 @@ fn topology_check_reports_every_processors_config_problems_in_one_line() {
     assert!(err.contains("alerts.confidence = 1.5"), "{err}");
     assert!(err.contains("window"), "{err}");
     assert!(
-        err.contains("[processors.privacy.config] operators"),
+        err.contains("[processors.privacy.config]: operators: \"shred\" for CREDIT_CARD"),
         "{err}"
     );
 }
@@ -634,7 +634,7 @@ async fn replay_republishes_a_range_of_one_type_to_a_topic() {
         .append(AppendBatch::new(
             events
                 .iter()
-                .map(insights_runtime::records::to_event_data)
+                .map(insights_event_store::envelope::to_event_data)
                 .collect(),
         ))
         .await
@@ -736,7 +736,7 @@ async fn reprocess_appends_a_new_versions_scores_once_and_never_touches_old_ones
         .append(AppendBatch::new(
             scrubbed
                 .iter()
-                .map(insights_runtime::records::to_event_data)
+                .map(insights_event_store::envelope::to_event_data)
                 .collect(),
         ))
         .await
@@ -772,7 +772,7 @@ async fn reprocess_appends_a_new_versions_scores_once_and_never_touches_old_ones
         .expect("reads");
     assert_eq!(scored.len(), 3);
     for (r, input) in scored.iter().zip(&scrubbed) {
-        let e = insights_runtime::records::from_recorded(r).expect("decodes");
+        let e = insights_event_store::envelope::from_recorded(r).expect("decodes");
         assert_eq!(e.producer, "sentiment");
         assert!(
             e.producer_version.contains("vader"),

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use insights_event_store::envelope::from_recorded;
 use insights_event_store::{EventFilter, EventStore, PostgresStore, SqliteStore};
-use insights_runtime::records::from_recorded;
 use insights_schemas::Event;
 use testkit::Tansu;
 

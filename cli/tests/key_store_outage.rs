@@ -173,7 +173,7 @@ async fn a_key_store_outage_holds_the_batch_and_loses_nothing() {
     let ids: std::collections::BTreeSet<String> = scrubbed
         .iter()
         .map(|r| {
-            insights_runtime::records::from_recorded(r)
+            insights_event_store::envelope::from_recorded(r)
                 .expect("decodes")
                 .event
                 .context()

@@ -223,7 +223,7 @@ async fn a_reviewers_decision_over_http_lands_in_the_store_and_on_its_topic() {
         .await
         .expect("reads")
         .iter()
-        .map(|r| insights_runtime::records::from_recorded(r).expect("decodes"))
+        .map(|r| insights_event_store::envelope::from_recorded(r).expect("decodes"))
         .collect();
     let decided: Vec<_> = events
         .iter()

@@ -46,7 +46,7 @@ async fn a_rebuild_killed_midway_leaves_the_live_view_and_the_next_one_completes
                     testkit::events::context(i + 1, 1_794_182_400_000_000 + i as i64 * 30_000_000);
                 c.product = Some(products[i as usize % 4].into());
                 let e = testkit::events::scored_in(i + 1, c, "text", labels[i as usize % 3], 0.7);
-                insights_runtime::records::to_event_data(&e)
+                insights_event_store::envelope::to_event_data(&e)
             })
             .collect();
         store

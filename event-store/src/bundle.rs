@@ -2,15 +2,18 @@
 //!
 //! A header `{"format": "insights-audit-bundle/1"}`, one line per event with every hashed
 //! field (the payload as its exact stored text, so that the hash can be recomputed), and a
-//! last line `{"head": {"position": N, "hash": "…"}}`. [`write_event`] and
-//! [`write_head`] write it; [`verify`] reads one and checks positions and the hash chain
+//! last line `{"head": {"position": N, "hash": "…"}}`. [`export`] writes a store's log
+//! (with [`write_header`], [`write_event`] and [`write_head`]); [`verify`] reads one and checks positions and the hash chain
 //! up to its head; a bundle cut short (no head line) is an error, not a shorter log.
 
 use std::io::{BufRead, Write};
 
 use serde_json::{Value, json};
 
-use crate::{ChainVerifier, EventData, Head, RecordedEvent, VerifyReport};
+use crate::{
+    ChainVerifier, EventData, EventFilter, EventStore, GENESIS_HASH, Head, PAGE_SIZE, Pages,
+    RecordedEvent, StoreError, VerifyReport,
+};
 
 /// The bundle's format tag, on its first line.
 pub const FORMAT: &str = "insights-audit-bundle/1";
@@ -42,6 +45,37 @@ pub enum BundleError {
     /// An event to export has a payload that is not UTF-8 text.
     #[error("position {0}: the payload is not UTF-8")]
     Payload(u64),
+    /// Reading the store to export failed.
+    #[error("reading the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Writes the whole log of `store` as a bundle to `out`, up to the head as it is when the
+/// export begins (a consistent cut of a log that may grow meanwhile); `progress` hears the
+/// last position written after each page. Returns the bundle's head.
+pub async fn export(
+    store: &dyn EventStore,
+    out: &mut impl Write,
+    mut progress: impl FnMut(u64),
+) -> Result<Head, BundleError> {
+    write_header(out)?;
+    let mut head = Head {
+        position: 0,
+        hash: GENESIS_HASH,
+    };
+    let mut pages = Pages::to_head(store, EventFilter::All, PAGE_SIZE).await?;
+    while let Some(page) = pages.next().await? {
+        for e in &page {
+            write_event(out, e)?;
+            head = Head {
+                position: e.position,
+                hash: e.hash,
+            };
+        }
+        progress(head.position);
+    }
+    write_head(out, &head)?;
+    Ok(head)
 }
 
 /// Writes the header line.

@@ -22,7 +22,8 @@
 //! - **Named checkpoints** that a caller can save inside its own transaction, next to its
 //!   own writes (see each backend's `save_checkpoint_in`).
 //!
-//! Payloads are opaque bytes to the store; the pipeline stores each event's JSON form.
+//! Payloads are opaque bytes to the store; the pipeline stores each event's JSON form
+//! ([`envelope`] maps the pipeline's envelopes to rows and back).
 //!
 //! # Layout
 //! - `types` — events in and out, expectations, results, errors.
@@ -30,9 +31,14 @@
 //! - `plan` — deciding positions, versions and hashes for a batch (pure).
 //! - `postgres`, `sqlite` — the backends; `migrations/` holds their schemas.
 //! - `subscription` — catch-up-then-live reading on top of any backend.
+//! - [`envelope`] — the pipeline's envelopes as rows, and back.
+//! - `pages` — [`Pages`]: the log a page at a time up to a cut.
+//! - [`bundle`] — the audit bundle: an exported slice of the log that verifies offline.
 
 pub mod bundle;
 mod chain;
+pub mod envelope;
+mod pages;
 mod plan;
 mod postgres;
 mod row;
@@ -48,6 +54,7 @@ use async_trait::async_trait;
 pub use chain::{
     ChainBreak, ChainBreakKind, ChainVerifier, GENESIS_HASH, VerifyReport, event_hash,
 };
+pub use pages::Pages;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use subscription::Subscription;

@@ -236,9 +236,7 @@ pub(crate) fn plan(
 
 /// Microseconds since the epoch, now.
 pub(crate) fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+    insights_schemas::Timestamp::now().micros()
 }
 
 /// Converts a stored BIGINT to u64, or reports a corrupt row.

@@ -27,7 +27,13 @@ use crate::row::{COLUMNS, HEAD_SQL, head_from_row, record_from_row};
 use crate::task::AbortOnDrop;
 use crate::types::{AppendBatch, Appended, EventFilter, Head, RecordedEvent, StoreError};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The store's migrations. Other stores that share the database (the privacy vault's key
+/// store, versions 1001 and up) record theirs in the same `_sqlx_migrations` table, so
+/// versions this store does not know are left alone rather than refused.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("./migrations/sqlite")
+};
 
 /// Rows per INSERT statement (14 parameters each, well under SQLite's limit).
 const INSERT_CHUNK: usize = 100;

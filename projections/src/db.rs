@@ -205,9 +205,7 @@ pub fn row_json(row: &AnyRow) -> Map<String, Value> {
 }
 
 pub(crate) fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+    insights_schemas::Timestamp::now().micros()
 }
 
 /// Positions are `u64` in the store and `BIGINT` here.

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use insights_event_store::envelope::{from_recorded, to_event_data};
 use insights_event_store::{AppendBatch, EventFilter, EventStore, RecordedEvent};
-use insights_runtime::records::{from_recorded, to_event_data};
 use insights_schemas::Envelope;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use serde::Serialize;

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use insights_event_store::envelope::to_event_data;
 use insights_event_store::{AppendBatch, EventFilter, EventStore};
 use insights_projections::views::{self, anomalies::AnomalyConfig};
 use insights_projections::{Db, Projection, ProjectionError, Recorded, Runner, Table, ViewTx};
-use insights_runtime::records::to_event_data;
 use insights_schemas::{
     DeadLettered, Envelope, Event, FairnessAlertRaised, FairnessReported, GroupStats,
     GuardrailResult, MetricInterval, ResponseApproved, ResponseDrafted, ReviewClaimed,

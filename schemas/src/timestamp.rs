@@ -13,6 +13,16 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// The wall clock now (0 before 1970). For the runtime, the store and tools: a
+    /// processor never reads the clock (it gets `now` in its context).
+    pub fn now() -> Self {
+        Timestamp(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        )
+    }
+
     /// The timestamp's microseconds.
     pub fn micros(self) -> i64 {
         self.0

@@ -136,7 +136,9 @@ pub struct TopicSpec {
     pub replication_factor: Option<u16>,
     /// Retention; defaults to `defaults.retention`.
     pub retention: Option<Retention>,
-    /// The record field used as the message key.
+    /// The record field used as the message key. Every processor keys its messages by the
+    /// conversation, so a key is kept per conversation in order; validation refuses any
+    /// other value rather than ignore it.
     #[serde(default = "default_key")]
     pub key: String,
     /// Name of the Avro schema (in `schemas/`) of the message values. A dead-letter topic
@@ -366,6 +368,16 @@ pub enum ValidationError {
         /// The processors on the cycle, the first repeated at the end.
         path: Vec<String>,
     },
+    /// A topic names a message key the pipeline does not key by.
+    #[error(
+        "topic `{topic}` has key = \"{key}\", but every processor keys its messages by the conversation: only key = \"conversation_id\" is supported"
+    )]
+    UnsupportedKey {
+        /// The topic.
+        topic: String,
+        /// The key it names.
+        key: String,
+    },
     /// A topic's value schema is not in `schemas/`.
     #[error("topic `{topic}` has value_schema `{schema}`, which is not a schema in schemas/")]
     MissingSchema {
@@ -474,6 +486,23 @@ impl Topology {
         })
     }
 
+    /// Processor `name`'s `config` table as `T` (an empty table where the processor or its
+    /// table is absent, so `T`'s defaults apply). A configuration type refuses unknown keys
+    /// (`deny_unknown_fields`); the error names the table.
+    pub fn processor_config<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<T, ConfigError> {
+        let table = self
+            .processors
+            .get(name)
+            .map(|p| p.config.clone())
+            .unwrap_or_default();
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::new(name, vec![e.message().to_owned()]))
+    }
+
     /// A topic's settings with defaults applied, or `None` if it is not declared.
     pub fn topic(&self, name: &str) -> Option<TopicSettings> {
         let spec = self.topics.get(name)?;
@@ -543,6 +572,12 @@ pub fn validate(
         if topic.replication_factor == Some(0) {
             errors.push(ValidationError::Zero {
                 field: format!("topics.\"{name}\".replication_factor"),
+            });
+        }
+        if topic.key != default_key() {
+            errors.push(ValidationError::UnsupportedKey {
+                topic: name.clone(),
+                key: topic.key.clone(),
             });
         }
         match (&topic.value_schema, topic.role) {
@@ -699,6 +734,39 @@ fn find_cycle(topology: &Topology, consumers: &BTreeMap<&str, Vec<&str>>) -> Opt
     None
 }
 
+/// A processor's configuration as topology.toml declares it: its `config` table (parsed
+/// with [`Topology::processor_config`]), its declared topics, checked. Each processor crate
+/// implements it for its configuration type; `insights run` builds with it and
+/// `insights topology check` reports every processor's problems through it.
+pub trait ProcessorConfig: Sized {
+    /// The processor's name in topology.toml.
+    const NAME: &'static str;
+
+    /// Builds the configuration from `topology` (defaults where the processor or its table
+    /// is absent), or every problem found.
+    fn from_topology(topology: &Topology) -> Result<Self, ConfigError>;
+}
+
+/// What is wrong with a processor's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("[processors.{processor}.config]: {}", problems.join("; "))]
+pub struct ConfigError {
+    /// The processor.
+    pub processor: String,
+    /// Each problem, one sentence each.
+    pub problems: Vec<String>,
+}
+
+impl ConfigError {
+    /// `problems` of `processor`'s configuration.
+    pub fn new(processor: &str, problems: Vec<String>) -> Self {
+        Self {
+            processor: processor.to_owned(),
+            problems,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -844,6 +912,57 @@ mod tests {
                 topic: "in".into(),
                 schema: "Nope".into()
             }]
+        );
+    }
+
+    #[test]
+    fn a_key_other_than_the_conversation_is_refused_not_ignored() {
+        let text = BASE.replace(
+            "value_schema = \"Interaction\"\n",
+            "value_schema = \"Interaction\"\n        key = \"customer_id\"\n",
+        );
+        assert_eq!(
+            errors_of(&text),
+            vec![ValidationError::UnsupportedKey {
+                topic: "in".into(),
+                key: "customer_id".into()
+            }]
+        );
+        let explicit = BASE.replace(
+            "value_schema = \"Interaction\"\n",
+            "value_schema = \"Interaction\"\n        key = \"conversation_id\"\n",
+        );
+        assert_eq!(errors_of(&explicit), vec![]);
+    }
+
+    #[test]
+    fn a_processor_config_table_reads_into_its_type_and_names_itself_when_wrong() {
+        #[derive(Debug, Default, serde::Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields, default)]
+        struct Settings {
+            level: u32,
+        }
+        let text = format!("{BASE}\n[processors.a.config]\nlevel = 3\n");
+        let t = Topology::parse(&text).expect("parses");
+        assert_eq!(
+            t.processor_config::<Settings>("a").expect("reads"),
+            Settings { level: 3 }
+        );
+        // No table (or no processor): the type's defaults.
+        assert_eq!(
+            t.processor_config::<Settings>("b").expect("reads"),
+            Settings::default()
+        );
+        let bad = Topology::parse(&format!("{BASE}\n[processors.a.config]\nlevle = 3\n"))
+            .expect("parses");
+        let err = bad
+            .processor_config::<Settings>("a")
+            .expect_err("unknown key");
+        assert_eq!(err.processor, "a");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("[processors.a.config]: ") && text.contains("levle"),
+            "{text}"
         );
     }
 

@@ -10,13 +10,15 @@
 //! threshold.
 
 pub mod alerts;
+mod config;
 pub mod evidence;
 pub mod metrics;
 pub mod stream;
 pub mod table;
 pub mod window;
 
+pub use config::FairnessConfig;
 pub use metrics::{Counts, GroupStats, Interval, Privileged, Report, Tally};
-pub use stream::{FairnessConfig, FairnessProcessor};
+pub use stream::FairnessProcessor;
 pub use table::{TableError, TableSpec, read_csv, report_csv};
 pub use window::{ClosedWindow, WindowSpec, Windows};

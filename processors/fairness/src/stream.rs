@@ -45,163 +45,24 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use insights_runtime::{Context, Output, ProcessError, Processor, Source};
+use insights_processor::{Context, Output, ProcessError, Processor, Source};
 use insights_schemas::{
     Envelope, Event, FairnessAlertRaised, FairnessReported, GroupStats as EventGroup,
     InteractionContext, MetricInterval, SentimentLabel, Timestamp,
 };
-use serde::Deserialize;
 use uuid::Uuid;
 
 pub use crate::alerts::AlertThresholds;
 use crate::alerts::assess;
+pub use crate::config::{FairnessConfig, parse_duration};
 use crate::evidence::wilson;
 use crate::metrics::{GroupStats, Privileged, Report};
-use crate::window::{ClosedWindow, WindowSpec, Windows};
+use crate::window::{ClosedWindow, Windows};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The processor's name (and the events' producer).
 pub const NAME: &str = "fairness";
-
-/// The configuration: `[processors.fairness.config]` in topology.toml.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FairnessConfig {
-    /// Sensitive attributes (keys of the interactions' declared demographics), each
-    /// reported on its own.
-    pub attributes: Vec<String>,
-    /// Intersections reported as well, e.g. `[["gender", "age_band"]]`.
-    pub intersections: Vec<Vec<String>>,
-    /// Window length: `30m`, `1h`, `1d`, …
-    pub window: String,
-    /// Distance between window starts (sliding windows); the window length if unset.
-    pub slide: Option<String>,
-    /// How long after a window's end its outcomes are still counted.
-    pub allowed_lateness: String,
-    /// The same for the reviewer-labelled outcome (reviews take hours or days).
-    pub label_allowed_lateness: String,
-    /// Groups with fewer outcomes are listed but not compared.
-    pub min_group_size: u64,
-    /// AIF360's privileged value per attribute, e.g. `{ gender = "male" }`.
-    pub privileged: BTreeMap<String, String>,
-    /// A draft slower than this is a `slow_draft` outcome.
-    pub slow_draft_ms: u64,
-    /// A partition of a watermark topic silent this long (processing time) no longer
-    /// holds the watermark back.
-    pub idle_partition: String,
-    /// The topics whose partitions drive the watermark: those every interaction passes
-    /// through.
-    pub watermark_topics: Vec<String>,
-    /// Alert rules and the confidence they need (see [`crate::alerts`]).
-    pub alerts: AlertThresholds,
-    /// Rules for particular outcomes (`negative_sentiment`, `escalated`, …), in place of
-    /// `alerts` for those.
-    pub outcome_alerts: BTreeMap<String, AlertThresholds>,
-    /// Where reports go (from topology.toml).
-    #[serde(skip)]
-    pub reports_topic: String,
-    /// The partition count of each watermark topic (from topology.toml); a topic not
-    /// listed counts only the partitions seen.
-    #[serde(skip)]
-    pub watermark_partitions: BTreeMap<String, u32>,
-}
-
-impl Default for FairnessConfig {
-    fn default() -> Self {
-        FairnessConfig {
-            attributes: vec![
-                "gender".into(),
-                "age_band".into(),
-                "region".into(),
-                "plan".into(),
-            ],
-            intersections: vec![vec!["gender".into(), "age_band".into()]],
-            window: "1d".into(),
-            slide: None,
-            allowed_lateness: "1h".into(),
-            label_allowed_lateness: "7d".into(),
-            min_group_size: 30,
-            privileged: BTreeMap::new(),
-            slow_draft_ms: 2_000,
-            idle_partition: "10m".into(),
-            alerts: AlertThresholds::default(),
-            outcome_alerts: BTreeMap::new(),
-            reports_topic: "fairness.reports".into(),
-            watermark_topics: vec!["interactions.scored".into(), "responses.drafted".into()],
-            watermark_partitions: BTreeMap::new(),
-        }
-    }
-}
-
-/// Parses a topology.toml duration (`90s`, `30m`, `12h`, `7d`, …) into microseconds.
-pub fn parse_duration(s: &str) -> Result<i64, String> {
-    let d = insights_topology::parse_duration(s)?;
-    i64::try_from(d.as_micros()).map_err(|_| format!("{s:?} is too large"))
-}
-
-impl FairnessConfig {
-    fn specs(&self) -> Result<(WindowSpec, WindowSpec), String> {
-        let size = parse_duration(&self.window)?;
-        let slide = self
-            .slide
-            .as_deref()
-            .map(parse_duration)
-            .transpose()?
-            .unwrap_or(size);
-        let late = parse_duration(&self.allowed_lateness)?;
-        let label_late = parse_duration(&self.label_allowed_lateness)?;
-        parse_duration(&self.idle_partition)?;
-        let spec = WindowSpec::sliding(size, slide, late).map_err(|e| e.to_string())?;
-        let labelled = WindowSpec::sliding(size, slide, label_late).map_err(|e| e.to_string())?;
-        Ok((spec, labelled))
-    }
-
-    /// Checks the configuration, naming every problem.
-    pub fn validate(&self) -> Result<(), Vec<String>> {
-        let mut problems = Vec::new();
-        if let Err(e) = self.specs() {
-            problems.push(format!("window: {e}"));
-        }
-        if self.attributes.is_empty() && self.intersections.is_empty() {
-            problems.push("no attributes to report on".into());
-        }
-        if self.watermark_topics.is_empty() {
-            problems.push("watermark_topics names no topic".into());
-        }
-        for set in &self.intersections {
-            if set.len() < 2 {
-                problems.push(format!(
-                    "intersection {set:?} needs at least two attributes"
-                ));
-            }
-        }
-        problems.extend(self.alerts.validate("alerts"));
-        for (outcome, thresholds) in &self.outcome_alerts {
-            if !Outcome::ALL.iter().any(|o| o.as_str() == outcome) {
-                problems.push(format!(
-                    "outcome_alerts names `{outcome}`, which is not an outcome ({})",
-                    Outcome::ALL.map(Outcome::as_str).join(", ")
-                ));
-            }
-            problems.extend(thresholds.validate(&format!("outcome_alerts.{outcome}")));
-        }
-        for attribute in self.privileged.keys() {
-            if !self.attributes.contains(attribute)
-                && !self.intersections.iter().flatten().any(|a| a == attribute)
-            {
-                problems.push(format!(
-                    "privileged names `{attribute}`, which is not a reported attribute"
-                ));
-            }
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
-        }
-    }
-}
 
 /// The outcomes, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -702,6 +563,22 @@ impl Processor for FairnessProcessor {
         VERSION
     }
 
+    /// The outcome events: after a restart the open windows are counted again from the
+    /// store (each event id once, so Kafka redelivering some of them counts nothing twice).
+    fn restores_from(&self) -> &'static [&'static str] {
+        &[
+            "SentimentScored",
+            "ResponseDrafted",
+            "ResponseApproved",
+            "ReviewRequested",
+            "ReviewDecided",
+        ]
+    }
+
+    fn restore(&mut self, events: &[Envelope]) {
+        self.replay(events);
+    }
+
     fn process(
         &mut self,
         input: &Envelope,
@@ -741,7 +618,7 @@ impl Processor for FairnessProcessor {
 
 #[cfg(test)]
 mod tests {
-    use insights_runtime::Source;
+    use insights_processor::Source;
     use insights_schemas::{ReviewDecided, ReviewDecision, ReviewRequested, SentimentScored};
 
     use super::*;

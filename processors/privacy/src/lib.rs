@@ -32,6 +32,7 @@
 mod gazetteer;
 pub mod national;
 pub mod recognizers;
+mod settings;
 pub mod tagger;
 pub mod vault;
 
@@ -39,13 +40,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use hmac::{Hmac, Mac};
-use insights_runtime::{Context, Output, ProcessError, Processor};
+use insights_processor::{Context, Output, ProcessError, Processor};
 use insights_schemas::{
     Event, Interaction, InteractionContext, InteractionScrubbed, PiiSpan, SealedPii,
 };
 use sha2::Sha256;
 
 pub use recognizers::Finding;
+pub use settings::PrivacySettings;
 
 /// The languages with a tagger of their own (primary subtags): the shipped ones are
 /// `model/tagger.bin` (English) and `model/LANG/tagger.bin`.
@@ -605,7 +607,7 @@ impl Processor for PrivacyProcessor {
 
 #[cfg(test)]
 mod tests {
-    use insights_runtime::Source;
+    use insights_processor::Source;
     use insights_schemas::Timestamp;
 
     use super::*;

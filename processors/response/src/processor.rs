@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use insights_runtime::{Context, Output, ProcessError, Processor};
+use insights_processor::{Context, Output, ProcessError, Processor};
 use insights_schemas::{
     Envelope, Event, GuardrailResult, ResponseApproved, ResponseDrafted, ReviewRequested,
     SentimentScored, Timestamp, review_stream,
@@ -77,6 +77,31 @@ pub enum ResponseError {
     /// The drafter's threads could not start.
     #[error("starting the drafter: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl insights_topology::ProcessorConfig for ResponseConfig {
+    const NAME: &'static str = "response";
+
+    /// The table, the declared outputs (drafts and automatic approvals first, then review
+    /// requests), checked. Flags that override the LLM backend apply afterwards (check
+    /// again with [`ResponseConfig::validate`]).
+    fn from_topology(
+        topology: &insights_topology::Topology,
+    ) -> Result<Self, insights_topology::ConfigError> {
+        let mut config: Self = topology.processor_config(Self::NAME)?;
+        if let Some(p) = topology.processors.get(Self::NAME) {
+            if let Some(t) = p.outputs.first() {
+                config.drafts_topic = t.clone();
+            }
+            if let Some(t) = p.outputs.get(1) {
+                config.review_topic = t.clone();
+            }
+        }
+        config
+            .validate()
+            .map_err(|p| insights_topology::ConfigError::new(Self::NAME, p))?;
+        Ok(config)
+    }
 }
 
 impl ResponseConfig {
@@ -344,6 +369,24 @@ impl ResponseProcessor {
     }
 }
 
+impl ResponseProcessor {
+    /// A reviewer's approval (not the policy's automatic ones) joins the retrieval memory.
+    fn remember(&self, a: &ResponseApproved) {
+        if a.automatic {
+            return;
+        }
+        self.memory
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(Approved {
+                inquiry: a.inquiry_text.clone(),
+                reply: a.final_text.clone(),
+                intent: Intent::parse(&a.intent).unwrap_or(Intent::General),
+                language: primary_language(a.context.language.as_deref()),
+            });
+    }
+}
+
 impl Processor for ResponseProcessor {
     type Input = Envelope;
 
@@ -353,6 +396,20 @@ impl Processor for ResponseProcessor {
 
     fn version(&self) -> &str {
         VERSION
+    }
+
+    /// Reviewers' approvals: the retrieval memory remembers the latest of them again after
+    /// a restart.
+    fn restores_from(&self) -> &'static [&'static str] {
+        &["ResponseApproved"]
+    }
+
+    fn restore(&mut self, events: &[Envelope]) {
+        for e in events {
+            if let Event::ResponseApproved(a) = &e.event {
+                self.remember(a);
+            }
+        }
     }
 
     fn prepare(&mut self, inputs: &[&Envelope]) {
@@ -380,17 +437,7 @@ impl Processor for ResponseProcessor {
         match &input.event {
             Event::SentimentScored(s) => Ok(self.respond(input, s, ctx)),
             Event::ResponseApproved(a) => {
-                if !a.automatic {
-                    self.memory
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .add(Approved {
-                            inquiry: a.inquiry_text.clone(),
-                            reply: a.final_text.clone(),
-                            intent: Intent::parse(&a.intent).unwrap_or(Intent::General),
-                            language: primary_language(a.context.language.as_deref()),
-                        });
-                }
+                self.remember(a);
                 Ok(Vec::new())
             }
             // Reviewers' other events share the decisions topic; nothing to draft.
@@ -410,7 +457,7 @@ impl Processor for ResponseProcessor {
 mod tests {
     use std::collections::BTreeMap;
 
-    use insights_runtime::Source;
+    use insights_processor::Source;
     use insights_schemas::{InteractionContext, SentimentLabel};
 
     use super::*;

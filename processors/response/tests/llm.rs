@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use insights_processor::{Output, drive};
 use insights_response::openai::OpenAiConfig;
 use insights_response::resilience::ResilienceConfig;
 use insights_response::{ResponseConfig, ResponseProcessor};
-use insights_runtime::{Output, drive};
 use insights_schemas::{
     Envelope, Event, InteractionContext, SentimentLabel, SentimentScored, Timestamp,
 };

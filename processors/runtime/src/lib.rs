@@ -1,7 +1,8 @@
 //! The runtime: the one place that owns IO for every processor.
 //!
 //! A processor is pure ([`Processor::process`]: one decoded input and a [`Context`] in,
-//! [`Output`]s out); the runtime consumes its input topics in a consumer group, decodes
+//! [`Output`]s out; the trait lives in `insights-processor`, which has no IO, and is
+//! re-exported here); the runtime consumes its input topics in a consumer group, decodes
 //! (JSON, Avro single-object, Confluent wire format), runs the processor on the blocking
 //! pool, appends every output of a batch to the event store in one transaction, publishes
 //! them (idempotent producer, keyed by conversation) and waits for delivery, and only then
@@ -15,32 +16,33 @@
 //! the worker with a message, committing only what is done.
 //!
 //! # Layout
-//! - `processor` — the [`Processor`] trait, [`Context`], [`Output`], [`ProcessError`].
-//! - `records` — output envelopes (deterministic ids) and store rows.
 //! - `worker` — the consume → process → append → publish → commit loop.
 //! - `kafka` — client configuration.
 //! - `metrics` — the Prometheus families every processor exports.
 //! - `pipeline` — running a topology: embedded broker, topics, launching workers,
 //!   producing input files, ops endpoints (`/metrics`, `/healthz`, `/readyz`).
+//! - [`offline`] — drivers that work from the store: reprocessing stored inputs,
+//!   republishing stored events, and the [`offline::EnvelopeProducer`] they share.
 //! - `redrive` — sending dead letters back through the pipeline, recorded in the store.
 //! - `trace` — OpenTelemetry spans per message, their context in Kafka headers.
 
 mod kafka;
 mod metrics;
+pub mod offline;
 mod pipeline;
-mod processor;
-pub mod records;
 pub mod redrive;
 pub mod trace;
 mod worker;
 
+pub use insights_processor::{
+    Context, Input, Output, ProcessError, Processor, Source, drive, drive_each, envelope_for,
+};
 pub use kafka::{KafkaSettings, consumer, producer};
 pub use metrics::Metrics;
 pub use pipeline::{
     EmbeddedBroker, Health, Launch, ProduceFormat, Produced, create_topics, launcher, list_topics,
     produce_lines, run_processors, serve_ops,
 };
-pub use processor::{Context, Input, Output, ProcessError, Processor, Source, drive, drive_each};
 pub use worker::{Shared, StopWhen, Summary, dead_letter_headers, run};
 
 /// How a failed message is classified on the dead-letter topic.

@@ -30,8 +30,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use sha2::{Digest, Sha256};
 
 use crate::kafka::{KafkaSettings, producer, reader};
-use crate::records::{from_recorded, to_event_data};
 use crate::worker::dead_letter_headers as h;
+use insights_event_store::envelope::{from_recorded, to_event_data};
 
 /// The store stream of re-drive events.
 pub const STREAM: &str = "dead-letter-redrives";
@@ -472,7 +472,7 @@ impl Sender<'_> {
             deliveries.push(self.producer.send_result(record).map_err(|(e, _)| e)?);
         }
         let mut envelopes = Vec::with_capacity(chunk.len());
-        let now = now();
+        let now = Timestamp::now();
         for ((d, target), delivery) in chunk.iter().zip(deliveries) {
             let delivered = delivery
                 .await
@@ -606,14 +606,6 @@ fn event_for(
         producer_version: env!("CARGO_PKG_VERSION").into(),
         event,
     }
-}
-
-fn now() -> Timestamp {
-    Timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as i64),
-    )
 }
 
 #[cfg(test)]

@@ -27,10 +27,10 @@ use tracing::Span;
 
 use crate::kafka::{KafkaSettings, RebalanceContext, producer, worker_consumer};
 use crate::metrics::Metrics;
-use crate::processor::{Context, Input, Output, ProcessError, Processor, Source};
-use crate::records::{envelope_for, to_event_data};
 use crate::trace;
 use crate::{ErrorClass, RuntimeError};
+use insights_event_store::envelope::to_event_data;
+use insights_processor::{Context, Input, Output, ProcessError, Processor, Source, envelope_for};
 use insights_telemetry::TARGET;
 
 /// Headers on a dead-lettered message.
@@ -91,9 +91,19 @@ pub struct Summary {
     pub dead_lettered: u64,
 }
 
+/// An output event with where it goes.
+struct Routed {
+    /// The event.
+    envelope: Envelope,
+    /// Its topic.
+    topic: String,
+    /// Its Kafka key.
+    key: String,
+}
+
 /// One message's outcome from the pure stage.
 enum Outcome {
-    Outputs(Vec<(Envelope, String, String)>),
+    Outputs(Vec<Routed>),
     Dead { class: ErrorClass, error: String },
 }
 
@@ -117,6 +127,15 @@ pub async fn run<P: Processor>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Summary, RuntimeError> {
     shared.metrics.prepare(&settings.name);
+    let (processor, restored) = crate::offline::restore(processor, &*shared.store).await?;
+    if restored.events > 0 || restored.undecodable > 0 {
+        tracing::info!(
+            processor = %settings.name,
+            events = restored.events,
+            undecodable = restored.undecodable,
+            "state restored from the store"
+        );
+    }
     let consumer = Arc::new(worker_consumer(&shared.kafka, &settings.group)?);
     let topics: Vec<&str> = settings.inputs.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
@@ -670,7 +689,12 @@ impl Sink {
         for ((m, span), outcome) in messages.iter().zip(&spans).zip(outcomes) {
             match outcome {
                 Outcome::Outputs(outputs) => {
-                    for (envelope, topic, key) in outputs {
+                    for Routed {
+                        envelope,
+                        topic,
+                        key,
+                    } in outputs
+                    {
                         let payload = self
                             .shared
                             .codec
@@ -832,7 +856,7 @@ impl Sink {
             input_id: &input_id,
             correlation_id: &input_id,
             input_time,
-            now: now(),
+            now: Timestamp::now(),
             source: &source,
         };
         let output = Output {
@@ -862,19 +886,45 @@ impl Sink {
             return Ok(Vec::new());
         }
         let batch = AppendBatch::new(envelopes.iter().map(to_event_data).collect());
+        self.retrying("store", RuntimeError::Store, || async {
+            self.shared
+                .store
+                .append(batch.clone())
+                .await
+                .map_err(|e| match e.is_retryable() {
+                    true => Failure::Transient(e),
+                    false => Failure::Final(e),
+                })
+        })
+        .await
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the backoff policy's time is up
+    /// (then `fatal` makes the error that stops the worker); each wait between attempts is
+    /// counted and logged under `operation`, and a halt interrupts it.
+    async fn retrying<T, E, Fut>(
+        &self,
+        operation: &str,
+        fatal: impl Fn(E) -> RuntimeError,
+        mut attempt: impl FnMut() -> Fut,
+    ) -> Result<T, Abandoned>
+    where
+        E: std::fmt::Display + Sync,
+        Fut: Future<Output = Result<T, Failure<E>>>,
+    {
         let mut backoff = backoff_policy();
         loop {
-            match self.shared.store.append(batch.clone()).await {
-                Ok(r) => return Ok(r),
-                Err(e) if e.is_retryable() => match backoff.next_backoff() {
+            match attempt().await {
+                Ok(v) => return Ok(v),
+                Err(Failure::Final(e)) => return Err(Abandoned::Failed(fatal(e))),
+                Err(Failure::Transient(e)) => match backoff.next_backoff() {
                     Some(wait) => {
-                        if !self.pause("store", &e, wait).await {
+                        if !self.pause(operation, &e, wait).await {
                             return Err(Abandoned::Halted);
                         }
                     }
-                    None => return Err(Abandoned::Failed(RuntimeError::Store(e))),
+                    None => return Err(Abandoned::Failed(fatal(e))),
                 },
-                Err(e) => return Err(Abandoned::Failed(RuntimeError::Store(e))),
             }
         }
     }
@@ -893,10 +943,11 @@ impl Sink {
                 p.headers = headers;
             }
         }
-        let mut pending = messages;
-        let mut backoff = backoff_policy();
-        loop {
-            let sends = pending.iter().map(|p| {
+        // Only what failed is sent again.
+        let pending = &std::sync::Mutex::new(messages);
+        self.retrying("publish", RuntimeError::Kafka, || async move {
+            let batch = std::mem::take(&mut *pending.lock().unwrap_or_else(|p| p.into_inner()));
+            let sends = batch.iter().map(|p| {
                 let mut record = FutureRecord::to(&p.topic)
                     .payload(p.payload.as_slice())
                     .key(p.key.as_str());
@@ -908,7 +959,7 @@ impl Sink {
             let results = futures::future::join_all(sends).await;
             let mut failed = Vec::new();
             let mut last_error = None;
-            for (msg, result) in pending.into_iter().zip(results) {
+            for (msg, result) in batch.into_iter().zip(results) {
                 match result {
                     Ok(_) => {
                         self.shared
@@ -923,19 +974,13 @@ impl Sink {
                     }
                 }
             }
-            let Some(error) = last_error else {
-                return Ok(());
-            };
-            match backoff.next_backoff() {
-                Some(wait) => {
-                    if !self.pause("publish", &error, wait).await {
-                        return Err(Abandoned::Halted);
-                    }
-                    pending = failed;
-                }
-                None => return Err(Abandoned::Failed(RuntimeError::Kafka(error))),
+            *pending.lock().unwrap_or_else(|p| p.into_inner()) = failed;
+            match last_error {
+                None => Ok(()),
+                Some(error) => Err(Failure::Transient(error)),
             }
-        }
+        })
+        .await
     }
 
     /// Commits, per partition, the offset after the last message of the batch — of the
@@ -1075,7 +1120,7 @@ fn process_one<P: Processor>(
         input_id: &input_id,
         correlation_id: &correlation_id,
         input_time: input.input_time(),
-        now: now(),
+        now: Timestamp::now(),
         source: &source,
     };
     let outputs = match processor.process(input, &ctx) {
@@ -1112,7 +1157,11 @@ fn process_one<P: Processor>(
         if let Some(id) = processor.output_event_id(&output) {
             envelope.event_id = id;
         }
-        envelopes.push((envelope, output.topic, output.key));
+        envelopes.push(Routed {
+            envelope,
+            topic: output.topic,
+            key: output.key,
+        });
     }
     Ok(Ok(Outcome::Outputs(envelopes)))
 }
@@ -1160,6 +1209,14 @@ fn dead_letter_headers(
     headers
 }
 
+/// How an attempt of [`Sink::retrying`] failed.
+enum Failure<E> {
+    /// It may pass: wait and try again.
+    Transient(E),
+    /// Trying again cannot help.
+    Final(E),
+}
+
 fn backoff_policy() -> ExponentialBackoff {
     ExponentialBackoff {
         initial_interval: Duration::from_millis(100),
@@ -1167,14 +1224,6 @@ fn backoff_policy() -> ExponentialBackoff {
         max_elapsed_time: Some(Duration::from_secs(30)),
         ..ExponentialBackoff::default()
     }
-}
-
-fn now() -> Timestamp {
-    Timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as i64),
-    )
 }
 
 impl From<StoreError> for RuntimeError {

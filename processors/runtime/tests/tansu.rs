@@ -5,7 +5,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use insights_runtime::{Context, Processor, dead_letter_headers, records};
+use insights_runtime::{Context, Processor, dead_letter_headers, envelope_for};
 use insights_schemas::{Codec, Envelope, Event, Format, Timestamp};
 use rdkafka::Message;
 use support::{
@@ -110,7 +110,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_with_reasons_and_nothing_el
             .remove(0);
         codec
             .encode(
-                &records::envelope_for("echo", "test", &ctx, 0, &out),
+                &envelope_for("echo", "test", &ctx, 0, &out),
                 Format::SingleObject,
             )
             .expect("encodes")

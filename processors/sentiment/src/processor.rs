@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use insights_runtime::{Context, Output, ProcessError, Processor};
+use insights_processor::{Context, Output, ProcessError, Processor};
 use insights_schemas::{Envelope, Event, SentimentScored};
 
 use crate::SentimentError;
@@ -31,6 +31,32 @@ impl Default for SentimentConfig {
             pool: PoolConfig::default(),
             output_topic: "interactions.scored".into(),
         }
+    }
+}
+
+impl insights_topology::ProcessorConfig for SentimentConfig {
+    const NAME: &'static str = "sentiment";
+
+    /// The declared output, and model batches no larger than a Kafka batch: a Kafka batch
+    /// is spread over the pool's threads in model batches of at most the pool's size (32),
+    /// since a Kafka batch of 500 in one model call would leave the other threads idle.
+    /// The model is chosen by flags (`model`); the processor has no `config` table yet,
+    /// and refuses one.
+    fn from_topology(
+        topology: &insights_topology::Topology,
+    ) -> Result<Self, insights_topology::ConfigError> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct NoSettings {}
+        let NoSettings {} = topology.processor_config(Self::NAME)?;
+        let mut config = Self::default();
+        if let Some(p) = topology.processor(Self::NAME) {
+            if let Some(t) = p.outputs.first() {
+                config.output_topic = t.clone();
+            }
+            config.pool.max_batch = p.batch_size.clamp(1, config.pool.max_batch);
+        }
+        Ok(config)
     }
 }
 
@@ -146,7 +172,7 @@ impl Processor for SentimentProcessor {
 
 #[cfg(test)]
 mod tests {
-    use insights_runtime::Source;
+    use insights_processor::Source;
     use insights_schemas::{InteractionContext, InteractionScrubbed, Timestamp};
     use uuid::Uuid;
 

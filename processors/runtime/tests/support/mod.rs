@@ -10,7 +10,7 @@ use std::time::Duration;
 use insights_event_store::{EventFilter, EventStore, SqliteStore};
 use insights_runtime::{
     Context, KafkaSettings, Metrics, Output, ProcessError, Processor, Shared, StopWhen, Summary,
-    records, run,
+    run,
 };
 use insights_schemas::{
     Codec, Envelope, Event, Format, Interaction, InteractionContext, InteractionScrubbed, Timestamp,
@@ -174,6 +174,6 @@ pub async fn stored(store: &dyn EventStore) -> Vec<Envelope> {
         .await
         .expect("reads")
         .iter()
-        .map(|r| records::from_recorded(r).expect("valid envelope"))
+        .map(|r| insights_event_store::envelope::from_recorded(r).expect("valid envelope"))
         .collect()
 }

@@ -6,13 +6,18 @@
 use std::io::{BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use insights_event_store::bundle;
-use insights_event_store::{EventFilter, EventStore, Head, PAGE_SIZE, VerifyReport};
+use insights_event_store::{EventStore, VerifyReport};
+
+use crate::output;
+use crate::settings::{self, Global};
+
+mod rebuild;
+mod reprocess;
+mod republish;
 
 /// `insights replay`.
 #[derive(Debug, Args)]
@@ -28,11 +33,11 @@ pub struct ReplayArgs {
     #[arg(long, conflicts_with = "file")]
     export: Option<PathBuf>,
     #[command(flatten)]
-    rebuild: crate::views::RebuildArgs,
+    rebuild: rebuild::RebuildArgs,
     #[command(flatten)]
-    to_topic: crate::republish::ToTopicArgs,
+    to_topic: republish::ToTopicArgs,
     #[command(flatten)]
-    reprocess: crate::reprocess::ReprocessArgs,
+    reprocess: reprocess::ReprocessArgs,
 }
 
 impl ReplayArgs {
@@ -46,23 +51,20 @@ impl ReplayArgs {
     }
 }
 
-pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} events ({per_sec})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_owned());
-    bar
-}
-
-/// Runs `insights replay`.
-pub async fn run(
-    store: Option<(&Arc<dyn EventStore>, &str)>,
-    topology: Option<&insights_topology::Topology>,
-    args: &ReplayArgs,
-) -> Result<ExitCode> {
+/// Runs `insights replay`: the store is opened only where it is needed (a bundle
+/// verifies without it), and the topology is optional (defaults where it is missing).
+pub async fn run(global: &Global, args: &ReplayArgs) -> Result<ExitCode> {
+    let topology = global.topology_file().ok().cloned();
+    let opened = match args.needs_store() {
+        true => {
+            let store = settings::open_store(global).await?;
+            let (url, _) = settings::store_url(global)?;
+            Some((store, url))
+        }
+        false => None,
+    };
+    let store = opened.as_ref().map(|(s, url)| (s, url.as_str()));
+    let topology = topology.as_ref();
     if !args.verify
         && args.export.is_none()
         && !args.rebuild.wanted()
@@ -76,7 +78,7 @@ pub async fn run(
     }
     if args.reprocess.wanted() {
         let (store, _) = store.context("--reprocess needs the store")?;
-        let done = crate::reprocess::run(&**store, &args.reprocess).await?;
+        let done = reprocess::run(&**store, &args.reprocess).await?;
         eprintln!(
             "insights: reprocessed {} inputs: appended {}, already stored {}, refused {}",
             done.inputs, done.appended, done.already, done.refused
@@ -84,13 +86,13 @@ pub async fn run(
     }
     if args.rebuild.wanted() {
         let (store, url) = store.context("--rebuild needs the store")?;
-        let anomalies = crate::views::anomaly_config(topology)?;
-        crate::views::rebuild(store, url, anomalies, &args.rebuild).await?;
+        let anomalies = crate::assemble::views::anomaly_config(topology)?;
+        rebuild::rebuild(store, url, anomalies, &args.rebuild).await?;
     }
     if args.to_topic.wanted() {
         let (store, _) = store.context("--to-topic needs the store")?;
         let topology = topology.context("--to-topic needs the topology (for the brokers)")?;
-        let n = crate::republish::run(&**store, topology, &args.to_topic).await?;
+        let n = republish::run(&**store, topology, &args.to_topic).await?;
         eprintln!("insights: published {n} events");
     }
     let store = store.map(|(s, _)| &**s);
@@ -105,80 +107,30 @@ pub async fn run(
         Some(path) => verify_bundle(path)?,
         None => verify_store(store.context("--verify needs the store or --file")?).await?,
     };
-    Ok(summarize(&report))
+    Ok(output::summarize(&report))
 }
 
 async fn verify_store(store: &dyn EventStore) -> Result<VerifyReport> {
     let head = store.head().await?;
-    let bar = bar(head.position, "verifying");
+    let bar = output::bar(head.position, "verifying");
     let report = insights_event_store::verify_walk(store, &|at, _| bar.set_position(at)).await?;
     bar.finish_and_clear();
     Ok(report)
-}
-
-/// Prints a verification summary; the exit code says whether the chain holds.
-pub fn summarize(report: &VerifyReport) -> ExitCode {
-    let types: Vec<String> = report
-        .by_type
-        .iter()
-        .map(|(t, n)| format!("{t}={n}"))
-        .collect();
-    println!(
-        "events {} positions {}..{} head {} types [{}]",
-        report.events,
-        report.first_position,
-        report.last_position,
-        hex::encode(report.head_hash),
-        types.join(", ")
-    );
-    match &report.broken {
-        None => {
-            println!("chain intact");
-            ExitCode::SUCCESS
-        }
-        Some(b) => {
-            eprintln!("insights: chain broken at {b}");
-            ExitCode::FAILURE
-        }
-    }
 }
 
 async fn export(store: &dyn EventStore, path: &PathBuf) -> Result<()> {
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut out = BufWriter::new(file);
-    bundle::write_header(&mut out)?;
-    let head = store.head().await?;
-    let bar = bar(head.position, "exporting");
-    let mut after = 0;
-    let mut last_hash = insights_event_store::GENESIS_HASH;
-    // Export up to the head read at the start: a consistent cut of a log that may grow.
-    while after < head.position {
-        let page = store.read_all(after, PAGE_SIZE, &EventFilter::All).await?;
-        let Some(last) = page.last() else { break };
-        for e in page.iter().take_while(|e| e.position <= head.position) {
-            bundle::write_event(&mut out, e)?;
-            after = e.position;
-            last_hash = e.hash;
-        }
-        if last.position > head.position {
-            break;
-        }
-        bar.set_position(after);
-    }
+    let bar = output::bar(store.head().await?.position, "exporting");
+    let head = bundle::export(store, &mut out, |at| bar.set_position(at)).await?;
     bar.finish_and_clear();
-    bundle::write_head(
-        &mut out,
-        &Head {
-            position: after,
-            hash: last_hash,
-        },
-    )?;
     out.flush()?;
     eprintln!(
-        "insights: exported positions 1..{after} to {} (head {})",
+        "insights: exported positions 1..{} to {} (head {})",
+        head.position,
         path.display(),
-        hex::encode(last_hash)
+        hex::encode(head.hash)
     );
     Ok(())
 }
@@ -186,7 +138,7 @@ async fn export(store: &dyn EventStore, path: &PathBuf) -> Result<()> {
 fn verify_bundle(path: &PathBuf) -> Result<VerifyReport> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let bar = bar(len, "verifying");
+    let bar = output::bar(len, "verifying");
     let report = bundle::verify(BufReader::new(file), |read| bar.set_position(read))
         .with_context(|| path.display().to_string());
     bar.finish_and_clear();

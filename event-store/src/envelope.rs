@@ -1,36 +1,10 @@
-//! Envelopes in and out: building a processor's output envelopes, and moving envelopes
-//! into and out of the event store.
-//!
-//! The store keeps the envelope's fields as columns and the payload as its JSON text, so
-//! the log reads with `psql` or `sqlite3`.
+//! The pipeline's envelopes as store rows and back: the envelope's fields are columns,
+//! the payload is its JSON text, so the log reads with `psql` or `sqlite3`.
 
-use insights_event_store::{EventData, RecordedEvent};
-use insights_schemas::{Envelope, Event, current_version};
+use insights_schemas::{Envelope, Event};
 use serde_json::{Map, Value};
 
-use crate::processor::{Context, Output};
-
-/// The envelope of a processor's `index`-th output for an input: a deterministic id, the
-/// payload schema's current version, causation and correlation from the input.
-pub fn envelope_for(
-    processor: &str,
-    version: &str,
-    ctx: &Context<'_>,
-    index: u32,
-    output: &Output,
-) -> Envelope {
-    Envelope {
-        event_id: ctx.output_event_id(processor, index),
-        schema_version: current_version(output.event.event_type()).unwrap_or(1),
-        stream_id: output.stream_id.clone(),
-        causation_id: Some(ctx.input_id.to_owned()),
-        correlation_id: ctx.correlation_id.to_owned(),
-        occurred_at: ctx.now,
-        producer: processor.to_owned(),
-        producer_version: version.to_owned(),
-        event: output.event.clone(),
-    }
-}
+use crate::{EventData, RecordedEvent};
 
 /// Why a stored event does not make an envelope.
 #[derive(Debug, thiserror::Error)]
@@ -99,26 +73,18 @@ mod tests {
     use insights_schemas::{DeadLettered, Timestamp};
 
     use super::*;
-    use crate::processor::Source;
 
     #[test]
-    fn envelopes_survive_the_store_and_ids_are_deterministic() {
-        let source = Source {
-            topic: "interactions.raw".into(),
-            partition: 2,
-            offset: 41,
-        };
-        let ctx = Context {
-            input_id: "interaction:i-1",
-            correlation_id: "interaction:i-1",
-            input_time: Timestamp(0),
-            now: Timestamp(1_790_000_000_000_000),
-            source: &source,
-        };
-        let output = Output {
-            topic: "interactions.deadletter".into(),
+    fn envelopes_survive_the_store() {
+        let e = Envelope {
+            event_id: uuid::Uuid::from_u128(7),
+            schema_version: 1,
             stream_id: "conversation-c".into(),
-            key: "c".into(),
+            causation_id: Some("interaction:i-1".into()),
+            correlation_id: "interaction:i-1".into(),
+            occurred_at: Timestamp(1_790_000_000_000_000),
+            producer: "privacy".into(),
+            producer_version: "1".into(),
             event: Event::DeadLettered(DeadLettered {
                 processor: "p".into(),
                 error_class: "poison".into(),
@@ -130,20 +96,10 @@ mod tests {
                 payload_size: 3,
             }),
         };
-        let e = envelope_for("privacy", "1", &ctx, 0, &output);
-        assert_eq!(
-            e.event_id,
-            envelope_for("privacy", "1", &ctx, 0, &output).event_id
-        );
-        assert_ne!(
-            e.event_id,
-            envelope_for("privacy", "1", &ctx, 1, &output).event_id
-        );
-        assert_eq!(e.schema_version, 1);
         let data = to_event_data(&e);
-        let stored: serde_json::Value =
-            serde_json::from_slice(&data.payload).expect("JSON payload");
+        let stored: Value = serde_json::from_slice(&data.payload).expect("JSON payload");
         assert_eq!(stored["processor"], "p");
+        assert_eq!(data.event_type, "DeadLettered");
         let recorded = RecordedEvent {
             position: 9,
             stream_version: 1,
@@ -152,5 +108,30 @@ mod tests {
             data,
         };
         assert_eq!(from_recorded(&recorded).expect("decodes"), e);
+    }
+
+    #[test]
+    fn a_payload_that_is_not_its_type_is_an_error_naming_the_position() {
+        let recorded = RecordedEvent {
+            position: 12,
+            stream_version: 1,
+            recorded_at: 0,
+            hash: [0; 32],
+            data: EventData {
+                event_id: uuid::Uuid::from_u128(8),
+                stream_id: "s".into(),
+                event_type: "DeadLettered".into(),
+                schema_version: 1,
+                causation_id: None,
+                correlation_id: "c".into(),
+                occurred_at: 0,
+                producer: "p".into(),
+                producer_version: "1".into(),
+                payload: b"{\"nope\": 1}".to_vec(),
+            },
+        };
+        let err = from_recorded(&recorded).expect_err("not a DeadLettered");
+        assert_eq!(err.position, 12);
+        assert!(err.to_string().contains("position 12"), "{err}");
     }
 }

@@ -3,18 +3,14 @@
 //! by their conversation (else their stream), in log order per key. Consumers that store
 //! what they receive drop the copies by event id; processors re-derive the same output ids.
 
-use std::time::Duration;
-
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use insights_event_store::{EventFilter, EventStore};
 use insights_runtime::KafkaSettings;
-use insights_runtime::records::from_recorded;
-use insights_schemas::{Codec, Format};
-use rdkafka::producer::FutureRecord;
+use insights_runtime::offline::{EnvelopeProducer, republish};
 
-/// Events per page read and published at once.
-const PAGE: usize = 1_000;
+use crate::output;
+use crate::settings::KafkaArgs;
 
 /// `insights replay --to-topic`.
 #[derive(Debug, Args)]
@@ -37,7 +33,7 @@ pub struct ToTopicArgs {
     )]
     types: Vec<String>,
     #[command(flatten)]
-    kafka: crate::pipeline::KafkaArgs,
+    kafka: KafkaArgs,
 }
 
 impl ToTopicArgs {
@@ -75,44 +71,12 @@ pub async fn run(
     } else {
         EventFilter::Types(args.types.clone())
     };
-    let producer = insights_runtime::producer(&kafka)?;
-    let codec = Codec::new();
-    let bar = crate::replay::bar(to - from + 1, &format!("publishing to {topic}"));
-    let mut after = from - 1;
-    let mut published = 0;
-    while after < to {
-        let page = store.read_all(after, PAGE, &filter).await?;
-        let Some(last) = page.last().map(|e| e.position) else {
-            break;
-        };
-        let mut records = Vec::with_capacity(page.len());
-        for r in page.iter().take_while(|r| r.position <= to) {
-            let envelope = from_recorded(r)?;
-            let key = envelope
-                .event
-                .context()
-                .map_or_else(|| envelope.stream_id.clone(), |c| c.conversation_id.clone());
-            let bytes = codec
-                .encode(&envelope, Format::SingleObject)
-                .with_context(|| format!("encoding the event at position {}", r.position))?;
-            records.push((r.position, key, bytes));
-        }
-        let sends = records.iter().map(|(_, key, bytes)| {
-            producer.send(
-                FutureRecord::to(topic).key(key).payload(bytes.as_slice()),
-                Duration::from_secs(30),
-            )
-        });
-        for ((position, _, _), result) in records.iter().zip(futures::future::join_all(sends).await)
-        {
-            result.map_err(|(e, _)| {
-                anyhow::anyhow!("publishing position {position} to {topic}: {e}")
-            })?;
-        }
-        published += records.len() as u64;
-        after = last.min(to);
+    let producer = EnvelopeProducer::new(&kafka)?;
+    let bar = output::bar(to - from + 1, &format!("publishing to {topic}"));
+    let published = republish(store, &producer, topic, (from, to), &filter, |after| {
         bar.set_position(after - from + 1);
-    }
+    })
+    .await?;
     bar.finish_and_clear();
     Ok(published)
 }

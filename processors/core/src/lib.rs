@@ -1,6 +1,14 @@
 //! What a processor is: a pure function from one decoded input to output events.
+//!
+//! This crate holds the [`Processor`] trait, the [`Context`] the runtime gives it, its
+//! [`Output`]s and [`ProcessError`] classes, and [`envelope_for`], which turns an output
+//! into the envelope the runtime stores and publishes. It has no Kafka client and no
+//! database driver: processor crates depend on this crate and not on the runtime, so the
+//! compiler keeps them free of IO. A processor that needs a resource (the privacy vault's
+//! key store, an LLM backend) declares a small trait for it in its own crate and is given
+//! an implementation when the binary assembles it.
 
-use insights_schemas::{AvroRecord, Envelope, Event, Interaction, Timestamp};
+use insights_schemas::{AvroRecord, Envelope, Event, Interaction, Timestamp, current_version};
 
 /// Where a message came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,9 +68,10 @@ pub struct Output {
     pub event: Event,
 }
 
-/// Why a processor could not handle an input; the runtime acts on the class.
+/// Why a processor could not handle an input; the runtime acts on the class. Not
+/// `non_exhaustive`: a new class must be handled by every driver, and the compiler says
+/// where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum ProcessError {
     /// The input itself is unusable: dead-letter it and go on.
     #[error("rejected input: {0}")]
@@ -102,6 +111,21 @@ pub trait Processor: Send + 'static {
     /// default does nothing.
     fn prepare(&mut self, inputs: &[&Self::Input]) {
         let _ = inputs;
+    }
+
+    /// The stored event types this processor's state is rebuilt from before it consumes
+    /// (see [`Processor::restore`]); none by default.
+    fn restores_from(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Folds stored events of the [`Processor::restores_from`] types into the processor's
+    /// state, in log order a page at a time. Every driver that keeps a processor running
+    /// calls it before the first input (the runtime's worker does); it has no outputs, and
+    /// an event that also arrives on a topic afterwards must not count twice. The default
+    /// does nothing.
+    fn restore(&mut self, events: &[Envelope]) {
+        let _ = events;
     }
 
     /// Handles one input.
@@ -219,5 +243,81 @@ pub fn drive_each<P: Processor>(
         };
         let result = processor.process(input, &ctx);
         each(input, &ctx, result);
+    }
+}
+
+/// The envelope of a processor's `index`-th output for an input: a deterministic id, the
+/// payload schema's current version, causation and correlation from the input.
+pub fn envelope_for(
+    processor: &str,
+    version: &str,
+    ctx: &Context<'_>,
+    index: u32,
+    output: &Output,
+) -> Envelope {
+    Envelope {
+        event_id: ctx.output_event_id(processor, index),
+        schema_version: current_version(output.event.event_type()).unwrap_or(1),
+        stream_id: output.stream_id.clone(),
+        causation_id: Some(ctx.input_id.to_owned()),
+        correlation_id: ctx.correlation_id.to_owned(),
+        occurred_at: ctx.now,
+        producer: processor.to_owned(),
+        producer_version: version.to_owned(),
+        event: output.event.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use insights_schemas::DeadLettered;
+
+    use super::*;
+
+    #[test]
+    fn output_envelopes_have_deterministic_ids_and_the_current_schema_version() {
+        let source = Source {
+            topic: "interactions.raw".into(),
+            partition: 2,
+            offset: 41,
+        };
+        let ctx = Context {
+            input_id: "interaction:i-1",
+            correlation_id: "interaction:i-1",
+            input_time: Timestamp(0),
+            now: Timestamp(1_790_000_000_000_000),
+            source: &source,
+        };
+        let output = Output {
+            topic: "interactions.deadletter".into(),
+            stream_id: "conversation-c".into(),
+            key: "c".into(),
+            event: Event::DeadLettered(DeadLettered {
+                processor: "p".into(),
+                error_class: "poison".into(),
+                error: "bad".into(),
+                topic: "t".into(),
+                partition: 0,
+                offset: 1,
+                payload_sha256: "00".into(),
+                payload_size: 3,
+            }),
+        };
+        let e = envelope_for("privacy", "1", &ctx, 0, &output);
+        assert_eq!(
+            e.event_id,
+            envelope_for("privacy", "1", &ctx, 0, &output).event_id
+        );
+        assert_ne!(
+            e.event_id,
+            envelope_for("privacy", "1", &ctx, 1, &output).event_id
+        );
+        assert_ne!(
+            e.event_id,
+            envelope_for("sentiment", "1", &ctx, 0, &output).event_id
+        );
+        assert_eq!(e.schema_version, 1);
+        assert_eq!(e.causation_id.as_deref(), Some("interaction:i-1"));
+        assert_eq!(e.occurred_at, ctx.now);
     }
 }
