@@ -19,8 +19,11 @@
 //! - `worker` — the consume → process → append → publish → commit loop.
 //! - `kafka` — client configuration.
 //! - `metrics` — the Prometheus families every processor exports.
-//! - `pipeline` — running a topology: embedded broker, topics, launching workers,
-//!   producing input files, ops endpoints (`/metrics`, `/healthz`, `/readyz`).
+//! - `pipeline` — running a topology: launching a worker per processor, stopping them
+//!   together.
+//! - `topics` — the embedded broker, creating and listing topics.
+//! - `produce` — producing input files of interactions.
+//! - `ops` — the ops endpoints (`/metrics`, `/healthz`, `/readyz`).
 //! - [`offline`] — drivers that work from the store: reprocessing stored inputs,
 //!   republishing stored events, and the [`offline::EnvelopeProducer`] they share.
 //! - `redrive` — sending dead letters back through the pipeline, recorded in the store.
@@ -29,8 +32,11 @@
 mod kafka;
 mod metrics;
 pub mod offline;
+mod ops;
 mod pipeline;
+mod produce;
 pub mod redrive;
+mod topics;
 pub mod trace;
 mod worker;
 
@@ -39,10 +45,10 @@ pub use insights_processor::{
 };
 pub use kafka::{KafkaSettings, consumer, producer};
 pub use metrics::Metrics;
-pub use pipeline::{
-    EmbeddedBroker, Health, Launch, ProduceFormat, Produced, create_topics, launcher, list_topics,
-    produce_lines, run_processors, serve_ops,
-};
+pub use ops::{Health, serve_ops};
+pub use pipeline::{Launch, launcher, run_processors};
+pub use produce::{ProduceFormat, Produced, produce_lines};
+pub use topics::{EmbeddedBroker, create_topics, list_topics};
 pub use worker::{Shared, StopWhen, Summary, dead_letter_headers, run};
 
 /// How a failed message is classified on the dead-letter topic.
