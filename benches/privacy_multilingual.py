@@ -90,6 +90,8 @@ def main():
     ap.add_argument("--insights", action="append")
     ap.add_argument("--split", choices=["test", "train"], default="test")
     ap.add_argument("--no-presidio", action="store_true")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="with --split train: timed runs per binary (alternating), median taken")
     args = ap.parse_args()
     args.insights = args.insights or ["target/release/insights"]
     data = {lang: sentences(lang, args.split, args.count, args.seed) for lang in LANGUAGES}
@@ -107,6 +109,19 @@ def main():
                 texts, gold = zip(*data[lang])
                 print(row(lang, figures(gold, scrub(binary, texts)[0])))
             print()
+        # Throughput on the same training sentences (all languages, undeclared): the
+        # binaries alternate, start-up (one sentence, best of three) subtracted, median of
+        # the rounds, so paired comparisons never need the test split.
+        all_texts = [t for lang in LANGUAGES for t, _ in data[lang]]
+        timings = {b: [] for b in args.insights}
+        startup = {b: min(scrub(b, all_texts[:1])[1] for _ in range(3)) for b in args.insights}
+        for _ in range(args.rounds):
+            for b in args.insights:
+                timings[b].append(scrub(b, all_texts)[1] - startup[b])
+        print("| binary | sentences/s (undeclared, all languages; median) |\n|---|---:|")
+        for b in args.insights:
+            runs = sorted(timings[b])
+            print(f"| {b} | {len(all_texts) / max(runs[len(runs) // 2], 1e-6):,.0f} |")
         return
 
     binary = args.insights[0]

@@ -6,36 +6,32 @@
 //! or "Comedy" at the start of a sentence is a word, not a name.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::LazyLock;
 
 use regex::Regex;
 
 use crate::recognizers::Finding;
 
-static FIRST: LazyLock<HashSet<&'static str>> =
-    LazyLock::new(|| lines(include_str!("../data/first_names.txt")));
-static LAST: LazyLock<HashSet<&'static str>> =
-    LazyLock::new(|| lines(include_str!("../data/last_names.txt")));
-static PLACES: LazyLock<HashSet<&'static str>> =
-    LazyLock::new(|| lines(include_str!("../data/places.txt")));
-static OCCUPATIONS: LazyLock<HashSet<&'static str>> =
+static FIRST: LazyLock<Words> = LazyLock::new(|| lines(include_str!("../data/first_names.txt")));
+static LAST: LazyLock<Words> = LazyLock::new(|| lines(include_str!("../data/last_names.txt")));
+static PLACES: LazyLock<Words> = LazyLock::new(|| lines(include_str!("../data/places.txt")));
+static OCCUPATIONS: LazyLock<Words> =
     LazyLock::new(|| lines(include_str!("../data/occupations.txt")));
-static LANGUAGES: LazyLock<HashSet<&'static str>> =
-    LazyLock::new(|| lines(include_str!("../data/languages.txt")));
-static COMMON: LazyLock<HashSet<&'static str>> =
-    LazyLock::new(|| lines(include_str!("../data/common_words.txt")));
+static LANGUAGES: LazyLock<Words> = LazyLock::new(|| lines(include_str!("../data/languages.txt")));
+static COMMON: LazyLock<Words> = LazyLock::new(|| lines(include_str!("../data/common_words.txt")));
 /// Common words of the other tagged languages (`data/build_common_words.py`).
-static COMMON_DE: LazyLock<HashSet<&'static str>> =
+static COMMON_DE: LazyLock<Words> =
     LazyLock::new(|| lines(include_str!("../data/common_words_de.txt")));
-static COMMON_FR: LazyLock<HashSet<&'static str>> =
+static COMMON_FR: LazyLock<Words> =
     LazyLock::new(|| lines(include_str!("../data/common_words_fr.txt")));
-static COMMON_ES: LazyLock<HashSet<&'static str>> =
+static COMMON_ES: LazyLock<Words> =
     LazyLock::new(|| lines(include_str!("../data/common_words_es.txt")));
-static COMMON_NL: LazyLock<HashSet<&'static str>> =
+static COMMON_NL: LazyLock<Words> =
     LazyLock::new(|| lines(include_str!("../data/common_words_nl.txt")));
 
 /// The common words of `language` (a primary subtag; English for any other).
-fn common(language: &str) -> &'static HashSet<&'static str> {
+fn common(language: &str) -> &'static Words {
     match language {
         "de" => &COMMON_DE,
         "fr" => &COMMON_FR,
@@ -65,10 +61,37 @@ Je Le La Les Un Une Et Mon Ma Merci Bonjour El Los Las Y Mi Hola Gracias Por Het
 Born Call Sent Got Tried Sorry Regards Kind Best Cheers Welcome Help Urgent Problem Issue Again Because
 North South East West Central Capital Union United State States City Town Village County Region Republic Island";
 
-static STOPWORDS: LazyLock<HashSet<&'static str>> =
-    LazyLock::new(|| STOP.split_whitespace().collect());
+static STOPWORDS: LazyLock<Words> = LazyLock::new(|| STOP.split_whitespace().collect());
 
-fn lines(text: &'static str) -> HashSet<&'static str> {
+/// FNV-1a over a word's bytes: the gazetteer is looked up several times per token, and
+/// SipHash (the default, which resists hash flooding an attacker could aim at a table
+/// keyed by their input) cost about 5 % of the scrubber's time; these tables are built from
+/// our own lists, so flooding is not a concern.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Fnv1a(u64);
+
+impl Hasher for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A set of words hashed with [`Fnv1a`].
+pub(crate) type Words = HashSet<&'static str, BuildHasherDefault<Fnv1a>>;
+
+fn lines(text: &'static str) -> Words {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -113,6 +136,34 @@ pub fn more_english_than(text: &str, language: &str) -> bool {
         }
     }
     english > other
+}
+
+/// German, French, Spanish or Dutch when the text's lower-case words say so clearly: at
+/// least three are common words of that language, at least one and a half times as many
+/// as of any other of the five (English included) and three more (the lists share short
+/// words: "de", "je", "ma" are Dutch, French and Spanish words alike). Lets undeclared text skip the statistical
+/// detector where the words leave no doubt; `None` otherwise (and for English, whose
+/// reading also depends on how sure the detector is).
+pub fn clear_language(text: &str) -> Option<&'static str> {
+    const OTHERS: [&str; 4] = ["de", "fr", "es", "nl"];
+    let mut counts = [0usize; 5];
+    for w in text.split(|c: char| !c.is_alphabetic()) {
+        if w.chars().next().is_some_and(char::is_lowercase) {
+            counts[0] += usize::from(COMMON.contains(w));
+            for (i, l) in OTHERS.iter().enumerate() {
+                counts[i + 1] += usize::from(common(l).contains(w));
+            }
+        }
+    }
+    let (best, &top) = counts.iter().enumerate().skip(1).max_by_key(|(_, c)| **c)?;
+    let runner_up = counts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != best)
+        .map(|(_, c)| *c)
+        .max()
+        .unwrap_or(0);
+    (top >= 3 && 2 * top >= 3 * runner_up && top >= runner_up + 3).then(|| OTHERS[best - 1])
 }
 
 /// Whether every word of `text` is a first or last name and the whole is no place.
@@ -267,6 +318,29 @@ fn push(out: &mut Vec<Finding>, entity_type: &'static str, start: usize, end: us
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clear_language_is_named_only_where_the_words_leave_no_doubt() {
+        assert_eq!(
+            clear_language("ich habe meine Rechnung für März noch nicht bekommen, bitte prüfen"),
+            Some("de")
+        );
+        assert_eq!(
+            clear_language("bonjour, je n'ai toujours pas reçu ma facture de mars, merci"),
+            Some("fr")
+        );
+        assert_eq!(
+            clear_language("hola, todavía no he recibido mi factura de marzo, gracias"),
+            Some("es")
+        );
+        // English is left to the detector, and so is text with too few words to tell.
+        assert_eq!(
+            clear_language("I still have not received my invoice for March, please check"),
+            None
+        );
+        assert_eq!(clear_language("Danke, Jürgen Müller"), None);
+        assert_eq!(clear_language(""), None);
+    }
 
     fn found(text: &str) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();

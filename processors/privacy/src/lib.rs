@@ -163,7 +163,12 @@ fn guess_language(text: &str) -> Option<(&'static str, bool)> {
 pub fn recognize_in(text: &str, language: Option<&str>) -> Vec<Finding> {
     let language = match language.map(str::trim).filter(|l| !l.is_empty()) {
         Some(l) => l,
-        None => match guess_language(text) {
+        // Where the words leave no doubt, the detector is not asked (it costs about a
+        // seventh of the time on undeclared text).
+        None => match gazetteer::clear_language(text)
+            .map(|l| (l, true))
+            .or_else(|| guess_language(text))
+        {
             Some((l, _)) if l != "en" && !gazetteer::more_english_than(text, l) => l,
             Some(("en", true)) => "en",
             // The English tagger learned on rules read without a hint.
