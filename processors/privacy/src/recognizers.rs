@@ -34,8 +34,10 @@ pub(crate) fn re(pattern: &str) -> Regex {
 // Unicode `\b` keeps the regex crate's lazy DFA off any text with a non-ASCII letter in it
 // (most German, French and Spanish text), and the slower engines then took about a seventh
 // of the scrubber's time; an ASCII `\b` differs only where a non-ASCII letter touches the
-// match. STREET and ORGANIZATION keep Unicode boundaries: theirs precede `\p{Lu}`, which
-// may be non-ASCII ("Österreich").
+// match. A boundary before `\p{Lu}` cannot be ASCII (the capital may be "Ö"): STREET has
+// none there (leftmost-first matching starts a capitalised street name at its first
+// letter anyway; only a capital inside a word, "xStraße", now starts a match too), and
+// ORGANIZATION keeps its Unicode boundaries.
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"(?i)(?-u:\b)[a-z0-9][a-z0-9._%+-]{0,63}@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}(?-u:\b)",
@@ -63,7 +65,7 @@ static NAME_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
 });
 static STREET: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?:\b\d{1,5}[a-z]?\s+(?:\p{Lu}[\p{L}'-]*\s+){0,3}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Lane|Ln\.?|Boulevard|Blvd\.?|Drive|Dr\.|Way|Square|Sq\.?|Court|Ct\.?|Place|Pl\.?|Terrace|Locks|Crescent|Close)\b|\b(?:\p{Lu}[\p{L}-]*(?:straße|strasse|weg|allee|gracht|platz|gasse|laan|straat|vej|gade|vägen|gatan|veien|gata|katu)|(?:Rue|Calle|Via|Avenida|Plaza) (?:de |del |la |)\p{Lu}[\p{L}-]+)\s+\d{1,5}[a-z]?\b|\b\d{1,5}[a-z]?,?\s+(?:Rue|Calle|Via) (?:de |del |la |)\p{Lu}[\p{L}-]+|\b\d{1,5}[a-z]?,?\s+\p{Lu}[\p{L}-]*(?:straße|strasse|weg|allee|gracht|platz|gasse|laan)\b)",
+        r"(?:(?-u:\b)\d{1,5}[a-z]?\s+(?:\p{Lu}[\p{L}'-]*\s+){0,3}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Lane|Ln\.?|Boulevard|Blvd\.?|Drive|Dr\.|Way|Square|Sq\.?|Court|Ct\.?|Place|Pl\.?|Terrace|Locks|Crescent|Close)(?-u:\b)|(?:\p{Lu}[\p{L}-]*(?:straße|strasse|weg|allee|gracht|platz|gasse|laan|straat|vej|gade|vägen|gatan|veien|gata|katu)|(?:Rue|Calle|Via|Avenida|Plaza) (?:de |del |la |)\p{Lu}[\p{L}-]+)\s+\d{1,5}[a-z]?(?-u:\b)|(?-u:\b)\d{1,5}[a-z]?,?\s+(?:Rue|Calle|Via) (?:de |del |la |)\p{Lu}[\p{L}-]+|(?-u:\b)\d{1,5}[a-z]?,?\s+\p{Lu}[\p{L}-]*(?:straße|strasse|weg|allee|gracht|platz|gasse|laan)(?-u:\b))",
     )
 });
 static DOB: LazyLock<Regex> = LazyLock::new(|| {
@@ -730,6 +732,28 @@ mod tests {
                 ("STREET_ADDRESS", "Hauptstraße 5".into()),
                 ("LOCATION", "Berlin".into())
             ]
+        );
+        // A street whose name starts with a capital outside ASCII, after a non-ASCII word:
+        // the boundaries beside ASCII characters are ASCII ones, the one before a capital
+        // is none.
+        assert_eq!(
+            found("Straße: Überseestraße 12, für Jürgen"),
+            vec![
+                ("STREET_ADDRESS", "Überseestraße 12".into()),
+                ("PERSON", "Jürgen".into())
+            ]
+        );
+        let street = |text: &str| {
+            let mut out = Vec::new();
+            street(text, &mut out);
+            out.into_iter()
+                .map(|f| text[f.start..f.end].to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(street("né à Ávilaplatz 3"), vec!["Ávilaplatz 3"]);
+        assert_eq!(
+            street("Zürich, 14b Rue de Lausanne"),
+            vec!["14b Rue de Lausanne"]
         );
         // Regression (sample data): number first, then a German or Dutch street name.
         assert_eq!(
