@@ -149,6 +149,7 @@ struct Claims {
 }
 
 /// HS256 JWTs with a shared secret.
+#[derive(Clone)]
 pub struct JwtAuth {
     encoding: EncodingKey,
     decoding: DecodingKey,

@@ -63,18 +63,15 @@ impl IdentityProviderArgs {
         self.jwks_url.is_some()
     }
 
-    /// The provider's token checker, if one is configured (fetches its keys now).
-    pub async fn auth(&self) -> Option<insights_api::jwks::JwksAuth> {
-        let url = self.jwks_url.clone()?;
-        Some(
-            insights_api::jwks::JwksAuth::new(insights_api::jwks::JwksConfig {
-                url,
-                issuer: self.jwt_issuer.clone().unwrap_or_default(),
-                audience: self.jwt_audience.clone(),
-                roles_claim: self.jwt_roles_claim.clone(),
-                role_prefix: self.jwt_role_prefix.clone(),
-            })
-            .await,
-        )
+    /// The provider's settings, if one is configured (its keys are fetched when the API
+    /// starts).
+    pub fn config(&self) -> Option<insights_api::jwks::JwksConfig> {
+        Some(insights_api::jwks::JwksConfig {
+            url: self.jwks_url.clone()?,
+            issuer: self.jwt_issuer.clone().unwrap_or_default(),
+            audience: self.jwt_audience.clone(),
+            roles_claim: self.jwt_roles_claim.clone(),
+            role_prefix: self.jwt_role_prefix.clone(),
+        })
     }
 }

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use insights_fairness::{Privileged, Report, TableSpec, read_csv};
-use serde_json::{Value, json};
+use insights_fairness::{Privileged, TableSpec, read_csv};
+use serde_json::json;
 
 /// `insights fairness`.
 #[derive(Debug, Args)]
@@ -49,8 +49,6 @@ fn parse_privileged(s: &str) -> Result<Privileged, String> {
 }
 
 /// One headline metric of a report (None where it does not apply).
-type Metric = fn(&Report) -> Option<f64>;
-
 pub fn run(args: FairnessArgs) -> Result<ExitCode> {
     let spec = TableSpec {
         sensitive: args.sensitive,
@@ -69,27 +67,7 @@ pub fn run(args: FairnessArgs) -> Result<ExitCode> {
     .with_context(|| format!("{}", args.input.display()))?;
     let mut out = serde_json::to_value(spec.report(&tally))?;
     if args.bootstrap > 0 {
-        let headline: [(&str, Metric); 4] = [
-            ("demographic_parity_difference", |r| {
-                Some(r.demographic_parity_difference)
-            }),
-            ("demographic_parity_ratio", |r| {
-                Some(r.demographic_parity_ratio)
-            }),
-            ("equalized_odds_difference", |r| r.equalized_odds_difference),
-            ("disparate_impact", |r| r.disparate_impact),
-        ];
-        let mut intervals = serde_json::Map::new();
-        for (name, metric) in headline {
-            if metric(&spec.report(&tally)).is_none() {
-                continue;
-            }
-            let interval = tally.bootstrap(args.bootstrap, 0.95, args.seed, |t| {
-                metric(&spec.report(t)).unwrap_or(f64::NAN)
-            });
-            intervals.insert(name.to_owned(), json!(interval));
-        }
-        out["intervals"] = Value::Object(intervals);
+        out["intervals"] = json!(spec.intervals(&tally, args.bootstrap, args.seed));
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)

@@ -5,13 +5,12 @@
 
 use std::process::ExitCode;
 
-mod assemble;
 mod auth;
 mod dlq;
 mod fairness;
-mod input;
 mod inspect;
 mod jsonl;
+mod model;
 mod output;
 mod produce;
 mod replay;

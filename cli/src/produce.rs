@@ -7,8 +7,8 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 use insights_runtime::ProduceFormat;
 
-use crate::input;
 use crate::settings::{self, Global, KafkaArgs};
+use insights_app::input;
 
 /// Wire format for `insights produce`.
 #[derive(Debug, Clone, Copy, ValueEnum)]

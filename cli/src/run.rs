@@ -1,29 +1,24 @@
 //! `insights run`: the pipeline, all in one process (the embedded default) or one part of
 //! a deployment (`--processor NAME`, `--views-only`), with the HTTP API and ops endpoints.
+//! The flags, the environment and topology.toml are resolved here into an
+//! [`insights_app::Plan`], once; `insights_app::run` assembles and runs it.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use insights_event_store::EventStore;
-use insights_runtime::{
-    EmbeddedBroker, Health, KafkaSettings, Launch, Metrics, ProduceFormat, Shared, StopWhen,
-    launcher, run_processors, serve_ops,
-};
-use insights_schemas::{Codec, Format};
-use insights_topology::{ConfigError, ProcessorConfig};
-use tokio::sync::watch;
+use insights_app::{ApiPlan, Http, Plan, Processors, Role, StoreSettings};
+use insights_privacy::PrivacySettings;
+use insights_response::ResponseConfig;
+use insights_topology::{ConfigError, ProcessorConfig, Topology};
 
-use crate::assemble::sentiment::ModelArgs;
-use crate::assemble::{api, privacy, response, views};
 use crate::auth::{IdentityProviderArgs, SecretArgs};
+use crate::model::ModelArgs;
+use crate::secrets;
 use crate::settings::{self, Global, KafkaArgs};
-use crate::{input, secrets};
 
 /// `insights run`.
 #[derive(Debug, Args)]
@@ -54,7 +49,7 @@ pub struct RunArgs {
     #[command(flatten)]
     sentiment: ModelArgs,
     #[command(flatten)]
-    llm: response::LlmArgs,
+    llm: LlmArgs,
     #[command(flatten)]
     secret: SecretArgs,
     #[command(flatten)]
@@ -97,6 +92,22 @@ impl Lease {
     }
 }
 
+/// LLM flags for the response processor.
+#[derive(Debug, Args)]
+struct LlmArgs {
+    /// Base URL of an OpenAI-compatible API (e.g. http://127.0.0.1:8080/v1) for drafting.
+    #[arg(long, env = "INSIGHTS_LLM_URL")]
+    llm_url: Option<String>,
+    /// The model name sent to that API.
+    #[arg(long, env = "INSIGHTS_LLM_MODEL")]
+    llm_model: Option<String>,
+}
+
+/// Runs `insights run`.
+pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
+    insights_app::run(args.plan(global)?).await
+}
+
 impl RunArgs {
     /// What this process is, when it is one part of a deployment: its processor, or
     /// `views` for the views/API process; `None` for the whole pipeline.
@@ -107,315 +118,146 @@ impl RunArgs {
             self.processor.as_deref()
         }
     }
-}
 
-/// The processors this build can run, by their topology.toml name. Each processor crate
-/// registers here as it lands; the topology may name processors this build lacks.
-/// Models load when their processor launches, so `--processor privacy` loads none.
-fn registry(
-    privacy: (
-        insights_privacy::PrivacyConfig,
-        Option<Arc<insights_privacy::vault::Vault>>,
-    ),
-    sentiment: insights_sentiment::SentimentConfig,
-    response: Option<insights_response::ResponseProcessor>,
-    fairness: Option<insights_fairness::FairnessProcessor>,
-) -> BTreeMap<&'static str, Launch> {
-    let mut registry = BTreeMap::from([
-        (
-            "privacy",
-            launcher(move || {
-                let (config, vault) = privacy;
-                let p = insights_privacy::PrivacyProcessor::new(config);
-                match vault {
-                    Some(v) => p.with_vault(v),
-                    None => p,
-                }
-            }),
-        ),
-        (
-            "sentiment",
-            launcher(move || insights_sentiment::SentimentProcessor::open(&sentiment)),
-        ),
-    ]);
-    if let Some(p) = response {
-        registry.insert("response", launcher(move || p));
-    }
-    if let Some(p) = fairness {
-        registry.insert("fairness", launcher(move || p));
-    }
-    registry
-}
-
-/// Runs `insights run`.
-pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
-    let topology = settings::load_topology(global)?;
-    if let Some(p) = &args.processor
-        && !topology.processors.contains_key(p)
-    {
-        bail!(
-            "processor `{p}` is not declared in {}",
-            global.topology.display()
-        );
-    }
-    let store = settings::open_store(global).await?;
-    let (kafka, embedded) = match args.kafka.settings(&topology) {
-        Some(k) => (k, None),
-        None => {
-            let broker = EmbeddedBroker::start().context("starting the embedded broker")?;
-            broker.create_topics(&topology)?;
-            eprintln!(
-                "insights: embedded broker at {}",
-                broker.bootstrap_servers()
-            );
-            (KafkaSettings::new(broker.bootstrap_servers()), Some(broker))
-        }
-    };
-
-    if let Some(file) = &args.input {
-        let topic = input::input_topic(&topology)?;
-        let produced = input::produce_file(&kafka, &topic, file, ProduceFormat::Json, None).await?;
-        eprintln!(
-            "insights: produced {produced} interactions from {} to {topic}",
-            file.display()
-        );
-    }
-
-    let wanted: Vec<&String> = topology
-        .processors
-        .keys()
-        .filter(|n| !args.views_only && args.processor.as_ref().is_none_or(|p| p == *n))
-        .collect();
-    // Only the privacy processor uses the pseudonym key; a process that does not run it
-    // needs none (the registry's privacy entry is then never launched).
-    let key = if wanted.iter().any(|n| *n == "privacy") {
-        secrets::privacy_key(&args.privacy_key_file, embedded.is_some())?
-    } else {
-        [0; 32]
-    };
-    let privacy_config = privacy::config(key, &topology)?;
-    // The vault's key store is opened only where privacy runs and something is encrypted.
-    let vault = if wanted.iter().any(|n| *n == "privacy") && privacy::encrypts(&privacy_config) {
-        let (url, _) = settings::store_url(global)?;
-        Some(privacy::vault(&privacy_config, &url)?)
-    } else {
-        None
-    };
-    let metrics = Metrics::new();
-    let response_config = response::config(&topology, &args.llm)?;
-    let response = if wanted.iter().any(|n| *n == "response") {
-        // Reviewers' approvals are restored from the store when it starts.
-        let p = insights_response::ResponseProcessor::build(
-            &response_config,
-            Some(metrics.registry()),
-            Vec::new(),
-        )?;
-        for note in p.notes() {
-            eprintln!("insights: response: {note}");
-        }
-        eprintln!(
-            "insights: response drafts with {}",
-            p.backends().join(" → ")
-        );
-        Some(p)
-    } else {
-        None
-    };
-    let fairness = if wanted.iter().any(|n| *n == "fairness") {
-        let config = insights_fairness::FairnessConfig::from_topology(&topology)?;
-        Some(
-            insights_fairness::FairnessProcessor::new(config)
-                .map_err(|p| ConfigError::new("fairness", p))?,
-        )
-    } else {
-        None
-    };
-    // Auditors re-identify over the API with the vault privacy runs with, else (opened only
-    // if the API is served) one opened with the privacy secret if it is at hand.
-    let api_vault = {
-        let running = vault.clone();
-        let topology = &topology;
-        let key_file = args.privacy_key_file.clone();
-        move || running.or_else(|| privacy::reveal_vault(&key_file, topology, global))
-    };
-    let sentiment = insights_sentiment::SentimentConfig {
-        model: args.sentiment.choice(),
-        ..insights_sentiment::SentimentConfig::from_topology(&topology)?
-    };
-    let registry = registry((privacy_config, vault), sentiment, response, fairness);
-    let missing: Vec<&str> = wanted
-        .iter()
-        .filter(|n| !registry.contains_key(n.as_str()))
-        .map(|n| n.as_str())
-        .collect();
-    if !args.views_only && missing.len() == wanted.len() {
-        eprintln!(
-            "insights: pipeline not yet runnable: no processor named in {} is implemented in this build ({}); \
-             the runtime, store and broker are ready",
-            global.topology.display(),
-            missing.join(", ")
-        );
-        return Ok(ExitCode::from(2));
-    }
-    if !missing.is_empty() {
-        eprintln!(
-            "insights: not implemented in this build, skipped: {}",
-            missing.join(", ")
-        );
-    }
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        eprintln!("insights: shutting down: draining in-flight batches");
-        let _ = stop_tx.send(true);
-    });
-    let views = if args.processor.is_none() && !args.no_projections {
-        let (url, _) = settings::store_url(global)?;
-        let views = views::start(&store, &url, &topology, &metrics, stop_rx.clone()).await?;
-        eprintln!(
-            "insights: projection views following the store: {}",
-            views
-                .list
-                .iter()
-                .map(|v| v.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        Some(views)
-    } else {
-        None
-    };
-    let health = Health::default();
-    if args.listen != "off" {
-        let addr: SocketAddr = args
-            .listen
-            .parse()
-            .with_context(|| format!("--listen {:?} is not an address", args.listen))?;
-        let options = api::ApiOptions {
-            secret: &args.secret,
-            idp: &args.idp,
-            api_rate_limit: args.api_rate_limit,
-            review_lease: args.review_lease.0,
-            no_review_escalation: args.no_review_escalation,
+    /// Every setting resolved: topology.toml < environment < flags, the secrets read (or,
+    /// embedded, created), each processor's configuration this process runs validated.
+    fn plan(self, global: &Global) -> Result<Plan> {
+        let topology = settings::load_topology(global)?;
+        let role = match (self.views_only, &self.processor) {
+            (true, _) => Role::Views,
+            (false, None) => Role::Pipeline,
+            (false, Some(p)) if topology.processors.contains_key(p) => Role::Processor(p.clone()),
+            (false, Some(p)) => bail!(
+                "processor `{p}` is not declared in {}",
+                global.topology.display()
+            ),
         };
-        let api = api::router(
-            &options,
-            &topology,
-            &kafka,
-            api::ApiSources {
-                store: &store,
-                views: views.clone(),
-                metrics: &metrics,
+        let (url, max_connections) = settings::store_url(global)?;
+        let kafka = self.kafka.settings(&topology);
+        let embedded = kafka.is_none();
+        let runs = |name: &str| role.runs(name) && topology.processors.contains_key(name);
+        let processors = Processors {
+            // Only the privacy processor uses the pseudonym key; a process that does not
+            // run it needs none.
+            privacy: match runs(PrivacySettings::NAME) {
+                true => Some(
+                    PrivacySettings::from_topology(&topology)?
+                        .with_key(secrets::privacy_key(&self.privacy_key_file, embedded)?),
+                ),
+                false => None,
             },
-            api_vault,
-            embedded.is_some(),
-        )
-        .await?;
-        let mut rx = stop_rx.clone();
-        let bound = serve_ops(
-            addr,
-            metrics.clone(),
-            health.clone(),
-            Arc::clone(&store),
-            api,
-            async move {
-                let _ = rx.wait_for(|stop| *stop).await;
+            sentiment: match runs(insights_sentiment::SentimentConfig::NAME) {
+                true => Some(insights_sentiment::SentimentConfig {
+                    model: self.sentiment.choice(),
+                    ..insights_sentiment::SentimentConfig::from_topology(&topology)?
+                }),
+                false => None,
             },
-        )
-        .await
-        .with_context(|| format!("serving HTTP on {addr}"))?;
-        eprintln!(
-            "insights: API, metrics and health on http://{bound} (a reviewer token: insights token issue --subject NAME --role reviewer)"
-        );
-        if embedded.is_some() && views.is_some() {
-            // The laptop default: a ready link to the dashboard (a 12-hour token for
-            // reading views and working the review queue; never an admin one).
-            let token = args.secret.auth(false)?.issue(
-                "dashboard",
-                &[
-                    insights_api::Role::Analyst,
-                    insights_api::Role::Reviewer,
-                    insights_api::Role::Auditor,
-                ],
-                Duration::from_secs(12 * 3600),
-            )?;
-            eprintln!("insights: dashboard: http://{bound}/#token={token}");
+            response: match runs(ResponseConfig::NAME) {
+                true => Some(self.llm.config(&topology)?),
+                false => None,
+            },
+            fairness: match runs(insights_fairness::FairnessConfig::NAME) {
+                true => Some(insights_fairness::FairnessConfig::from_topology(&topology)?),
+                false => None,
+            },
+        };
+        let projections = role == Role::Views || (role == Role::Pipeline && !self.no_projections);
+        let http = match self.listen.as_str() {
+            "off" => None,
+            listen => Some(Http {
+                addr: listen
+                    .parse::<SocketAddr>()
+                    .with_context(|| format!("--listen {listen:?} is not an address"))?,
+                api: self.api(
+                    &topology,
+                    embedded,
+                    projections,
+                    processors.privacy.is_some(),
+                )?,
+            }),
+        };
+        Ok(Plan {
+            topology,
+            topology_path: global.topology.clone(),
+            store: StoreSettings {
+                url,
+                max_connections,
+            },
+            kafka,
+            role,
+            until_idle: self.until_idle,
+            input: self.input,
+            projections,
+            processors,
+            http,
+        })
+    }
+
+    /// How the API checks tokens; `None` where it has no way to (a processor replica on a
+    /// real cluster need not serve it).
+    fn api(
+        &self,
+        topology: &Topology,
+        embedded: bool,
+        projections: bool,
+        runs_privacy: bool,
+    ) -> Result<Option<ApiPlan>> {
+        if !embedded && !self.secret.configured() && !self.idp.configured() {
+            eprintln!(
+                "insights: API disabled: no JWT secret (set INSIGHTS_JWT_SECRET or --jwt-secret-file) and no identity provider (--jwks-url)"
+            );
+            return Ok(None);
         }
+        let sla = match self.no_review_escalation {
+            true => None,
+            false => {
+                let m = ResponseConfig::from_topology(topology)?.policy.sla_minutes;
+                let minutes = |n: u32| Duration::from_secs(u64::from(n) * 60);
+                Some(insights_api::reviews::Sla {
+                    urgent: minutes(m.urgent),
+                    high: minutes(m.high),
+                    normal: minutes(m.normal),
+                    low: minutes(m.low),
+                })
+            }
+        };
+        Ok(Some(ApiPlan {
+            // The project's own tokens where a secret is (or, embedded, may be made).
+            hs256: (embedded || self.secret.configured())
+                .then(|| self.secret.auth(embedded))
+                .transpose()?,
+            jwks: self.idp.config(),
+            rate_limit: self.api_rate_limit,
+            review_lease: self.review_lease.0,
+            sla,
+            // Never created here: a process that does not run privacy only reads it.
+            reveal_key: match runs_privacy {
+                true => None,
+                false => secrets::privacy_key(&self.privacy_key_file, false).ok(),
+            },
+            dashboard_link: embedded && projections,
+        }))
     }
-    if args.views_only {
-        health.set_ready(true);
-        let mut rx = stop_rx.clone();
-        let _ = rx.wait_for(|stop| *stop).await;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let shared = Shared {
-        store: Arc::clone(&store),
-        kafka,
-        metrics,
-        codec: Codec::new(),
-        output_format: Format::SingleObject,
-    };
-    let stop = if args.until_idle {
-        StopWhen::Idle(Duration::from_secs(3))
-    } else {
-        StopWhen::Shutdown
-    };
-    health.set_ready(true);
-    let summaries = run_processors(
-        &topology,
-        registry,
-        args.processor.as_deref(),
-        shared,
-        stop,
-        stop_rx,
-    )
-    .await?;
-    for (name, s) in &summaries {
-        eprintln!(
-            "insights: {name}: consumed {}, appended {}, already stored {}, dead-lettered {}",
-            s.consumed, s.appended, s.duplicates, s.dead_lettered
-        );
-    }
-    if args.until_idle {
-        if let Some(views) = &views {
-            views::settle(views, &*store, Duration::from_secs(120)).await?;
-        }
-        print_counts(&*store).await?;
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
-async fn print_counts(store: &dyn EventStore) -> Result<()> {
-    let report = store.verify().await?;
-    for (event_type, n) in &report.by_type {
-        println!("{event_type:<22} {n}");
-    }
-    println!("{:<22} {}", "total", report.events);
-    if let Some(b) = report.broken {
-        bail!("chain broken at {b}");
-    }
-    Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+impl LlmArgs {
+    /// The response processor's configuration: topology.toml, then the flags and
+    /// environment.
+    fn config(&self, topology: &Topology) -> Result<ResponseConfig> {
+        let mut config = ResponseConfig::from_topology(topology)?;
+        if self.llm_url.is_none() && self.llm_model.is_none() {
+            return Ok(config);
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        if let Some(url) = &self.llm_url {
+            config.openai.base_url = Some(url.clone());
+        }
+        if let Some(model) = &self.llm_model {
+            config.openai.model = model.clone();
+        }
+        config
+            .validate()
+            .map_err(|p| ConfigError::new(ResponseConfig::NAME, p))?;
+        Ok(config)
     }
 }

@@ -151,124 +151,49 @@ pub struct TrainPrivacyArgs {
 
 pub fn train(args: TrainPrivacyArgs) -> Result<ExitCode> {
     use anyhow::Context;
-    use insights_privacy::tagger::{
-        CardOptions, Example, TrainOptions, model_card, train_detector, validation_errors,
-    };
+    use insights_privacy::tagger::{CardOptions, Example, train_job};
 
     let mut examples = Vec::new();
     for line in json_lines(&args.data)? {
         let (n, line) = line?;
-        let example = (|| -> Result<Example, String> {
-            let v: Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
-            let text = v["text"].as_str().ok_or("no \"text\"")?.to_owned();
-            let spans = v["spans"]
-                .as_array()
-                .ok_or("no \"spans\"")?
-                .iter()
-                .map(|s| {
-                    let offset = |k: &str| {
-                        s[k].as_u64()
-                            .map(|x| x as usize)
-                            .ok_or(format!("a span without \"{k}\""))
-                    };
-                    Ok((
-                        s["type"]
-                            .as_str()
-                            .ok_or("a span without \"type\"")?
-                            .to_owned(),
-                        offset("start")?,
-                        offset("end")?,
-                    ))
-                })
-                .collect::<Result<Vec<_>, String>>()?;
-            let template = v["template_id"].as_u64().map(|t| t as u32);
-            Example::from_chars(text, &spans, template)
-        })()
-        .map_err(|e| anyhow::anyhow!("{} line {n}: {e}", args.data.display()))?;
-        examples.push(example);
+        examples.push(
+            Example::from_json(&line)
+                .map_err(|e| anyhow::anyhow!("{} line {n}: {e}", args.data.display()))?,
+        );
     }
     anyhow::ensure!(
         !examples.is_empty(),
         "{} holds no sentences",
         args.data.display()
     );
-    let options = TrainOptions {
+    let card = CardOptions {
+        language: args.language,
+        data: args.data,
+        out: args.out,
         epochs: args.epochs,
         seed: args.seed,
-        folds: args.folds.clone(),
+        folds: args.folds,
         teacher_forcing: args.teacher_forcing,
-        language: insights_privacy::TAGGED_LANGUAGES
-            .into_iter()
-            .find(|l| *l == args.language)
-            .unwrap_or("en"),
-        ..TrainOptions::default()
     };
-    let mut errors = Vec::new();
-    // Spans whatever their type (a span found with the wrong type still hides the value).
-    let mut any_pii = insights_privacy::tagger::Scores::default();
-    let language = args.language.as_str();
-    // English taggers learned on the rules without a language hint (as shipped).
-    let hint = (language != "en").then_some(language);
-    let rules = |text: &str| insights_privacy::recognizers::rules_in(text, hint);
-    let mut model = train_detector(
-        &examples,
-        &rules,
-        &options,
-        &mut |line| eprintln!("train: {line}"),
-        &mut |example, found| {
-            let untyped = |spans: &mut dyn Iterator<Item = (usize, usize)>| {
-                spans.map(|(s, e)| ("PII", s, e)).collect::<Vec<_>>()
-            };
-            any_pii.add(
-                &untyped(&mut example.spans.iter().map(|(_, s, e)| (*s, *e))),
-                &untyped(&mut found.iter().map(|f| (f.start, f.end))),
-            );
-            if args.errors.is_some()
-                && let Some(line) = validation_errors(example, found)
-            {
-                errors.push(line);
-            }
-        },
-    );
-    if let Some(path) = &args.errors {
-        let mut text = errors.join("\n");
-        text.push('\n');
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    let trained = train_job(&examples, &card, args.errors.as_deref(), &mut |line| {
+        eprintln!("train: {line}")
+    })
+    .with_context(|| format!("writing the model to {}", card.out.display()))?;
+    if let (Some(n), Some(path)) = (trained.errors, &args.errors) {
         eprintln!(
-            "train: {} validation sentences with errors -> {}",
-            errors.len(),
+            "train: {n} validation sentences with errors -> {}",
             path.display()
         );
     }
-    model.meta["language"] = json!(language);
-    let (p, r, f2) = any_pii.prf(None);
-    model.meta["validation"]["any_pii"] = json!({"precision": p, "recall": r, "f2": f2});
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let path = args.out.join("tagger.bin");
-    let mut file = BufWriter::new(
-        std::fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?,
-    );
-    model.write(&mut file)?;
-    file.flush()?;
-    let card = CardOptions {
-        language: args.language.clone(),
-        data: args.data.clone(),
-        out: args.out.clone(),
-        epochs: args.epochs,
-        seed: args.seed,
-        folds: args.folds.clone(),
-        teacher_forcing: args.teacher_forcing,
-    };
-    std::fs::write(args.out.join("README.md"), model_card(&model, &card))?;
-    let combined = &model.meta["validation"]["combined"];
+    let combined = &trained.model.meta["validation"]["combined"];
+    let (p, r, _) = trained.any_pii;
     println!(
         "privacy tagger: validation F2 {:.3} (precision {:.3}, recall {:.3}); any-PII precision {p:.3}, recall {r:.3}; {} features; written to {}",
         combined["f2"].as_f64().unwrap_or(f64::NAN),
         combined["precision"].as_f64().unwrap_or(f64::NAN),
         combined["recall"].as_f64().unwrap_or(f64::NAN),
-        model.features(),
-        path.display()
+        trained.model.features(),
+        trained.path.display()
     );
     Ok(ExitCode::SUCCESS)
 }

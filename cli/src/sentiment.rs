@@ -12,8 +12,8 @@ use insights_sentiment::train::TrainConfig;
 use insights_sentiment::{PoolConfig, Scorer};
 use serde_json::json;
 
-use crate::assemble::sentiment::ModelArgs;
 use crate::jsonl::{json_lines, text_field};
+use crate::model::ModelArgs;
 
 /// `insights sentiment`.
 #[derive(Debug, Args)]

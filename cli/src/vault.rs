@@ -11,9 +11,9 @@ use insights_event_store::envelope::to_event_data;
 use insights_privacy::PrivacyConfig;
 use insights_schemas::Timestamp;
 
-use crate::assemble::privacy;
 use crate::secrets;
 use crate::settings::{self, Global};
+use insights_app::privacy;
 
 /// `insights vault`.
 #[derive(Debug, Subcommand)]

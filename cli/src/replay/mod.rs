@@ -86,7 +86,7 @@ pub async fn run(global: &Global, args: &ReplayArgs) -> Result<ExitCode> {
     }
     if args.rebuild.wanted() {
         let (store, url) = store.context("--rebuild needs the store")?;
-        let anomalies = crate::assemble::views::anomaly_config(topology)?;
+        let anomalies = insights_app::views::anomaly_config(topology)?;
         rebuild::rebuild(store, url, anomalies, &args.rebuild).await?;
     }
     if args.to_topic.wanted() {

@@ -14,7 +14,7 @@ use insights_event_store::EventStore;
 use insights_runtime::Processor;
 use insights_runtime::offline::{Reprocessed, StoredInputs, reprocess};
 
-use crate::assemble::sentiment::ModelArgs;
+use crate::model::ModelArgs;
 use crate::output;
 
 /// `insights replay --reprocess`.

@@ -1,9 +1,10 @@
 //! The metrics over a CSV file: one row per outcome, columns for the sensitive attributes,
 //! the prediction and optionally the ground truth (0/1 or true/false).
 
+use std::collections::BTreeMap;
 use std::io::Read;
 
-use crate::metrics::{Privileged, Report, Tally};
+use crate::metrics::{Interval, Privileged, Report, Tally};
 
 /// Which columns mean what.
 #[derive(Debug, Clone)]
@@ -67,6 +68,39 @@ impl TableSpec {
             self.min_group_size,
             self.privileged.as_ref(),
         )
+    }
+
+    /// 95 % bootstrap intervals (see [`Tally::bootstrap`]) of the headline metrics the
+    /// tally defines: demographic parity difference and ratio, and, where defined,
+    /// equalized odds difference and disparate impact.
+    pub fn intervals(
+        &self,
+        tally: &Tally,
+        resamples: u32,
+        seed: u64,
+    ) -> BTreeMap<&'static str, Interval> {
+        type Metric = fn(&Report) -> Option<f64>;
+        let headline: [(&'static str, Metric); 4] = [
+            ("demographic_parity_difference", |r| {
+                Some(r.demographic_parity_difference)
+            }),
+            ("demographic_parity_ratio", |r| {
+                Some(r.demographic_parity_ratio)
+            }),
+            ("equalized_odds_difference", |r| r.equalized_odds_difference),
+            ("disparate_impact", |r| r.disparate_impact),
+        ];
+        let report = self.report(tally);
+        headline
+            .into_iter()
+            .filter(|(_, metric)| metric(&report).is_some())
+            .map(|(name, metric)| {
+                let interval = tally.bootstrap(resamples, 0.95, seed, |t| {
+                    metric(&self.report(t)).unwrap_or(f64::NAN)
+                });
+                (name, interval)
+            })
+            .collect()
     }
 }
 

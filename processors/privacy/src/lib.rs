@@ -267,6 +267,11 @@ impl PrivacyConfig {
         }
     }
 
+    /// Whether anything is sealed with the encrypt operator (and so needs the vault).
+    pub fn encrypts(&self) -> bool {
+        self.operators.values().any(|o| *o == Operator::Encrypt)
+    }
+
     fn operator(&self, entity_type: &str) -> Operator {
         self.operators
             .get(entity_type)

@@ -50,10 +50,7 @@ impl PrivacySettings {
 
     /// Whether anything is sealed with the encrypt operator (and so needs the vault).
     pub fn encrypts(&self) -> bool {
-        self.with_key([0; 32])
-            .operators
-            .values()
-            .any(|o| *o == Operator::Encrypt)
+        self.with_key([0; 32]).encrypts()
     }
 }
 

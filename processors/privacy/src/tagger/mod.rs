@@ -26,9 +26,11 @@ use std::io::{Read, Write};
 use crate::recognizers::Finding;
 
 mod card;
+mod job;
 mod train;
 
 pub use card::{CardOptions, model_card, validation_errors};
+pub use job::{Trained, train_job};
 pub use train::{
     DEFAULT_FALLBACK_SCORE, FALLBACK_CANDIDATES, OWN_TEMPLATES, Scores, TrainOptions,
     VALIDATED_SCORE, fold_of, matches, train, train_detector,

@@ -1,5 +1,5 @@
 //! Interactions into the pipeline: the topology's input topic, and a JSON-lines file (or
-//! stdin) produced to it with a progress bar. A leaf (`run --input` and `produce`).
+//! stdin) produced to it with a progress bar (`insights run --input` and `insights produce`).
 
 use std::io::BufRead;
 use std::path::Path;
@@ -10,7 +10,7 @@ use insights_runtime::{KafkaSettings, ProduceFormat, produce_lines};
 use insights_topology::{TopicRole, Topology};
 
 /// The source topic that takes raw interactions.
-pub(crate) fn input_topic(topology: &Topology) -> Result<String> {
+pub fn input_topic(topology: &Topology) -> Result<String> {
     topology
         .topic_settings()
         .into_iter()
@@ -20,7 +20,7 @@ pub(crate) fn input_topic(topology: &Topology) -> Result<String> {
 }
 
 /// Produces `file` (`-`: stdin) to `topic`; returns how many messages were delivered.
-pub(crate) async fn produce_file(
+pub async fn produce_file(
     kafka: &KafkaSettings,
     topic: &str,
     file: &Path,

@@ -1,6 +1,7 @@
 //! The HTTP API as `insights run` serves it: token checking, the review queue following
 //! the store, reviewers' events published to Kafka, re-identification through the vault.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,46 +9,58 @@ use anyhow::{Context, Result};
 use async_trait::async_trait;
 use insights_api::Publisher;
 use insights_event_store::EventStore;
-use insights_runtime::KafkaSettings;
+use insights_privacy::vault::Vault;
 use insights_runtime::offline::EnvelopeProducer;
+use insights_runtime::{KafkaSettings, Metrics};
 use insights_schemas::Envelope;
 use insights_topology::Topology;
 
-use super::{privacy, response};
-use crate::auth::{IdentityProviderArgs, SecretArgs};
-
-/// How the API is to run (from `insights run`'s flags).
-#[derive(Debug)]
-pub(crate) struct ApiOptions<'a> {
-    /// The project's own token secret.
-    pub(crate) secret: &'a SecretArgs,
-    /// An identity provider's tokens.
-    pub(crate) idp: &'a IdentityProviderArgs,
-    /// Requests per second per client.
-    pub(crate) api_rate_limit: u32,
-    /// How long a reviewer's claim lasts (`None`: forever).
-    pub(crate) review_lease: Option<Duration>,
-    /// Whether overdue review items stay where they are.
-    pub(crate) no_review_escalation: bool,
-}
+use crate::plan::ApiPlan;
+use crate::privacy::StoreReidentifier;
 
 /// What the API serves from, and where its metrics go.
 pub(crate) struct ApiSources<'a> {
     pub(crate) store: &'a Arc<dyn EventStore>,
     pub(crate) views: Option<insights_projections::Views>,
-    pub(crate) metrics: &'a insights_runtime::Metrics,
+    pub(crate) metrics: &'a Metrics,
+}
+
+/// No API, only the ops endpoints: a process with no way to check tokens.
+pub(crate) fn ops_only(metrics: &Metrics) -> Result<axum::Router> {
+    let http = insights_api::metrics::HttpMetrics::register(metrics.registry())
+        .context("registering the API's request metrics")?;
+    Ok(http.instrument(axum::Router::new()))
+}
+
+/// The dashboard's address with a 12-hour token for reading views and working the review
+/// queue (never an admin one), where the plan asks for it.
+pub(crate) fn dashboard_link(api: &ApiPlan, bound: SocketAddr) -> Option<Result<String>> {
+    let auth = api.hs256.as_ref().filter(|_| api.dashboard_link)?;
+    let token = auth.issue(
+        "dashboard",
+        &[
+            insights_api::Role::Analyst,
+            insights_api::Role::Reviewer,
+            insights_api::Role::Auditor,
+        ],
+        Duration::from_secs(12 * 3600),
+    );
+    Some(
+        token
+            .map(|token| format!("http://{bound}/#token={token}"))
+            .context("issuing the dashboard's token"),
+    )
 }
 
 /// The API's routes (requests counted and timed), with the review queue following the
 /// store and reviewers' events published to the topic the response processor reads them
 /// from.
 pub(crate) async fn router(
-    args: &ApiOptions<'_>,
+    options: &ApiPlan,
     topology: &Topology,
     kafka: &KafkaSettings,
     sources: ApiSources<'_>,
-    vault: impl FnOnce() -> Option<Arc<insights_privacy::vault::Vault>>,
-    embedded: bool,
+    vault: Option<Arc<Vault>>,
 ) -> Result<axum::Router> {
     let ApiSources {
         store,
@@ -56,24 +69,14 @@ pub(crate) async fn router(
     } = sources;
     let http = insights_api::metrics::HttpMetrics::register(metrics.registry())
         .context("registering the API's request metrics")?;
-    if !embedded && !args.secret.configured() && !args.idp.configured() {
-        // A processor replica against a real cluster need not serve the API; one without
-        // a way to check tokens serves only the ops endpoints.
-        eprintln!(
-            "insights: API disabled: no JWT secret (set INSIGHTS_JWT_SECRET or --jwt-secret-file) and no identity provider (--jwks-url)"
-        );
-        return Ok(http.instrument(axum::Router::new()));
-    }
-    // The project's own tokens where a secret is (or, embedded, may be made), and the
-    // identity provider's where one is configured.
-    let hs256 = (embedded || args.secret.configured())
-        .then(|| args.secret.auth(embedded))
-        .transpose()?;
-    let auth = insights_api::Either {
-        hs256,
-        jwks: args.idp.auth().await,
+    let jwks = match &options.jwks {
+        Some(config) => Some(insights_api::jwks::JwksAuth::new(config.clone()).await),
+        None => None,
     };
-    let vault = vault();
+    let auth = insights_api::Either {
+        hs256: options.hs256.clone(),
+        jwks,
+    };
     let reviews = insights_api::ReviewQueue::with_metrics(
         insights_api::metrics::ReviewMetrics::register(metrics.registry())
             .context("registering the review metrics")?,
@@ -102,33 +105,18 @@ pub(crate) async fn router(
             None
         }
     };
-    let sla = match args.no_review_escalation {
-        true => None,
-        false => {
-            let m = response::config(topology, &response::LlmArgs::default())?
-                .policy
-                .sla_minutes;
-            let minutes = |n: u32| Duration::from_secs(u64::from(n) * 60);
-            Some(insights_api::reviews::Sla {
-                urgent: minutes(m.urgent),
-                high: minutes(m.high),
-                normal: minutes(m.normal),
-                low: minutes(m.low),
-            })
-        }
-    };
-    if args.review_lease.is_some() || sla.is_some() {
+    if options.review_lease.is_some() || options.sla.is_some() {
         tokio::spawn(insights_api::keep_reviews(
             Arc::clone(store),
             reviews.clone(),
             publisher.clone(),
-            args.review_lease,
-            sla,
+            options.review_lease,
+            options.sla,
         ));
     }
     let limit = insights_api::RateLimit {
-        per_second: args.api_rate_limit,
-        burst: args.api_rate_limit.saturating_mul(2),
+        per_second: options.rate_limit,
+        burst: options.rate_limit.saturating_mul(2),
     };
     Ok(http.instrument(insights_api::router_with(
         insights_api::AppState {
@@ -138,7 +126,7 @@ pub(crate) async fn router(
             publisher,
             views,
             vault: vault.map(|v| {
-                Arc::new(privacy::StoreReidentifier::new(Arc::clone(store), v))
+                Arc::new(StoreReidentifier::new(Arc::clone(store), v))
                     as Arc<dyn insights_api::Reidentifier>
             }),
         },

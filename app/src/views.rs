@@ -1,5 +1,5 @@
-//! The projection views as `insights run` runs them: following the log, and waiting for
-//! them to catch up before `--until-idle` exits.
+//! The projection views as a run keeps them: following the log, and waiting for them to
+//! catch up before `--until-idle` exits.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! The sentiment model as the flags and environment choose it (`run`, `sentiment`,
-//! `replay --reprocess`).
+//! `replay --reprocess`). A leaf.
 
 use std::path::PathBuf;
 

@@ -1,29 +1,13 @@
-//! The privacy processor as the binary assembles it: `[processors.privacy.config]`
-//! (operators per entity type, thresholds), the vault with its key store on the event
-//! store's database, and re-identification for the API.
+//! The privacy processor's resources as a run assembles them: the vault with its key store
+//! on the event store's database, and re-identification for the API.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use insights_event_store::EventStore;
 use insights_privacy::vault::{Vault, VaultError};
-use insights_privacy::{Operator, PrivacyConfig, PrivacySettings};
+use insights_privacy::{PrivacyConfig, PrivacySettings};
 use insights_topology::{ProcessorConfig, Topology};
-
-use crate::secrets;
-use crate::settings::{self, Global};
-
-/// The processor's configuration: topology.toml's settings over the defaults, pseudonyms
-/// keyed by `key`.
-pub fn config(key: [u8; 32], topology: &Topology) -> Result<PrivacyConfig> {
-    Ok(PrivacySettings::from_topology(topology)?.with_key(key))
-}
-
-/// Whether `config` seals anything (and so needs the vault).
-pub fn encrypts(config: &PrivacyConfig) -> bool {
-    config.operators.values().any(|o| *o == Operator::Encrypt)
-}
 
 /// The vault for a pipeline whose privacy settings encrypt: keys in the store's database.
 pub fn vault(config: &PrivacyConfig, store_url: &str) -> Result<Arc<Vault>> {
@@ -32,20 +16,18 @@ pub fn vault(config: &PrivacyConfig, store_url: &str) -> Result<Arc<Vault>> {
 }
 
 /// A vault for re-identification in a process that does not run privacy (`--views-only`,
-/// an API replica): only where the privacy secret can be read (never created here) and the
-/// topology encrypts something; otherwise the reveal endpoint answers 503.
+/// an API replica): only where the topology encrypts something; otherwise (or if the key
+/// store cannot be opened, which is reported) the reveal endpoint answers 503.
 pub(crate) fn reveal_vault(
-    key_file: &Path,
+    key: [u8; 32],
     topology: &Topology,
-    global: &Global,
-) -> Option<Arc<insights_privacy::vault::Vault>> {
-    let key = secrets::privacy_key(key_file, false).ok()?;
-    let config = config(key, topology).ok()?;
-    if !encrypts(&config) {
+    store_url: &str,
+) -> Option<Arc<Vault>> {
+    let config = PrivacySettings::from_topology(topology).ok()?.with_key(key);
+    if !config.encrypts() {
         return None;
     }
-    let (url, _) = settings::store_url(global).ok()?;
-    match vault(&config, &url) {
+    match vault(&config, store_url) {
         Ok(v) => Some(v),
         Err(e) => {
             eprintln!("insights: re-identification over the API is off: {e:#}");
