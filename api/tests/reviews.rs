@@ -94,7 +94,7 @@ impl Harness {
         config: &ResponseConfig,
         messages: &[(&str, SentimentLabel, f64)],
     ) -> Vec<String> {
-        let mut p = ResponseProcessor::build(config, None, Vec::new()).expect("builds");
+        let mut p = ResponseProcessor::build(config, None, Vec::new(), None).expect("builds");
         let mut reviews = Vec::new();
         for (n, (text, label, confidence)) in messages.iter().enumerate() {
             let input = scored(n as u128 + 1, text, *label, *confidence);

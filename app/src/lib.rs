@@ -19,5 +19,5 @@ pub mod privacy;
 mod run;
 pub mod views;
 
-pub use plan::{ApiPlan, Http, Plan, Processors, Role, StoreSettings};
+pub use plan::{ApiPlan, Http, Plan, Processors, ResponsePlan, Role, StoreSettings};
 pub use run::run;

@@ -87,9 +87,26 @@ pub struct Processors {
     /// Sentiment, with the model chosen by flags or the environment.
     pub sentiment: Option<SentimentConfig>,
     /// Response, with the LLM chosen by flags or the environment.
-    pub response: Option<ResponseConfig>,
+    pub response: Option<ResponsePlan>,
     /// Fairness.
     pub fairness: Option<FairnessConfig>,
+}
+
+/// The response processor's configuration and the LLM API's bearer token.
+pub struct ResponsePlan {
+    /// topology.toml's `[processors.response.config]` with the flags over it.
+    pub config: ResponseConfig,
+    /// The token, from the variable `config.openai.api_key_env` names, if set.
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for ResponsePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponsePlan")
+            .field("config", &self.config)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<secret>"))
+            .finish()
+    }
 }
 
 /// The HTTP server.

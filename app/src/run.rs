@@ -236,12 +236,15 @@ fn assemble(plan: &Plan, metrics: &Metrics) -> Result<Assembled> {
             launcher(move || insights_sentiment::SentimentProcessor::open(&config)),
         );
     }
-    if let Some(config) = response {
+    if let Some(plan) = response {
         // Reviewers' approvals are restored from the store when it starts.
+        let chat = insights_openai::chat_for(&plan.config.openai, plan.api_key.clone())
+            .map_err(|e| ConfigError::new("response", vec![e]))?;
         let p = insights_response::ResponseProcessor::build(
-            config,
+            &plan.config,
             Some(metrics.registry()),
             Vec::new(),
+            chat,
         )?;
         for note in p.notes() {
             eprintln!("insights: response: {note}");

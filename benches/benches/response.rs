@@ -106,6 +106,7 @@ fn bench(c: &mut Criterion) {
         },
         None,
         Vec::new(),
+        None,
     )
     .expect("builds");
     group.bench_function("template", |b| b.iter(|| run_batch(&mut template, &batch)));
@@ -130,6 +131,7 @@ fn bench(c: &mut Criterion) {
         },
         None,
         seed,
+        None,
     )
     .expect("builds");
     group.bench_function("retrieval_3k", |b| {
@@ -144,27 +146,24 @@ fn bench(c: &mut Criterion) {
     }
     let server = testkit::LlmServer::start();
     let small: Vec<Envelope> = batch.iter().take(8).cloned().collect();
-    let mut openai = ResponseProcessor::build(
-        &ResponseConfig {
-            backends: vec!["openai".into(), "template".into()],
-            concurrency: 2,
-            openai: OpenAiConfig {
-                base_url: Some(server.base_url()),
-                model: "smollm2-135m".into(),
-                max_tokens: 32,
-                resilience: ResilienceConfig {
-                    timeout_ms: 120_000,
-                    requests_per_minute: 0,
-                    ..Default::default()
-                },
+    let config = ResponseConfig {
+        backends: vec!["openai".into(), "template".into()],
+        concurrency: 2,
+        openai: OpenAiConfig {
+            base_url: Some(server.base_url()),
+            model: "smollm2-135m".into(),
+            max_tokens: 32,
+            resilience: ResilienceConfig {
+                timeout_ms: 120_000,
+                requests_per_minute: 0,
                 ..Default::default()
             },
             ..Default::default()
         },
-        None,
-        Vec::new(),
-    )
-    .expect("builds");
+        ..Default::default()
+    };
+    let chat = insights_openai::chat_for(&config.openai, None).expect("a valid URL");
+    let mut openai = ResponseProcessor::build(&config, None, Vec::new(), chat).expect("builds");
     let mut group = c.benchmark_group("response");
     group.sample_size(10);
     group.throughput(Throughput::Elements(small.len() as u64));

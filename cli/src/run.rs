@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use insights_app::{ApiPlan, Http, Plan, Processors, Role, StoreSettings};
+use insights_app::{ApiPlan, Http, Plan, Processors, ResponsePlan, Role, StoreSettings};
 use insights_privacy::PrivacySettings;
 use insights_response::ResponseConfig;
 use insights_topology::{ConfigError, ProcessorConfig, Topology};
@@ -154,7 +154,11 @@ impl RunArgs {
                 false => None,
             },
             response: match runs(ResponseConfig::NAME) {
-                true => Some(self.llm.config(&topology)?),
+                true => {
+                    let config = self.llm.config(&topology)?;
+                    let api_key = std::env::var(&config.openai.api_key_env).ok();
+                    Some(ResponsePlan { config, api_key })
+                }
                 false => None,
             },
             fairness: match runs(insights_fairness::FairnessConfig::NAME) {

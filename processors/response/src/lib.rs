@@ -14,7 +14,9 @@
 //! - `policy` — the deterministic review policy: auto-approve or review, with reasons,
 //!   priority and SLA.
 //! - `draft` — the [`Backend`] trait, requests, drafts and backend errors.
-//! - `openai`, `retrieval`, `template` — the backends.
+//! - `openai`, `retrieval`, `template` — the backends. `openai` is the chat-completions
+//!   protocol; the call goes through its [`openai::ChatClient`], injected at assembly
+//!   (`insights-openai` is the HTTP client), so this crate does no IO of its own.
 //! - `resilience` — rate limits (governor), retries (backoff), timeouts, circuit breaker
 //!   and metrics around a remote backend.
 //! - `drafter` — backends in fallback order on their own IO threads.

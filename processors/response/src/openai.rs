@@ -1,8 +1,12 @@
 //! An OpenAI-compatible chat-completions backend: llama.cpp's server, vLLM, Ollama and
 //! hosted APIs speak it. The prompt carries the scrubbed message, its intent and
 //! sentiment, and the policy the reply must keep; personal data never reaches it.
+//!
+//! This module is the protocol: the request body and the reading of the answer. The call
+//! itself goes through a [`ChatClient`], the one resource the response processor needs,
+//! injected where the processor is assembled (`insights-openai` is the HTTP client).
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -47,46 +51,28 @@ impl Default for OpenAiConfig {
     }
 }
 
+/// The transport of a chat-completions call: posts a request body to the API's
+/// `/chat/completions` and returns the answer's JSON. An HTTP status of 429 or 5xx, a
+/// refused or reset connection and a timeout are [`BackendError::Unavailable`] or
+/// [`BackendError::Timeout`] (retried); another error status is
+/// [`BackendError::Rejected`]; a body that is not JSON is [`BackendError::Malformed`].
+#[async_trait]
+pub trait ChatClient: std::fmt::Debug + Send + Sync {
+    /// One call.
+    async fn complete(&self, body: &Value) -> Result<Value, BackendError>;
+}
+
 /// Drafts through an OpenAI-compatible chat-completions API.
 #[derive(Debug)]
 pub struct OpenAiBackend {
-    client: reqwest::Client,
-    url: String,
-    api_key: Option<String>,
+    client: Arc<dyn ChatClient>,
     config: OpenAiConfig,
 }
 
-fn is_loopback(url: &str) -> bool {
-    reqwest::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .is_some_and(|h| h == "localhost" || h == "127.0.0.1" || h == "[::1]" || h == "::1")
-}
-
 impl OpenAiBackend {
-    /// A backend for `base_url` with the bearer token `api_key`, if any.
-    pub fn new(
-        base_url: &str,
-        api_key: Option<String>,
-        config: OpenAiConfig,
-    ) -> Result<Self, String> {
-        let base = base_url.trim_end_matches('/');
-        reqwest::Url::parse(base).map_err(|e| format!("LLM URL {base_url:?}: {e}"))?;
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .user_agent(concat!("customerai-insights/", env!("CARGO_PKG_VERSION")));
-        if is_loopback(base) {
-            // A proxy configured for the outside world must not see loopback calls.
-            builder = builder.no_proxy();
-        }
-        let client = builder.build().map_err(|e| format!("HTTP client: {e}"))?;
-        Ok(OpenAiBackend {
-            client,
-            url: format!("{base}/chat/completions"),
-            api_key,
-            config,
-        })
+    /// A backend calling through `client`.
+    pub fn new(client: Arc<dyn ChatClient>, config: OpenAiConfig) -> Self {
+        OpenAiBackend { client, config }
     }
 
     /// The request body for a draft request.
@@ -193,10 +179,6 @@ pub fn parse_answer(answer: &Value, json_schema: bool) -> Result<Draft, BackendE
     })
 }
 
-fn snippet(body: &str) -> String {
-    body.chars().take(200).collect()
-}
-
 #[async_trait]
 impl Backend for OpenAiBackend {
     fn name(&self) -> &str {
@@ -204,36 +186,7 @@ impl Backend for OpenAiBackend {
     }
 
     async fn draft(&self, request: &DraftRequest) -> Result<Draft, BackendError> {
-        let mut call = self.client.post(&self.url).json(&self.body(request));
-        if let Some(key) = &self.api_key {
-            call = call.bearer_auth(key);
-        }
-        let response = call.send().await.map_err(|e| {
-            if e.is_timeout() {
-                BackendError::Timeout(self.config.resilience.timeout_ms)
-            } else {
-                BackendError::Unavailable(e.to_string())
-            }
-        })?;
-        let status = response.status();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| BackendError::Unavailable(format!("reading the answer: {e}")))?;
-        if status.as_u16() == 429 || status.is_server_error() {
-            return Err(BackendError::Unavailable(format!(
-                "{status}: {}",
-                snippet(&body)
-            )));
-        }
-        if !status.is_success() {
-            return Err(BackendError::Rejected(format!(
-                "{status}: {}",
-                snippet(&body)
-            )));
-        }
-        let answer: Value = serde_json::from_str(&body)
-            .map_err(|e| BackendError::Malformed(format!("answer is not JSON: {e}")))?;
+        let answer = self.client.complete(&self.body(request)).await?;
         parse_answer(&answer, self.config.json_schema)
     }
 }
@@ -265,11 +218,44 @@ mod tests {
         }
     }
 
+    /// Answers every call with `answer`, remembering the bodies it was sent.
+    #[derive(Debug)]
+    struct Canned {
+        answer: Value,
+        sent: std::sync::Mutex<Vec<Value>>,
+    }
+
+    #[async_trait]
+    impl ChatClient for Canned {
+        async fn complete(&self, body: &Value) -> Result<Value, BackendError> {
+            self.sent.lock().expect("not poisoned").push(body.clone());
+            Ok(self.answer.clone())
+        }
+    }
+
+    fn canned(answer: Value) -> Arc<Canned> {
+        Arc::new(Canned {
+            answer,
+            sent: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_draft_is_the_parsed_answer_to_the_body_sent() {
+        let client = canned(json!({"choices": [{"message": {"content": "We will check."}}]}));
+        let b = OpenAiBackend::new(client.clone(), OpenAiConfig::default());
+        let draft = b.draft(&request()).await.expect("drafted");
+        assert_eq!(
+            (draft.text.as_str(), draft.backend.as_str()),
+            ("We will check.", "openai")
+        );
+        let sent = client.sent.lock().expect("not poisoned").clone();
+        assert_eq!(sent, vec![b.body(&request())]);
+    }
+
     #[test]
     fn the_prompt_carries_context_and_policy() {
-        let b = OpenAiBackend::new("http://127.0.0.1:1/v1/", None, OpenAiConfig::default())
-            .expect("valid");
-        assert_eq!(b.url, "http://127.0.0.1:1/v1/chat/completions");
+        let b = OpenAiBackend::new(canned(json!({})), OpenAiConfig::default());
         let body = b.body(&request());
         let system = body["messages"][0]["content"].as_str().unwrap_or_default();
         assert!(system.contains("German") && system.contains("router"));
@@ -279,14 +265,12 @@ mod tests {
         assert!(user.contains("negative (0.87)"));
         assert!(body.get("response_format").is_none());
         let schema = OpenAiBackend::new(
-            "http://127.0.0.1:1/v1",
-            None,
+            canned(json!({})),
             OpenAiConfig {
                 json_schema: true,
                 ..Default::default()
             },
         )
-        .expect("valid")
         .body(&request());
         assert_eq!(schema["response_format"]["type"], "json_schema");
     }
@@ -322,12 +306,5 @@ mod tests {
             ),
             Err(BackendError::Malformed(_))
         ));
-    }
-
-    #[test]
-    fn bad_urls_are_refused_at_build() {
-        assert!(OpenAiBackend::new("not a url", None, OpenAiConfig::default()).is_err());
-        assert!(is_loopback("http://localhost:8080/v1"));
-        assert!(!is_loopback("https://api.example.invalid/v1"));
     }
 }

@@ -17,7 +17,7 @@ use crate::draft::{Backend, DraftRequest};
 use crate::drafter::{Drafted, Drafter};
 use crate::guardrails::{GuardrailConfig, PROMISE_KINDS, check};
 use crate::intent::{Intent, classify};
-use crate::openai::{OpenAiBackend, OpenAiConfig};
+use crate::openai::{ChatClient, OpenAiBackend, OpenAiConfig};
 use crate::policy::{Decision, Facts, PolicyConfig, decide, label_name};
 use crate::resilience::{BackendMetrics, Guarded};
 use crate::retrieval::{
@@ -138,7 +138,7 @@ impl ResponseConfig {
             problems.push("concurrency must be at least 1".into());
         }
         if let Some(url) = &self.openai.base_url
-            && reqwest::Url::parse(url).is_err()
+            && url::Url::parse(url).is_err()
         {
             problems.push(format!("openai.base_url {url:?} is not a URL"));
         }
@@ -172,11 +172,14 @@ const CHECKED_ENTRIES: usize = 4_096;
 
 impl ResponseProcessor {
     /// Builds the backends. Metrics go to `registry` where given; `seed` fills the
-    /// retrieval memory (approved replies read from the store by the launcher).
+    /// retrieval memory (reviewers' approvals; the runtime restores them from the store
+    /// through [`Processor::restore`]); the `openai` backend calls its API through `chat`
+    /// (none: it is skipped, with a note).
     pub fn build(
         config: &ResponseConfig,
         registry: Option<&prometheus::Registry>,
         seed: Vec<Approved>,
+        chat: Option<Arc<dyn ChatClient>>,
     ) -> Result<Self, ResponseError> {
         config.validate().map_err(ResponseError::Config)?;
         let metrics = BackendMetrics::new(registry);
@@ -191,20 +194,15 @@ impl ResponseProcessor {
         let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
         for name in &config.backends {
             match name.as_str() {
-                "openai" => match &config.openai.base_url {
+                "openai" => match &chat {
                     None => notes.push(
                         "openai backend skipped: no base_url (set INSIGHTS_LLM_URL)".to_owned(),
                     ),
-                    Some(url) => {
-                        let key = std::env::var(&config.openai.api_key_env).ok();
-                        let backend = OpenAiBackend::new(url, key, config.openai.clone())
-                            .map_err(|e| ResponseError::Config(vec![e]))?;
-                        backends.push(Arc::new(Guarded::new(
-                            backend,
-                            config.openai.resilience.clone(),
-                            metrics.clone(),
-                        )));
-                    }
+                    Some(chat) => backends.push(Arc::new(Guarded::new(
+                        OpenAiBackend::new(Arc::clone(chat), config.openai.clone()),
+                        config.openai.resilience.clone(),
+                        metrics.clone(),
+                    ))),
                 },
                 "retrieval" => backends.push(Arc::new(RetrievalBackend::new(
                     memory.clone(),
@@ -516,7 +514,8 @@ mod tests {
     }
 
     fn offline() -> ResponseProcessor {
-        ResponseProcessor::build(&ResponseConfig::default(), None, Vec::new()).expect("builds")
+        ResponseProcessor::build(&ResponseConfig::default(), None, Vec::new(), None)
+            .expect("builds")
     }
 
     #[test]
@@ -666,7 +665,7 @@ mod tests {
             "backends = ['openai', 'carrier-pigeon']\n[policy]\nnever_auto_send = ['weather']\n",
         )
         .expect("parses");
-        let err = ResponseProcessor::build(&bad, None, Vec::new()).expect_err("invalid");
+        let err = ResponseProcessor::build(&bad, None, Vec::new(), None).expect_err("invalid");
         let msg = err.to_string();
         assert!(
             msg.contains("carrier-pigeon") && msg.contains("weather"),

@@ -179,6 +179,7 @@ pub async fn run<P: Processor>(
             max_elapsed_time: None,
             ..backoff_policy()
         },
+        halt: halt.clone(),
     };
     let idle_after = match &stop {
         StopWhen::Idle(d) | StopWhen::IdleAfterUpstream(d, _) => Some(*d),
@@ -211,7 +212,7 @@ pub async fn run<P: Processor>(
             Ok(Batch::Messages(messages)) if messages.is_empty() => {}
             Ok(Batch::Messages(messages)) => {
                 last_message = Instant::now();
-                match worker.process(messages, slot, &halt).await {
+                match worker.process(messages, slot).await {
                     Ok(Some(processed)) => {
                         if store_tx.send(processed).await.is_err() {
                             // The store stage failed; its error is in `failure`.
@@ -344,6 +345,8 @@ struct Worker<P: Processor> {
     consumed: u64,
     /// Waits between consumer errors; reset by every batch.
     consumer_backoff: ExponentialBackoff,
+    /// Shutdown, or a failed stage: ends the waits between retries.
+    halt: watch::Receiver<bool>,
 }
 
 impl<P: Processor> Worker<P> {
@@ -413,12 +416,14 @@ impl<P: Processor> Worker<P> {
             .next_backoff()
             .unwrap_or(Duration::from_secs(5));
         tracing::warn!(processor = %self.settings.name, error = %e, ?wait, "consumer error; retrying");
-        self.shared
-            .metrics
-            .retries
-            .with_label_values(&[&self.settings.name, "consume"])
-            .inc();
-        tokio::time::sleep(wait).await;
+        pause(
+            &self.shared,
+            &self.settings.name,
+            "consume",
+            wait,
+            &self.halt,
+        )
+        .await;
         Ok(Batch::Messages(Vec::new()))
     }
 
@@ -463,7 +468,6 @@ impl<P: Processor> Worker<P> {
         &mut self,
         messages: Vec<OwnedMessage>,
         slot: OwnedSemaphorePermit,
-        halt: &watch::Receiver<bool>,
     ) -> Result<Option<Processed>, RuntimeError> {
         let started = Instant::now();
         self.consumer_backoff.reset();
@@ -482,13 +486,7 @@ impl<P: Processor> Worker<P> {
             .collect();
         let mut messages = messages;
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(messages.len());
-        // The input being retried, and its backoff.
-        let mut retrying: Option<(usize, ExponentialBackoff)> = None;
-        let mut outage = ExponentialBackoff {
-            max_elapsed_time: None,
-            ..backoff_policy()
-        };
-        let mut halt = halt.clone();
+        let mut backoff = StallBackoff::default();
         loop {
             let taken = self.processor.lock().map(|mut p| p.take()).unwrap_or(None);
             let mut processor = taken.ok_or_else(|| RuntimeError::Fatal {
@@ -533,26 +531,14 @@ impl<P: Processor> Worker<P> {
                     _slot: slot,
                 }));
             };
-            let Stall { at, failure } = stall;
-            let wait = if failure.dependency {
-                outage.next_backoff().unwrap_or(outage.max_interval)
-            } else {
-                let backoff = match &mut retrying {
-                    Some((retried, backoff)) if *retried == at => backoff,
-                    _ => &mut retrying.insert((at, backoff_policy())).1,
-                };
-                match backoff.next_backoff() {
-                    Some(wait) => wait,
-                    None => {
-                        outcomes.push(Outcome::Dead {
-                            class: ErrorClass::RetriesExhausted,
-                            error: failure.error,
-                        });
-                        retrying = None;
-                        continue;
-                    }
-                }
+            let Some(wait) = backoff.next(&stall) else {
+                outcomes.push(Outcome::Dead {
+                    class: ErrorClass::RetriesExhausted,
+                    error: stall.failure.error,
+                });
+                continue;
             };
+            let Stall { at, failure } = stall;
             let what = if failure.dependency {
                 "dependency"
             } else {
@@ -573,17 +559,77 @@ impl<P: Processor> Worker<P> {
                     "{what} failure; the batch goes on from this input after the wait"
                 );
             }
-            self.shared
-                .metrics
-                .retries
-                .with_label_values(&[&name, what])
-                .inc();
-            tokio::select! {
-                biased;
-                _ = halt.wait_for(|h| *h) => return Ok(None),
-                () = tokio::time::sleep(wait) => {}
+            if !pause(&self.shared, &name, what, wait, &self.halt).await {
+                return Ok(None);
             }
         }
+    }
+}
+
+/// The process stage's waits after a [`Stall`]: a dependency outage is waited out for as
+/// long as it lasts; an input whose own handling keeps failing is retried until the
+/// policy's time is up, and then dead-lettered.
+struct StallBackoff {
+    outage: ExponentialBackoff,
+    /// The input being retried (its index in the batch), and its backoff.
+    input: Option<(usize, ExponentialBackoff)>,
+}
+
+impl Default for StallBackoff {
+    fn default() -> Self {
+        Self {
+            outage: ExponentialBackoff {
+                max_elapsed_time: None,
+                ..backoff_policy()
+            },
+            input: None,
+        }
+    }
+}
+
+impl StallBackoff {
+    /// How long to wait before going on from the stalled input; `None`: its retries are
+    /// exhausted (dead-letter it and go on with the next).
+    fn next(&mut self, stall: &Stall) -> Option<Duration> {
+        if stall.failure.dependency {
+            return Some(
+                self.outage
+                    .next_backoff()
+                    .unwrap_or(self.outage.max_interval),
+            );
+        }
+        let backoff = match &mut self.input {
+            Some((retried, backoff)) if *retried == stall.at => backoff,
+            _ => &mut self.input.insert((stall.at, backoff_policy())).1,
+        };
+        let wait = backoff.next_backoff();
+        if wait.is_none() {
+            self.input = None;
+        }
+        wait
+    }
+}
+
+/// A wait between attempts of `operation`, counted in the retry metric: every retry of the
+/// worker's stages waits here. `false` when `halt` (shutdown, or a failed stage) came
+/// first.
+async fn pause(
+    shared: &Shared,
+    processor: &str,
+    operation: &str,
+    wait: Duration,
+    halt: &watch::Receiver<bool>,
+) -> bool {
+    shared
+        .metrics
+        .retries
+        .with_label_values(&[processor, operation])
+        .inc();
+    let mut halt = halt.clone();
+    tokio::select! {
+        biased;
+        _ = halt.wait_for(|h| *h) => false,
+        () = tokio::time::sleep(wait) => true,
     }
 }
 
@@ -807,17 +853,14 @@ impl Sink {
         wait: Duration,
     ) -> bool {
         tracing::warn!(processor = %self.settings.name, %error, ?wait, "{operation} failed; retrying");
-        self.shared
-            .metrics
-            .retries
-            .with_label_values(&[&self.settings.name, operation])
-            .inc();
-        let mut halt = self.halt.clone();
-        tokio::select! {
-            biased;
-            _ = halt.wait_for(|h| *h) => false,
-            () = tokio::time::sleep(wait) => true,
-        }
+        pause(
+            &self.shared,
+            &self.settings.name,
+            operation,
+            wait,
+            &self.halt,
+        )
+        .await
     }
 
     /// Updates the lag gauges from the latest statistics, at most once a second.

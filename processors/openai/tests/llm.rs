@@ -9,12 +9,23 @@ use std::time::{Duration, Instant};
 use insights_processor::{Output, drive};
 use insights_response::openai::OpenAiConfig;
 use insights_response::resilience::ResilienceConfig;
-use insights_response::{ResponseConfig, ResponseProcessor};
+use insights_response::retrieval::Approved;
+use insights_response::{ResponseConfig, ResponseError, ResponseProcessor};
 use insights_schemas::{
     Envelope, Event, InteractionContext, SentimentLabel, SentimentScored, Timestamp,
 };
 use prometheus::Registry;
 use testkit::{LlmServer, SilentServer};
+
+/// The processor with its openai backend calling the server over HTTP.
+fn build(
+    config: &ResponseConfig,
+    registry: Option<&Registry>,
+    seed: Vec<Approved>,
+) -> Result<ResponseProcessor, ResponseError> {
+    let chat = insights_openai::chat_for(&config.openai, None).expect("a valid URL");
+    ResponseProcessor::build(config, registry, seed, chat)
+}
 
 fn scored(n: u128, text: &str) -> Envelope {
     Envelope {
@@ -107,7 +118,7 @@ fn metric(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
 fn drafts_through_a_real_llm_server_then_falls_back_when_it_dies() {
     let mut server = LlmServer::start();
     let registry = Registry::new();
-    let mut p = ResponseProcessor::build(
+    let mut p = build(
         &config(
             server.base_url(),
             ResilienceConfig {
@@ -203,7 +214,7 @@ fn drafts_through_a_real_llm_server_then_falls_back_when_it_dies() {
 fn a_server_that_never_answers_times_out_into_a_fallback() {
     let silent = SilentServer::start();
     let registry = Registry::new();
-    let mut p = ResponseProcessor::build(
+    let mut p = build(
         &config(
             format!("http://{}/v1", silent.addr),
             ResilienceConfig {
@@ -248,7 +259,7 @@ fn a_server_that_never_answers_times_out_into_a_fallback() {
 #[test]
 fn the_rate_limit_is_respected_against_the_real_server() {
     let server = LlmServer::start();
-    let mut p = ResponseProcessor::build(
+    let mut p = build(
         &ResponseConfig {
             concurrency: 8,
             ..config(
