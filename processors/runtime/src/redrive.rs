@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
-use insights_event_store::{AppendBatch, EventFilter, EventStore, StoreError};
+use insights_event_store::{AppendBatch, EventFilter, EventStore, Pages, StoreError};
 use insights_schemas::{DeadLetterRedriven, Envelope, Event, Timestamp, current_version};
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
@@ -396,15 +396,8 @@ impl History {
     async fn load(store: &dyn EventStore, dead_letter_topic: &str) -> Result<Self, StoreError> {
         let filter = EventFilter::Types(vec!["DeadLettered".into(), "DeadLetterRedriven".into()]);
         let mut history = History::default();
-        let mut after = 0;
-        loop {
-            let page = store
-                .read_all(after, insights_event_store::PAGE_SIZE, &filter)
-                .await?;
-            let Some(last) = page.last() else {
-                return Ok(history);
-            };
-            after = last.position;
+        let mut pages = Pages::to_head(store, filter, insights_event_store::PAGE_SIZE).await?;
+        while let Some(page) = pages.next().await? {
             for r in &page {
                 // An event that does not decode is not one of these two: skip it, the
                 // worst outcome is a re-drive without a causation link.
@@ -427,6 +420,7 @@ impl History {
                 }
             }
         }
+        Ok(history)
     }
 
     fn dead_lettered_id(&self, d: &DeadLetter) -> Option<uuid::Uuid> {
