@@ -30,6 +30,7 @@
 
 pub mod db;
 mod fold;
+pub mod log;
 mod runner;
 pub mod views;
 

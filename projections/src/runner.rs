@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use insights_event_store::envelope::{from_recorded, to_event_data};
-use insights_event_store::{AppendBatch, EventFilter, EventStore, RecordedEvent};
+use insights_event_store::envelope::to_event_data;
+use insights_event_store::{AppendBatch, EventFilter, EventStore};
 use insights_schemas::Envelope;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use serde::Serialize;
@@ -14,6 +14,7 @@ use sqlx::Row;
 use tokio::sync::watch;
 
 use crate::db::{Db, claim_checkpoint, save_checkpoint, to_i64};
+use crate::log::{Decoded, SharedLog};
 use crate::{Projection, ProjectionError, Recorded, ViewTx};
 
 /// The suffix of the tables a rebuild fills.
@@ -84,6 +85,11 @@ pub struct Runner {
     metrics: Option<RunnerMetrics>,
     position: u64,
     positions: watch::Sender<u64>,
+    /// The process's shared reader of the log, where the view follows it with others.
+    shared: Option<Arc<SharedLog>>,
+    /// Whether the outbox may hold events to append (the view emitted some, and they are
+    /// not known to be appended yet).
+    outbox_pending: bool,
 }
 
 impl Runner {
@@ -103,7 +109,16 @@ impl Runner {
             metrics: None,
             position: 0,
             positions: watch::channel(0).0,
+            shared: None,
+            outbox_pending: true,
         }
+    }
+
+    /// Reads the log through `log`, shared with the process's other views (live
+    /// following; a rebuild reads the store directly).
+    pub fn with_shared_log(mut self, log: Arc<SharedLog>) -> Self {
+        self.shared = Some(log);
+        self
     }
 
     /// Events per transaction (default 1,000).
@@ -226,7 +241,7 @@ impl Runner {
         if self.position >= until {
             return Ok(false);
         }
-        let (events, target) = self.page_after(self.position, until).await?;
+        let (events, target) = self.page_after(self.position, until, true).await?;
         let mut tx = self.db.pool().begin().await?;
         let claimed = claim_checkpoint(&mut tx, self.view.name(), self.view.version()).await?;
         if claimed != self.position {
@@ -242,62 +257,61 @@ impl Runner {
             self.set_position(claimed);
             return Ok(claimed < until);
         }
-        self.apply_all(&mut tx, &events, "").await?;
+        let emitted = self.apply_all(&mut tx, &events, "").await?;
         save_checkpoint(&mut tx, self.view.name(), target, self.view.version()).await?;
         tx.commit().await?;
         self.set_position(target);
         self.report_lag(head);
-        self.flush_outbox().await?;
+        self.outbox_pending |= emitted;
+        if self.outbox_pending {
+            self.flush_outbox().await?;
+            self.outbox_pending = false;
+        }
         Ok(true)
     }
 
-    /// The view's events after `after` up to `until`, at most a page, decoded; and the
-    /// position the page covers (the last event's, or `until` when the page is the rest).
+    /// The view's events after `after` up to `until`, at most a page, decoded (through
+    /// the shared reader where it has one and `shared`); and the position the page
+    /// covers. Events that do not decode are logged, counted and left out.
     async fn page_after(
         &self,
         after: u64,
         until: u64,
-    ) -> Result<(Vec<(RecordedEvent, Envelope)>, u64), ProjectionError> {
-        let raw = self.store.read_all(after, self.page, &self.filter).await?;
-        let full = raw.len() == self.page;
-        let mut target = until;
-        let mut out = Vec::with_capacity(raw.len());
-        for r in raw {
-            if r.position > until {
-                break;
-            }
-            if full {
-                target = r.position;
-            }
-            match from_recorded(&r) {
-                Ok(e) => out.push((r, e)),
-                Err(e) => {
-                    tracing::warn!(view = self.view.name(), error = %e, "skipping an event the view cannot read");
-                    if let Some(m) = &self.metrics {
-                        m.skipped.with_label_values(&[self.view.name()]).inc();
-                    }
+        shared: bool,
+    ) -> Result<(Vec<Arc<Decoded>>, u64), ProjectionError> {
+        let log = self.shared.as_deref().filter(|_| shared);
+        let mut page =
+            crate::log::page(log, &*self.store, (after, until), self.page, &self.filter).await?;
+        page.events.retain(|e| match &e.envelope {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::warn!(view = self.view.name(), position = e.position, %error, "skipping an event the view cannot read");
+                if let Some(m) = &self.metrics {
+                    m.skipped.with_label_values(&[self.view.name()]).inc();
                 }
+                false
             }
-        }
-        if !full || out.last().is_some_and(|(r, _)| r.position == until) {
-            target = until;
-        }
-        Ok((out, target))
+        });
+        Ok((page.events, page.covered))
     }
 
+    /// Applies `events` (decoded ones) in the view's transaction and keeps what it emits in
+    /// the outbox; whether it emitted anything.
     async fn apply_all(
         &self,
         conn: &mut AnyConnection,
-        events: &[(RecordedEvent, Envelope)],
+        events: &[Arc<Decoded>],
         suffix: &'static str,
-    ) -> Result<(), ProjectionError> {
+    ) -> Result<bool, ProjectionError> {
         let mut tx = ViewTx::new(conn, suffix);
         let page: Vec<Recorded<'_>> = events
             .iter()
-            .map(|(r, envelope)| Recorded {
-                position: r.position,
-                recorded_at: r.recorded_at,
-                envelope,
+            .filter_map(|e| {
+                Some(Recorded {
+                    position: e.position,
+                    recorded_at: e.recorded_at,
+                    envelope: e.envelope.as_ref().ok()?,
+                })
             })
             .collect();
         self.view.apply(&mut tx, &page).await?;
@@ -318,7 +332,7 @@ impl Runner {
                 .with_label_values(&[self.view.name()])
                 .inc_by(events.len() as u64);
         }
-        Ok(())
+        Ok(!emitted.is_empty())
     }
 
     /// Rebuilds the view from position 0 into fresh tables while the live ones keep
@@ -333,7 +347,7 @@ impl Runner {
         let head = self.store.head().await?.position;
         let mut position = 0;
         while position < head {
-            let (events, target) = self.page_after(position, head).await?;
+            let (events, target) = self.page_after(position, head, false).await?;
             let mut tx = self.db.pool().begin().await?;
             self.apply_all(&mut tx, &events, NEXT).await?;
             tx.commit().await?;
@@ -346,7 +360,7 @@ impl Runner {
         claim_checkpoint(&mut tx, self.view.name(), self.view.version()).await?;
         let now_head = self.store.head().await?.position;
         while position < now_head {
-            let (events, target) = self.page_after(position, now_head).await?;
+            let (events, target) = self.page_after(position, now_head, false).await?;
             self.apply_all(&mut tx, &events, NEXT).await?;
             position = target;
         }
@@ -514,8 +528,13 @@ pub async fn run_all(
     stop: watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, ProjectionError> {
     let mut tasks = Vec::with_capacity(views.len());
+    // One reading of the log for all of them: pages of 1,000 events, the last 20,000 kept
+    // (the views move through the log together; one that falls further behind reads the
+    // store on its own until it catches up).
+    let log = Arc::new(SharedLog::new(Arc::clone(store), 1_000, 20_000));
     for v in views {
-        let mut runner = Runner::new(db.clone(), Arc::clone(store), Arc::clone(v));
+        let mut runner = Runner::new(db.clone(), Arc::clone(store), Arc::clone(v))
+            .with_shared_log(Arc::clone(&log));
         if let Some(m) = &metrics {
             runner = runner.with_metrics(m.clone());
         }
