@@ -43,6 +43,10 @@ trap cleanup EXIT
 python3 samples/generate.py --count "$count" --seed 7 > "$work/input.jsonl"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now_us() { date +%s%6N; }
+# CPU time (user + system, clock ticks) of a process; of PostgreSQL's processes together
+# (backends that exit meanwhile are not counted: the pipeline's connections are pooled).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_ticks() { local s=0 p; for p in $(pgrep -x postgres); do s=$(( s + $(cpu_ticks "$p") )); done; echo "$s"; }
 
 # Seconds (one decimal) until the command prints a line equal to $2; fails after $3 s.
 wait_for() { # CMD EXPECTED TIMEOUT WHAT
@@ -59,7 +63,7 @@ production() {
   .tools/bin/tansu broker --listener-url "tcp://127.0.0.1:$port" \
     --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine memory://tansu/ \
     > "$work/tansu.log" 2>&1 &
-  pids+=($!)
+  pids+=($!); names=(tansu)
   brokers="127.0.0.1:$port"
   db=insights_e2e
   psql -d postgres -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
@@ -71,10 +75,10 @@ production() {
   for p in privacy sentiment response fairness; do
     "$bin" run --processor "$p" --sentiment-backend "$backend" --listen "127.0.0.1:$(free_port)" \
       > "$work/$p.log" 2>&1 &
-    pids+=($!)
+    pids+=($!); names+=("$p")
   done
   "$bin" run --views-only --listen "127.0.0.1:$(free_port)" > "$work/views.log" 2>&1 &
-  pids+=($!)
+  pids+=($!); names+=(views)
   # Every worker has joined its group once it logs nothing new for a moment; a warm-up
   # message through the whole chain says so for sure.
   echo '{"interaction_id":"warm-up","conversation_id":"warm-up","customer_id":"w","channel":"chat","text":"hello there, thanks","sent_at":"2026-01-01T00:00:00Z"}' > "$work/warm.jsonl"
@@ -82,6 +86,9 @@ production() {
   wait_for "psql -d $db -Atc \"SELECT count(*) FROM events WHERE event_type='ResponseDrafted'\"" 1 180 "the warm-up interaction to be drafted"
   local start_head
   start_head=$(psql -d $db -Atc "SELECT position FROM store_head")
+  local cpu_before=() pg_before i
+  for i in "${!pids[@]}"; do cpu_before+=("$(cpu_ticks "${pids[$i]}")"); done
+  pg_before=$(pg_ticks)
   .tools/venv/bin/python benches/e2e_produce.py --brokers "$brokers" --file "$work/input.jsonl" \
     --times "$work/times.tsv" --rate "$rate"
   local produced_at drafted
@@ -103,6 +110,12 @@ production() {
   wait_for "psql -d $db -Atc \"SELECT bool_and(position >= $head) FROM projection_checkpoints\"" t 600 "the views to reach the head"
   local caught_up
   caught_up=$(now_us)
+  local tick cpu="CPU seconds from the first produce to the views at head:"
+  tick=$(getconf CLK_TCK)
+  for i in "${!pids[@]}"; do
+    cpu+=" ${names[$i]} $(awk -v a="$(cpu_ticks "${pids[$i]}")" -v b="${cpu_before[$i]}" -v t="$tick" 'BEGIN {printf "%.1f", (a - b) / t}')"
+  done
+  cpu+=" postgres $(awk -v a="$(pg_ticks)" -v b="$pg_before" -v t="$tick" 'BEGIN {printf "%.1f", (a - b) / t}')"
   psql -d $db -Atc "SELECT correlation_id, recorded_at FROM events WHERE event_type='ResponseDrafted'" > "$work/drafted.tsv"
   psql -d $db -Atc "SELECT min(recorded_at), max(recorded_at) FROM events WHERE position > $start_head" > "$work/span.txt"
   python3 - "$work" "$count" "$backend" "$rate" "$(( (caught_up - stopped) / 1000 ))" "$(( (stopped - produced_at) / 1000 ))" <<'PY'
@@ -121,6 +134,7 @@ print(f"production | {backend} | {count} | rate {rate or 'max'} | {int(count) / 
       f"| p50 {q(lat, 0.5):.0f} ms | p99 {q(lat, 0.99):.0f} ms | after the first 2 s: p50 {q(steady, 0.5):.0f} ms p99 {q(steady, 0.99):.0f} ms | drafts {len(lat)} "
       f"| views at head {int(views_ms) / 1000:.1f} s after the store stopped growing (stops {int(drain_ms) / 1000:.1f} s after the last produce)")
 PY
+  echo "$cpu"
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   pids=()
