@@ -38,6 +38,68 @@ pub struct SchemaVersion {
     pub local_id: u32,
     /// Named types inside the schema, for resolving references.
     pub(crate) names: Names,
+    /// The schema resolved for apache-avro's encoder and decoder, once.
+    pub(crate) prepared: OnceLock<Result<Arc<Prepared>, String>>,
+}
+
+/// A schema resolved once for apache-avro's single-object writer and reader. Its
+/// `to_avro_datum` and `from_avro_datum` resolve the schema's named types on every call
+/// (a fresh map of names per message): 3 % of the embedded pipeline's CPU, more with the
+/// hashing and allocation around it.
+pub(crate) struct Prepared {
+    /// Takes `&mut` for its buffer; held only while one value is encoded.
+    writer: std::sync::Mutex<apache_avro::GenericSingleObjectWriter>,
+    reader: apache_avro::GenericSingleObjectReader,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared").finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    fn new(schema: &Schema) -> Result<Prepared, apache_avro::Error> {
+        Ok(Prepared {
+            writer: std::sync::Mutex::new(
+                apache_avro::GenericSingleObjectWriter::new_with_capacity(schema, 1024)?,
+            ),
+            reader: apache_avro::GenericSingleObjectReader::new(schema.clone())?,
+        })
+    }
+
+    /// Appends `value`'s single-object encoding (`C3 01`, the fingerprint, the datum) to
+    /// `out`, after checking it against the schema.
+    pub(crate) fn encode(
+        &self,
+        value: &apache_avro::types::Value,
+        out: &mut Vec<u8>,
+    ) -> Result<(), apache_avro::Error> {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        writer.write_value_ref(value, out).map(|_| ())
+    }
+
+    /// Decodes a single-object encoding, advancing `bytes` past it.
+    pub(crate) fn decode(
+        &self,
+        bytes: &mut &[u8],
+    ) -> Result<apache_avro::types::Value, apache_avro::Error> {
+        self.reader.read_value(bytes)
+    }
+}
+
+impl SchemaVersion {
+    /// The schema resolved for encoding and decoding (on first use).
+    pub(crate) fn prepared(&self) -> Result<&Prepared, String> {
+        self.prepared
+            .get_or_init(|| {
+                Prepared::new(&self.schema)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .as_deref()
+            .map_err(Clone::clone)
+    }
 }
 
 /// Every schema and every released version.
@@ -192,6 +254,7 @@ fn make_version(name: &str, version: u32, json: Json) -> Result<SchemaVersion, S
         json,
         fingerprint,
         local_id: (fingerprint & 0x7fff_ffff) as u32,
+        prepared: OnceLock::new(),
     })
 }
 

@@ -204,6 +204,7 @@ impl Codec {
             fingerprint,
             local_id: id,
             names,
+            prepared: std::sync::OnceLock::new(),
         };
         self.ids_by_fingerprint.insert(fingerprint, id);
         self.registered.insert(id, Arc::new(v));
@@ -225,26 +226,22 @@ impl Codec {
         };
         let json = serde_json::to_value(value).map_err(|e| mismatch(e.to_string()))?;
         let avro = json_to_avro(&json, &v.schema, &v.names).map_err(mismatch)?;
-        let datum =
-            apache_avro::to_avro_datum(&v.schema, avro).map_err(|e| mismatch(e.to_string()))?;
-        let mut out = Vec::with_capacity(datum.len() + 10);
-        match format {
-            Format::SingleObject => {
-                out.extend_from_slice(&[0xC3, 0x01]);
-                out.extend_from_slice(&v.fingerprint.to_le_bytes());
-            }
-            Format::Confluent => {
-                let id = self
-                    .ids_by_fingerprint
-                    .get(&v.fingerprint)
-                    .copied()
-                    .unwrap_or(v.local_id);
-                out.push(0);
-                out.extend_from_slice(&id.to_be_bytes());
-            }
-            Format::Json => unreachable!("handled above"),
+        // The single-object encoding: `C3 01`, the fingerprint (little-endian), the datum.
+        let mut out = Vec::with_capacity(256);
+        v.prepared()
+            .map_err(&mismatch)?
+            .encode(&avro, &mut out)
+            .map_err(|e| mismatch(e.to_string()))?;
+        if format == Format::Confluent {
+            let id = self
+                .ids_by_fingerprint
+                .get(&v.fingerprint)
+                .copied()
+                .unwrap_or(v.local_id);
+            let mut header = [0u8; 5];
+            header[1..].copy_from_slice(&id.to_be_bytes());
+            out.splice(..SINGLE_OBJECT_HEADER, header);
         }
-        out.extend_from_slice(&datum);
         Ok(out)
     }
 
@@ -260,7 +257,7 @@ impl Codec {
     ) -> Result<(T, Format), DecodeError> {
         let format = Format::detect(bytes)?;
         let truncated = |len| DecodeError::Truncated { format, len };
-        let (writer, mut datum): (&SchemaVersion, &[u8]) = match format {
+        let (writer, datum): (&SchemaVersion, &[u8]) = match format {
             Format::Json => {
                 let value =
                     serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
@@ -299,9 +296,25 @@ impl Codec {
                 found: writer.full_name.clone(),
             });
         }
-        let resolve_to = (writer.fingerprint != reader.fingerprint).then_some(&reader.schema);
-        let value = apache_avro::from_avro_datum(&writer.schema, &mut datum, resolve_to)
+        let prepared = writer.prepared().map_err(DecodeError::Avro)?;
+        // The prepared reader reads the single-object encoding: a Confluent datum gets the
+        // writer's header in front.
+        let framed: Vec<u8>;
+        let mut datum: &[u8] = match format {
+            Format::SingleObject => bytes,
+            _ => {
+                framed = [&[0xC3, 0x01], &writer.fingerprint.to_le_bytes()[..], datum].concat();
+                &framed
+            }
+        };
+        let mut value = prepared
+            .decode(&mut datum)
             .map_err(|e| DecodeError::Avro(e.to_string()))?;
+        if writer.fingerprint != reader.fingerprint {
+            value = value
+                .resolve(&reader.schema)
+                .map_err(|e| DecodeError::Avro(e.to_string()))?;
+        }
         if !datum.is_empty() {
             return Err(DecodeError::Avro(format!(
                 "{} trailing bytes after the datum",
@@ -313,6 +326,9 @@ impl Codec {
         Ok((decoded, format))
     }
 }
+
+/// `C3 01` and the 8-byte fingerprint.
+const SINGLE_OBJECT_HEADER: usize = 10;
 
 fn current<T: AvroRecord>() -> Option<&'static Arc<SchemaVersion>> {
     Catalogue::get().current(T::SCHEMA)
