@@ -6,10 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
-use insights_event_store::AppendBatch;
-use insights_event_store::envelope::to_event_data;
 use insights_privacy::PrivacyConfig;
-use insights_schemas::Timestamp;
 
 use crate::secrets;
 use crate::settings::{self, Global};
@@ -95,23 +92,18 @@ pub async fn run(global: &Global, command: VaultCommand) -> Result<ExitCode> {
                 (None, Some(c)) => config.customer_pseudonym(&args.tenant, c),
                 (None, None) => bail!("name the subject: --customer or --subject"),
             };
-            let (tenant, s) = (args.tenant.clone(), subject.clone());
-            let destroyed = tokio::task::spawn_blocking(move || {
-                let vault = privacy::vault(&config, &url)?;
-                Ok::<_, anyhow::Error>(vault.erase(&tenant, &s)?)
-            })
-            .await??;
+            let vault =
+                tokio::task::spawn_blocking(move || privacy::vault(&config, &url)).await??;
             let store = settings::open_store(global).await?;
-            let envelope = insights_vault_store::erasure(
+            let destroyed = insights_vault_store::erase_subject(
+                vault,
+                &*store,
                 &args.tenant,
                 &subject,
                 &args.requested_by,
-                Timestamp::now(),
                 env!("CARGO_PKG_VERSION"),
-            );
-            store
-                .append(AppendBatch::new(vec![to_event_data(&envelope)]))
-                .await?;
+            )
+            .await?;
             println!(
                 "{}: {subject} of tenant {}",
                 if destroyed {

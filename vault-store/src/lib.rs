@@ -16,8 +16,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use insights_event_store::envelope::from_recorded;
-use insights_event_store::{EventFilter, EventStore, PAGE_SIZE, Pages, StoreError};
+use insights_event_store::envelope::{from_recorded, to_event_data};
+use insights_event_store::{AppendBatch, EventFilter, EventStore, PAGE_SIZE, Pages, StoreError};
 use insights_privacy::PrivacyConfig;
 use insights_privacy::vault::{KeyStore, StoredKey, Vault, VaultError};
 use insights_schemas::{Envelope, Event, SealedPii, SubjectErased, Timestamp, current_version};
@@ -362,6 +362,49 @@ pub async fn find_sealed(
 pub fn vault(config: &PrivacyConfig, store_url: &str) -> Result<Arc<Vault>, OpenError> {
     let keys = SqlKeys::open(store_url)?;
     Ok(Arc::new(Vault::new(config.vault_kek(), Arc::new(keys))))
+}
+
+/// Why an erasure did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum EraseError {
+    /// The key could not be destroyed (nothing was recorded).
+    #[error("destroying the key: {0}")]
+    Vault(#[from] VaultError),
+    /// The key is destroyed, but the `SubjectErased` event could not be appended; erasing
+    /// again appends it (destroying a destroyed key is a no-op).
+    #[error("recording the erasure: {0}")]
+    Store(#[from] StoreError),
+    /// The blocking task that destroys the key failed.
+    #[error("the erasure task failed: {0}")]
+    Task(String),
+}
+
+/// Crypto-shredding: destroys `subject`'s key in `tenant` (every value sealed for them
+/// becomes unreadable, in the log and in every backup, while the hash chain still verifies)
+/// and appends the [`erasure`] event to `store`. Returns whether a key was held.
+pub async fn erase_subject(
+    vault: Arc<Vault>,
+    store: &dyn EventStore,
+    tenant: &str,
+    subject: &str,
+    requested_by: &str,
+    producer_version: &str,
+) -> Result<bool, EraseError> {
+    let (t, s) = (tenant.to_owned(), subject.to_owned());
+    let destroyed = tokio::task::spawn_blocking(move || vault.erase(&t, &s))
+        .await
+        .map_err(|e| EraseError::Task(e.to_string()))??;
+    let event = erasure(
+        tenant,
+        subject,
+        requested_by,
+        Timestamp::now(),
+        producer_version,
+    );
+    store
+        .append(AppendBatch::new(vec![to_event_data(&event)]))
+        .await?;
+    Ok(destroyed)
 }
 
 /// The `SubjectErased` event recording that `subject`'s key in `tenant` was destroyed at
