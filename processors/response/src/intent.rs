@@ -307,18 +307,24 @@ pub fn classify(text: &str) -> Classified {
             found[m.pattern().as_usize()] = true;
         }
     }
-    let count = |intent: Intent| {
-        found
-            .iter()
-            .zip(&keywords.owners)
-            .filter(|(hit, owners)| **hit && owners.contains(&intent))
-            .count()
-    };
-    let asks_for_human = count(Intent::HumanRequest) > 0;
+    // Keywords found per intent, by the intent's declaration index.
+    let mut counts = [0usize; Intent::ALL.len()];
+    for (_, owners) in found.iter().zip(&keywords.owners).filter(|(hit, _)| **hit) {
+        for owner in owners {
+            counts[*owner as usize] += 1;
+        }
+    }
+    decide(|intent| counts[intent as usize])
+}
+
+/// The classification from the number of keywords of each intent found in a message
+/// (`HumanRequest`'s: the asking-for-a-person ones).
+fn decide(found: impl Fn(Intent) -> usize) -> Classified {
+    let asks_for_human = found(Intent::HumanRequest) > 0;
     let mut hits: Vec<(Intent, usize)> = Intent::ALL
         .into_iter()
         .filter(|i| !matches!(i, Intent::General | Intent::HumanRequest))
-        .map(|i| (i, count(i)))
+        .map(|i| (i, found(i)))
         .filter(|(_, n)| *n > 0)
         .collect();
     // Most hits first; ties go to the intent listed first (the riskier ones are first).
@@ -425,36 +431,13 @@ mod tests {
     /// The classifier as it was before the automaton: each keyword searched on its own.
     fn classify_keyword_by_keyword(text: &str) -> Classified {
         let lower = text.to_lowercase();
-        let asks_for_human = HUMAN.iter().any(|k| matches_word_start(&lower, k));
-        let mut hits: Vec<(Intent, usize)> = Intent::ALL
-            .into_iter()
-            .filter(|i| !matches!(i, Intent::General | Intent::HumanRequest))
-            .map(|i| {
-                let n = i
-                    .keywords()
-                    .iter()
-                    .filter(|k| matches_word_start(&lower, k))
-                    .count();
-                (i, n)
-            })
-            .filter(|(_, n)| *n > 0)
-            .collect();
-        hits.sort_by_key(|h| std::cmp::Reverse(h.1));
-        let (intent, confidence) = match hits.as_slice() {
-            [] if asks_for_human => (Intent::HumanRequest, 0.9),
-            [] => (Intent::General, GENERAL_CONFIDENCE),
-            [(i, best), rest @ ..] => {
-                let second = rest.first().map_or(0, |r| r.1);
-                let best = *best as f64;
-                let margin = best / (best + second as f64);
-                (*i, margin * (0.6 + 0.2 * best).min(1.0))
-            }
-        };
-        Classified {
-            intent,
-            confidence,
-            asks_for_human,
-        }
+        decide(|intent| {
+            intent
+                .keywords()
+                .iter()
+                .filter(|k| matches_word_start(&lower, k))
+                .count()
+        })
     }
 
     #[test]
