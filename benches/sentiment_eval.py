@@ -1,9 +1,10 @@
 """Sentiment: accuracy and throughput of `insights sentiment` next to its Python peers.
 
 Runs on the VADER gold sets' test split (the same hash split as the Rust trainer):
-  - Python transformers 4.44.2 + torch 2.4.0 running the same encoder and the same trained
-    head (loaded from models/sentiment-minilm/head.safetensors): accuracy, agreement with
-    the Rust predictions, and throughput at batch 1 and 32 on the same CPU;
+  - Python transformers 4.44.2 + torch 2.4.0 running the same model: the published encoder
+    with the fine-tuned tensors of models/sentiment-minilm/encoder.safetensors laid over it
+    (when the card names them), and the same trained head (head.safetensors): accuracy,
+    agreement with the Rust predictions, and throughput at batch 1 and 32 on the same CPU;
   - vaderSentiment 3.3.2 (thresholds ±0.05): accuracy, and agreement of our lexicon port;
   - `insights sentiment` (both backends): accuracy.
 
@@ -59,10 +60,11 @@ def accuracy(pred, rows, set_name=None):
     return sum(p == g for p, g in pairs) / len(pairs)
 
 
-def run_insights(binary, texts, backend, batch):
+def run_insights(binary, texts, backend, batch, precision="auto"):
     lines = "".join(json.dumps({"text": t}) + "\n" for t in texts)
     out = subprocess.run(
-        [binary, "sentiment", "--sentiment-backend", backend, "--batch-size", str(batch)],
+        [binary, "sentiment", "--sentiment-backend", backend, "--batch-size", str(batch),
+         "--sentiment-precision", precision],
         input=lines.encode(), capture_output=True, check=True,
     )
     return [json.loads(l)["label"] for l in out.stdout.decode().splitlines()]
@@ -90,7 +92,21 @@ def main():
 
     # --- Python: the same encoder and head --------------------------------------------
     tok = AutoTokenizer.from_pretrained(args.encoder)
-    enc = AutoModel.from_pretrained(args.encoder).eval()
+
+    def load_encoder():
+        encoder = AutoModel.from_pretrained(args.encoder)
+        fine_tuned = card.get("fine_tuned_encoder")
+        if fine_tuned:
+            # f16 on disk; load_state_dict copies into the f32 parameters.
+            tensors = load_file(os.path.join(args.model, fine_tuned["file"]))
+            missing, unexpected = encoder.load_state_dict(tensors, strict=False)
+            assert not unexpected, f"unexpected tensors: {unexpected}"
+            assert set(missing) <= {"embeddings.word_embeddings.weight",
+                                    "embeddings.position_ids", "pooler.dense.weight",
+                                    "pooler.dense.bias"}, f"missing tensors: {missing}"
+        return encoder.eval()
+
+    enc = load_encoder()
     head = load_file(os.path.join(args.model, "head.safetensors"))
 
     def py_predict(batch, encoder=enc):
@@ -118,11 +134,15 @@ def main():
 
     # --- ours -----------------------------------------------------------------------------
     ours = run_insights(args.insights, texts, "transformer", 32)
+    ours_f32 = run_insights(args.insights, texts, "transformer", 32, "f32")
+    ours_int8 = run_insights(args.insights, texts, "transformer", 32, "int8")
     ours_lex = run_insights(args.insights, texts, "lexicon", 32)
 
     result["accuracy"] = {
         s: {
             "insights_transformer": accuracy(ours, rows, s),
+            "insights_transformer_f32": accuracy(ours_f32, rows, s),
+            "insights_transformer_int8": accuracy(ours_int8, rows, s),
             "python_same_model": accuracy(py, rows, s),
             "insights_lexicon": accuracy(ours_lex, rows, s),
             "vader_3_3_2": accuracy(vader_pred, rows, s),
@@ -132,6 +152,8 @@ def main():
     result["accuracy"]["all"] = result["accuracy"].pop(None)
     result["agreement"] = {
         "transformer_rust_vs_python": sum(a == b for a, b in zip(ours, py)) / len(py),
+        "transformer_rust_f32_vs_python": sum(a == b for a, b in zip(ours_f32, py)) / len(py),
+        "transformer_rust_int8_vs_f32": sum(a == b for a, b in zip(ours_int8, ours_f32)) / len(py),
         "lexicon_port_vs_vader": sum(a == b for a, b in zip(ours_lex, vader_pred)) / len(py),
     }
 
@@ -151,12 +173,20 @@ def main():
     throughput(enc, "python")
     # The same trick ours uses where the CPU has native bf16: the encoder in bfloat16, the
     # pooled embedding back to f32 for the head (accuracy and throughput).
-    enc_bf16 = AutoModel.from_pretrained(args.encoder).eval().to(torch.bfloat16)
+    enc_bf16 = load_encoder().to(torch.bfloat16)
     py_bf16 = []
     for i in range(0, len(texts), 32):
         py_bf16 += [LABELS[k] for k in py_predict(texts[i:i + 32], enc_bf16)]
     result["accuracy"]["all"]["python_same_model_bf16"] = accuracy(py_bf16, rows)
     throughput(enc_bf16, "python_bf16")
+    # Like for like with our int8: PyTorch's dynamic quantization of every linear layer.
+    enc_int8 = torch.ao.quantization.quantize_dynamic(load_encoder(), {torch.nn.Linear},
+                                                      dtype=torch.qint8)
+    py_int8 = []
+    for i in range(0, len(texts), 32):
+        py_int8 += [LABELS[k] for k in py_predict(texts[i:i + 32], enc_int8)]
+    result["accuracy"]["all"]["python_same_model_int8"] = accuracy(py_int8, rows)
+    throughput(enc_int8, "python_int8")
     json.dump(result, sys.stdout, indent=2)
     print()
 

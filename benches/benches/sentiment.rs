@@ -87,8 +87,8 @@ fn bench_pool(c: &mut Criterion, texts: &[&str], precision: Precision) {
 fn sentiment(c: &mut Criterion) {
     let owned = sentences(256);
     let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
-    // f32 always; bf16 where this CPU computes it natively (what `auto` picks).
-    let mut precisions = vec![Precision::F32];
+    // f32 and int8 always; bf16 where this CPU computes it natively (what `auto` picks).
+    let mut precisions = vec![Precision::F32, Precision::Int8];
     if Precision::Auto.resolve() == Precision::Bf16 {
         precisions.push(Precision::Bf16);
     }

@@ -31,8 +31,8 @@ pub struct ModelArgs {
         default_value = insights_sentiment::transformer::DEFAULT_ENCODER_DIR
     )]
     encoder_dir: PathBuf,
-    /// The encoder's arithmetic: auto (bf16 where the CPU has native bf16, else f32), f32
-    /// or bf16.
+    /// The encoder's arithmetic: auto (bf16 where the CPU has native bf16, else f32), f32,
+    /// bf16, or int8 (dynamically quantized linear layers).
     #[arg(long, env = "INSIGHTS_SENTIMENT_PRECISION", default_value = "auto")]
     sentiment_precision: insights_sentiment::transformer::Precision,
 }

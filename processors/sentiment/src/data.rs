@@ -117,9 +117,74 @@ pub fn load_gold(dir: &Path) -> Result<Vec<Example>, SentimentError> {
     Ok(out)
 }
 
+/// The project's own customer-service messages (`processors/sentiment/data/support.tsv`):
+/// lines `id<TAB>label<TAB>text`, `#` comments. Set `support`, split like the others by a
+/// hash of (set, id); the rating is nominal (±2, 0) since the label is given.
+pub fn load_support(path: &Path) -> Result<Vec<Example>, SentimentError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SentimentError::Load(format!("{}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad =
+            |what: &str| SentimentError::Load(format!("{}:{}: {what}", path.display(), n + 1));
+        let mut fields = line.splitn(3, '\t');
+        let (Some(id), Some(label), Some(sentence)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(bad("expected id, label and text separated by tabs"));
+        };
+        let (label, rating) = match label {
+            "negative" => (SentimentLabel::Negative, -2.0),
+            "neutral" => (SentimentLabel::Neutral, 0.0),
+            "positive" => (SentimentLabel::Positive, 2.0),
+            other => {
+                return Err(bad(&format!(
+                    "label {other:?} is not negative, neutral or positive"
+                )));
+            }
+        };
+        out.push(Example {
+            set: SUPPORT,
+            id: id.to_owned(),
+            text: sentence.trim().to_owned(),
+            rating,
+            label,
+            split: split_of(SUPPORT, id),
+        });
+    }
+    Ok(out)
+}
+
+/// The set name of [`load_support`]'s examples.
+pub const SUPPORT: &str = "support";
+
+/// Where the support messages live, relative to the project root.
+pub const DEFAULT_SUPPORT_FILE: &str = "processors/sentiment/data/support.tsv";
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_support_messages_load_with_their_labels() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/support.tsv");
+        let examples = load_support(&path).expect("the shipped file loads");
+        assert!(examples.len() > 200, "{}", examples.len());
+        for label in crate::LABELS {
+            assert!(examples.iter().any(|e| e.label == label), "{label:?}");
+        }
+        let dir = std::env::temp_dir().join(format!("support-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let bad = dir.join("bad.tsv");
+        std::fs::write(&bad, "# c\nx-1\tangry\tNo.\n").expect("writes");
+        let err = load_support(&bad)
+            .expect_err("an unknown label is refused")
+            .to_string();
+        assert!(err.contains("bad.tsv:2") && err.contains("angry"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn ratings_map_to_three_classes() {

@@ -13,6 +13,8 @@
 //! cache in front ([`pool::Scorer`]).
 
 pub mod data;
+pub mod finetune;
+mod int8;
 pub mod lexicon;
 pub mod pool;
 mod processor;

@@ -46,6 +46,42 @@ pub struct ModelCard {
     pub lexicon_beta: f64,
     /// How the training run was set up and what it measured.
     pub training: serde_json::Value,
+    /// The encoder's fine-tuned weights, in the model directory: every tensor of the
+    /// published encoder but the word embeddings (which fine-tuning keeps frozen), stored
+    /// as f16. Absent for a head trained on the frozen encoder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fine_tuned_encoder: Option<FileRef>,
+    /// The head's weights and their checksum (absent on cards written before it was
+    /// recorded; then `head.safetensors` is loaded unchecked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<FileRef>,
+}
+
+/// A file in the model directory and its sha256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRef {
+    /// Its name, relative to the model directory.
+    pub file: String,
+    /// sha256 of its bytes, hex.
+    pub sha256: String,
+}
+
+impl FileRef {
+    /// The file under `dir`, after checking that its bytes are the ones named here.
+    pub fn verified(&self, dir: &Path) -> Result<PathBuf, SentimentError> {
+        let path = dir.join(&self.file);
+        let sha256 =
+            sha256_file(&path).map_err(|e| load_err(format!("{}: {e}", path.display())))?;
+        if sha256 != self.sha256 {
+            return Err(load_err(format!(
+                "{}: sha256 {sha256}, but the model card names {}",
+                path.display(),
+                self.sha256
+            )));
+        }
+        Ok(path)
+    }
 }
 
 /// The encoder a head belongs to.
@@ -109,6 +145,9 @@ pub enum Precision {
     F32,
     /// bfloat16 weights and activations.
     Bf16,
+    /// The encoder's linear layers with int8 weights (dynamic quantization: FBGEMM's int8
+    /// GEMM, activations quantized per call), the rest in f32 ([`crate::int8`]).
+    Int8,
 }
 
 impl Precision {
@@ -121,10 +160,11 @@ impl Precision {
         }
     }
 
-    /// `f32` or `bf16` (after [`Precision::resolve`]).
+    /// `f32`, `bf16` or `int8` (after [`Precision::resolve`]).
     pub fn name(self) -> &'static str {
         match self.resolve() {
             Precision::Bf16 => "bf16",
+            Precision::Int8 => "int8",
             _ => "f32",
         }
     }
@@ -137,7 +177,10 @@ impl std::str::FromStr for Precision {
             "auto" => Ok(Precision::Auto),
             "f32" => Ok(Precision::F32),
             "bf16" => Ok(Precision::Bf16),
-            other => Err(format!("precision {other:?} is not auto, f32 or bf16")),
+            "int8" => Ok(Precision::Int8),
+            other => Err(format!(
+                "precision {other:?} is not auto, f32, bf16 or int8"
+            )),
         }
     }
 }
@@ -152,11 +195,22 @@ fn native_bf16() -> bool {
     false
 }
 
-/// The sentence encoder: tokenizer + BERT, frozen.
+/// BERT's layer-norm epsilon (rust-bert's, and all-MiniLM-L6-v2's `config.json`).
+const LAYER_NORM_EPS: f64 = 1e-12;
+
+/// The word-embedding matrix: the one tensor fine-tuning leaves as published (a third of
+/// the encoder's weights; most rows are words the training data never uses).
+const WORD_EMBEDDINGS: &str = "embeddings.word_embeddings.weight";
+
+/// The sentence encoder: tokenizer + BERT (frozen, except while fine-tuning).
 pub struct Encoder {
     tokenizer: BertTokenizer,
     bert: BertModel<BertEmbeddings>,
-    _vs: nn::VarStore,
+    /// The int8 forward pass, at [`Precision::Int8`].
+    int8: Option<crate::int8::Int8Bert>,
+    layers: i64,
+    heads: i64,
+    vs: nn::VarStore,
     max_tokens: usize,
     /// sha256 of the weights it loaded.
     pub sha256: String,
@@ -172,12 +226,47 @@ impl std::fmt::Debug for Encoder {
 }
 
 impl Encoder {
-    /// Loads `config.json`, `vocab.txt` and `model.safetensors` from `dir`, to run at
-    /// `precision`.
+    /// Loads `config.json`, `vocab.txt` and `model.safetensors` from `dir`, then the
+    /// fine-tuned weights from `fine_tuned` where given, frozen, to run at `precision`.
     pub fn load(
         dir: &Path,
+        fine_tuned: Option<&Path>,
         max_tokens: usize,
         precision: Precision,
+    ) -> Result<Encoder, SentimentError> {
+        let mut encoder = Self::load_f32(dir, fine_tuned, max_tokens)?;
+        encoder.vs.freeze();
+        match precision.resolve() {
+            Precision::Bf16 => encoder.vs.bfloat16(),
+            Precision::Int8 => {
+                encoder.int8 = Some(crate::int8::Int8Bert::new(
+                    &encoder.vs.variables(),
+                    encoder.layers,
+                    encoder.heads,
+                    LAYER_NORM_EPS,
+                )?);
+            }
+            _ => {}
+        }
+        Ok(encoder)
+    }
+
+    /// [`Encoder::load`] in f32 with every tensor but the word embeddings trainable: the
+    /// starting point of fine-tuning.
+    pub fn trainable(dir: &Path, max_tokens: usize) -> Result<Encoder, SentimentError> {
+        let encoder = Self::load_f32(dir, None, max_tokens)?;
+        for (name, tensor) in encoder.vs.variables() {
+            if name == WORD_EMBEDDINGS {
+                let _ = tensor.set_requires_grad(false);
+            }
+        }
+        Ok(encoder)
+    }
+
+    fn load_f32(
+        dir: &Path,
+        fine_tuned: Option<&Path>,
+        max_tokens: usize,
     ) -> Result<Encoder, SentimentError> {
         let file = |name: &str| -> Result<PathBuf, SentimentError> {
             let p = dir.join(name);
@@ -203,17 +292,74 @@ impl Encoder {
         let bert = BertModel::<BertEmbeddings>::new_with_optional_pooler(vs.root(), &config, false);
         vs.load(&weights)
             .map_err(|e| load_err(format!("{}: {e}", weights.display())))?;
-        vs.freeze();
-        if precision.resolve() == Precision::Bf16 {
-            vs.bfloat16();
+        if let Some(path) = fine_tuned {
+            overlay(&vs, path)?;
         }
         Ok(Encoder {
             tokenizer,
             bert,
-            _vs: vs,
+            int8: None,
+            layers: config.num_hidden_layers,
+            heads: config.num_attention_heads,
+            vs,
             max_tokens,
             sha256,
         })
+    }
+
+    /// The encoder's variables (an optimizer is built on them while fine-tuning).
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// Writes every trainable tensor (all but the word embeddings) to `path` as f16
+    /// safetensors: what [`Encoder::load`] lays over the published weights.
+    pub fn save_fine_tuned(&self, path: &Path) -> Result<(), SentimentError> {
+        let mut tensors: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .filter(|(name, _)| name != WORD_EMBEDDINGS)
+            .map(|(name, t)| (name, t.detach().to_kind(Kind::Half)))
+            .collect();
+        // Sorted names: the same weights give the same bytes.
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        Tensor::write_safetensors(&tensors, path)
+            .map_err(|e| load_err(format!("{}: {e}", path.display())))
+    }
+
+    /// Sentence embeddings `[n, 384]` for training: the texts padded to the longest, the
+    /// mean over each text's own tokens, L2-normalised — what [`Encoder::embed`] computes,
+    /// with gradients and, when `train`, dropout.
+    pub fn embed_t(&self, texts: &[&str], train: bool) -> Result<Tensor, SentimentError> {
+        let encoded = self.tokenizer.encode_list(
+            texts,
+            self.max_tokens,
+            &TruncationStrategy::LongestFirst,
+            0,
+        );
+        let longest = encoded.iter().map(|e| e.token_ids.len()).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(texts.len() * longest);
+        let mut mask = Vec::with_capacity(texts.len() * longest);
+        for e in &encoded {
+            ids.extend(e.token_ids.iter().copied());
+            mask.extend(std::iter::repeat_n(1i64, e.token_ids.len()));
+            // [PAD] is id 0 in BERT's vocabulary.
+            ids.extend(std::iter::repeat_n(0i64, longest - e.token_ids.len()));
+            mask.extend(std::iter::repeat_n(0i64, longest - e.token_ids.len()));
+        }
+        let shape = [texts.len() as i64, longest as i64];
+        let ids = Tensor::from_slice(&ids).view(shape);
+        let mask = Tensor::from_slice(&mask).view(shape);
+        let out = self
+            .bert
+            .forward_t(Some(&ids), Some(&mask), None, None, None, None, None, train)
+            .map_err(infer_err)?;
+        let weights = mask.to_kind(Kind::Float).unsqueeze(-1);
+        let mean = (out.hidden_state * &weights).sum_dim_intlist(1, false, Kind::Float)
+            / weights.sum_dim_intlist(1, false, Kind::Float);
+        let norm = mean.norm_scalaropt_dim(2, 1, true).clamp_min(1e-12);
+        Ok(mean / norm)
     }
 
     /// Sentence embeddings `[n, 384]`: mean of the last hidden states over the tokens,
@@ -246,11 +392,23 @@ impl Encoder {
             let ids = Tensor::from_slice(&ids).view(shape);
             let mask = Tensor::ones(shape, (Kind::Int64, Device::Cpu));
             let pooled = tch::no_grad(|| {
-                let out = self
-                    .bert
-                    .forward_t(Some(&ids), Some(&mask), None, None, None, None, None, false)
-                    .map_err(infer_err)?;
-                let mean = out.hidden_state.mean_dim(1, false, Kind::Float);
+                let hidden = match &self.int8 {
+                    // One text per pass: FBGEMM quantizes a pass's activations with one
+                    // scale, which would make a text's scores depend on its neighbours.
+                    Some(int8) => Tensor::cat(
+                        &(0..shape[0])
+                            .map(|j| int8.forward(&ids.narrow(0, j, 1)))
+                            .collect::<Result<Vec<_>, _>>()?,
+                        0,
+                    ),
+                    None => {
+                        self.bert
+                            .forward_t(Some(&ids), Some(&mask), None, None, None, None, None, false)
+                            .map_err(infer_err)?
+                            .hidden_state
+                    }
+                };
+                let mean = hidden.mean_dim(1, false, Kind::Float);
                 let norm = mean.norm_scalaropt_dim(2, 1, true).clamp_min(1e-12);
                 Ok::<_, SentimentError>(mean / norm)
             })?;
@@ -267,6 +425,27 @@ impl Encoder {
         }
         Ok(Tensor::stack(&rows, 0))
     }
+}
+
+/// Copies the tensors of a fine-tuned weights file over the encoder's (converting f16 to
+/// the variables' kind); a name the encoder does not have is an error, so a file made for
+/// another architecture cannot half-load.
+fn overlay(vs: &nn::VarStore, path: &Path) -> Result<(), SentimentError> {
+    let tensors =
+        Tensor::read_safetensors(path).map_err(|e| load_err(format!("{}: {e}", path.display())))?;
+    let variables = vs.variables();
+    for (name, value) in tensors {
+        let Some(var) = variables.get(&name) else {
+            return Err(load_err(format!(
+                "{}: {name} is not a tensor of this encoder",
+                path.display()
+            )));
+        };
+        let mut var = var.shallow_clone();
+        tch::no_grad(|| var.f_copy_(&value))
+            .map_err(|e| load_err(format!("{}: {name}: {e}", path.display())))?;
+    }
+    Ok(())
 }
 
 /// The classification head: linear, or one hidden ReLU layer with dropout in training.
@@ -304,6 +483,19 @@ impl Head {
     /// Logits `[n, 3]` for embeddings `[n, 384]`.
     pub fn logits_t(&self, embeddings: &Tensor, train: bool) -> Tensor {
         self.layers.forward_t(embeddings, train)
+    }
+
+    /// Logits `[n, 3]` computed one embedding at a time, for inference: a matrix product's
+    /// rounding may depend on how many rows it has (a single row goes through another
+    /// kernel), and the head costs nothing next to the encoder.
+    pub fn logits_rows(&self, embeddings: &Tensor) -> Tensor {
+        let rows: Vec<Tensor> = (0..embeddings.size()[0])
+            .map(|i| self.logits_t(&embeddings.narrow(0, i, 1), false))
+            .collect();
+        if rows.is_empty() {
+            return Tensor::zeros([0, 3], (Kind::Float, Device::Cpu));
+        }
+        Tensor::cat(&rows, 0)
     }
 }
 
@@ -343,7 +535,16 @@ impl TransformerBackend {
         precision: Precision,
     ) -> Result<Self, SentimentError> {
         let card = ModelCard::read(model_dir)?;
-        let encoder = Encoder::load(encoder_dir, card.max_tokens, precision)?;
+        let fine_tuned = match &card.fine_tuned_encoder {
+            Some(file) => Some(file.verified(model_dir)?),
+            None => None,
+        };
+        let encoder = Encoder::load(
+            encoder_dir,
+            fine_tuned.as_deref(),
+            card.max_tokens,
+            precision,
+        )?;
         if encoder.sha256 != card.encoder.sha256 {
             return Err(load_err(format!(
                 "{} is not the encoder {} was trained on (sha256 {}, expected {})",
@@ -355,7 +556,10 @@ impl TransformerBackend {
         }
         let mut head_vs = nn::VarStore::new(Device::Cpu);
         let head = Head::new(&head_vs.root(), card.hidden, 0.0);
-        let head_file = model_dir.join("head.safetensors");
+        let head_file = match &card.head {
+            Some(file) => file.verified(model_dir)?,
+            None => model_dir.join(crate::train::HEAD_FILE),
+        };
         head_vs
             .load(&head_file)
             .map_err(|e| load_err(format!("{}: {e}", head_file.display())))?;
@@ -384,15 +588,7 @@ impl Backend for TransformerBackend {
             return Ok(Vec::new());
         }
         let embeddings = self.encoder.embed(texts)?;
-        // The head one embedding at a time: a matrix product's rounding may depend on
-        // how many rows it has (a single row goes through another kernel), and the head
-        // costs nothing next to the encoder.
-        let logits = tch::no_grad(|| {
-            let rows: Vec<Tensor> = (0..embeddings.size()[0])
-                .map(|i| self.head.logits_t(&embeddings.narrow(0, i, 1), false))
-                .collect();
-            Tensor::cat(&rows, 0)
-        });
+        let logits = tch::no_grad(|| self.head.logits_rows(&embeddings));
         probabilities(&logits, self.temperature)
     }
 }
@@ -406,6 +602,8 @@ mod tests {
         assert_eq!("bf16".parse::<Precision>(), Ok(Precision::Bf16));
         assert_eq!("f32".parse::<Precision>(), Ok(Precision::F32));
         assert_eq!("auto".parse::<Precision>(), Ok(Precision::Auto));
+        assert_eq!("int8".parse::<Precision>(), Ok(Precision::Int8));
+        assert_eq!(Precision::Int8.name(), "int8");
         assert!("fp8".parse::<Precision>().unwrap_err().contains("fp8"));
         assert_ne!(Precision::Auto.resolve(), Precision::Auto);
         assert_eq!(Precision::F32.resolve(), Precision::F32);
@@ -424,7 +622,16 @@ mod tests {
 
     #[test]
     fn a_text_scores_the_same_alone_and_in_any_batch() {
-        let mut model = shipped(Precision::Auto);
+        scores_do_not_depend_on_the_batch(Precision::Auto);
+    }
+
+    #[test]
+    fn an_int8_text_scores_the_same_alone_and_in_any_batch() {
+        scores_do_not_depend_on_the_batch(Precision::Int8);
+    }
+
+    fn scores_do_not_depend_on_the_batch(precision: Precision) {
+        let mut model = shipped(precision);
         // Many texts of a few token counts, so that each text shares its forward pass
         // with a different number of others, at different rows, from batch to batch.
         let mut texts: Vec<String> = (0..40)
@@ -459,6 +666,43 @@ mod tests {
                     batch.len(),
                     alone[i]
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn the_shipped_model_files_match_its_card() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(DEFAULT_MODEL_DIR);
+        let card = ModelCard::read(&dir).expect("the shipped card reads");
+        let encoder = card
+            .fine_tuned_encoder
+            .expect("the shipped model is fine-tuned: its card names the encoder weights");
+        let head = card
+            .head
+            .expect("the shipped card names the head's weights");
+        encoder
+            .verified(&dir)
+            .expect("encoder.safetensors matches the card");
+        head.verified(&dir)
+            .expect("head.safetensors matches the card");
+    }
+
+    #[test]
+    fn int8_scores_like_f32() {
+        let texts = [
+            "I love this phone, the support team was wonderful!",
+            "This is the worst service I have ever had. Refund me now.",
+            "Terrible router, it drops every hour and nobody helps.",
+            "Thank you so much, everything works perfectly now.",
+        ];
+        let f32 = shipped(Precision::F32).predict(&texts).expect("scores");
+        let int8 = shipped(Precision::Int8).predict(&texts).expect("scores");
+        for (a, b) in f32.iter().zip(&int8) {
+            assert_eq!(a.label(), b.label(), "{a:?} vs {b:?}");
+            for (x, y) in a.probs.iter().zip(&b.probs) {
+                assert!((x - y).abs() < 0.1, "{a:?} vs {b:?}");
             }
         }
     }
