@@ -689,48 +689,32 @@ mod tests {
             .expect("head.safetensors matches the card");
     }
 
-    #[test]
-    fn int8_scores_like_f32() {
-        let texts = [
-            "I love this phone, the support team was wonderful!",
-            "This is the worst service I have ever had. Refund me now.",
-            "Terrible router, it drops every hour and nobody helps.",
-            "Thank you so much, everything works perfectly now.",
-        ];
-        let f32 = shipped(Precision::F32).predict(&texts).expect("scores");
-        let int8 = shipped(Precision::Int8).predict(&texts).expect("scores");
-        for (a, b) in f32.iter().zip(&int8) {
-            assert_eq!(a.label(), b.label(), "{a:?} vs {b:?}");
-            for (x, y) in a.probs.iter().zip(&b.probs) {
-                assert!((x - y).abs() < 0.1, "{a:?} vs {b:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn bf16_scores_like_f32() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let load = |p| {
-            TransformerBackend::load_at(
-                &root.join(DEFAULT_MODEL_DIR),
-                &root.join(DEFAULT_ENCODER_DIR),
-                p,
-            )
-            .expect("the shipped model loads (scripts/setup.sh installs the encoder)")
-        };
+    /// Clear texts get f32's labels at `precision`, and probabilities within `tolerance`.
+    fn scores_like_f32(precision: Precision, tolerance: f64) {
         let texts = [
             "I love this phone, the support team was wonderful!",
             "This is the worst service I have ever had. Refund me now.",
             "My order number is 4411 and it ships on Tuesday.",
             "Terrible router, it drops every hour and nobody helps.",
+            "Thank you so much, everything works perfectly now.",
         ];
-        let f32 = load(Precision::F32).predict(&texts).expect("scores");
-        let bf16 = load(Precision::Bf16).predict(&texts).expect("scores");
-        for (a, b) in f32.iter().zip(&bf16) {
-            assert_eq!(a.label(), b.label(), "{a:?} vs {b:?}");
+        let f32 = shipped(Precision::F32).predict(&texts).expect("scores");
+        let other = shipped(precision).predict(&texts).expect("scores");
+        for (a, b) in f32.iter().zip(&other) {
+            assert_eq!(a.label(), b.label(), "{a:?} vs {b:?} ({precision:?})");
             for (x, y) in a.probs.iter().zip(&b.probs) {
-                assert!((x - y).abs() < 0.05, "{a:?} vs {b:?}");
+                assert!((x - y).abs() < tolerance, "{a:?} vs {b:?} ({precision:?})");
             }
         }
+    }
+
+    #[test]
+    fn int8_scores_like_f32() {
+        scores_like_f32(Precision::Int8, 0.1);
+    }
+
+    #[test]
+    fn bf16_scores_like_f32() {
+        scores_like_f32(Precision::Bf16, 0.05);
     }
 }
