@@ -106,9 +106,8 @@ impl LayerNorm {
 
 #[derive(Debug)]
 struct Layer {
-    query: Int8Linear,
-    key: Int8Linear,
-    value: Int8Linear,
+    /// Query, key and value projections in one product (their weights stacked).
+    qkv: Int8Linear,
     attention_out: Int8Linear,
     attention_norm: LayerNorm,
     intermediate: Int8Linear,
@@ -158,10 +157,14 @@ impl Int8Bert {
         let layers = (0..layers)
             .map(|i| {
                 let p = format!("encoder.layer.{i}");
+                let stacked = |part: &str| -> Result<Tensor, SentimentError> {
+                    let parts = ["query", "key", "value"]
+                        .map(|which| get(&format!("{p}.attention.self.{which}.{part}")));
+                    let [q, k, v] = parts;
+                    Ok(Tensor::cat(&[q?, k?, v?], 0))
+                };
                 Ok(Layer {
-                    query: linear(&format!("{p}.attention.self.query"))?,
-                    key: linear(&format!("{p}.attention.self.key"))?,
-                    value: linear(&format!("{p}.attention.self.value"))?,
+                    qkv: Int8Linear::new(&stacked("weight")?, &stacked("bias")?),
                     attention_out: linear(&format!("{p}.attention.output.dense"))?,
                     attention_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
                     intermediate: linear(&format!("{p}.intermediate.dense"))?,
@@ -194,18 +197,25 @@ impl Int8Bert {
         let mut x = self.embeddings_norm.forward(&embedded, self.eps);
         let hidden = x.size()[2];
         let head_dim = hidden / self.heads;
-        let split = |t: Tensor| t.view([n, length, self.heads, head_dim]).transpose(1, 2);
+        // Every token attends to every token (no padding). tch hands libtorch an undefined
+        // tensor for a `None` mask, which its checks refuse, so the mask is spelled out.
+        let everyone = Tensor::ones([length, length], (Kind::Bool, ids.device()));
+        let split = |t: &Tensor| t.reshape([n, length, self.heads, head_dim]).transpose(1, 2);
         for layer in &self.layers {
-            let q = split(layer.query.forward(&x)?);
-            let k = split(layer.key.forward(&x)?);
-            let v = split(layer.value.forward(&x)?);
-            let scores = q.matmul(&k.transpose(-1, -2)) / (head_dim as f64).sqrt();
-            let context = scores
-                .softmax(-1, Kind::Float)
-                .matmul(&v)
-                .transpose(1, 2)
-                .contiguous()
-                .view([n, length, hidden]);
+            let qkv = layer.qkv.forward(&x)?.chunk(3, -1);
+            let context = Tensor::f_scaled_dot_product_attention(
+                &split(&qkv[0]),
+                &split(&qkv[1]),
+                &split(&qkv[2]),
+                Some(&everyone),
+                0.0,
+                false,
+                None,
+            )
+            .map_err(|e| SentimentError::Inference(format!("attention: {e}")))?
+            .transpose(1, 2)
+            .contiguous()
+            .view([n, length, hidden]);
             let attended = layer
                 .attention_norm
                 .forward(&(layer.attention_out.forward(&context)? + &x), self.eps);
