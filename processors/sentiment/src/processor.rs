@@ -1,5 +1,6 @@
 //! The pipeline stage: `InteractionScrubbed` in, `SentimentScored` out.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -93,6 +94,45 @@ impl SentimentProcessor {
     }
 }
 
+/// The scrubbed text as the model reads it: pseudonym tokens (`<PERSON_1a2b3c4d>`,
+/// `<EMAIL_ADDRESS_v0123456789abcdef>`) become their type (`<PERSON>`), as a redaction
+/// would. Their hex comes from the deployment's pseudonym key, so without this the same
+/// message scored differently under two keys; the model learns nothing from it either.
+fn model_input(text: &str) -> Cow<'_, str> {
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(open) = text[from..].find('<').map(|i| from + i) {
+        from = open + 1;
+        let Some(close) = text[open..].find('>').map(|i| open + i) else {
+            break;
+        };
+        let inner = &text[open + 1..close];
+        let Some((kind, suffix)) = inner.rsplit_once('_') else {
+            continue;
+        };
+        let hex = suffix.strip_prefix('v').unwrap_or(suffix);
+        let is_token = matches!(hex.len(), 8 | 16)
+            && (hex.len() == 16) == (hex.len() != suffix.len())
+            && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            && kind.starts_with(|c: char| c.is_ascii_uppercase())
+            && kind
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        if is_token {
+            out.push_str(&text[copied..open + 1]);
+            out.push_str(kind);
+            copied = close;
+            from = close;
+        }
+    }
+    if copied == 0 {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
+}
+
 fn scrubbed_text(input: &Envelope) -> Option<&str> {
     match &input.event {
         Event::InteractionScrubbed(s) => Some(&s.text),
@@ -121,8 +161,10 @@ impl Processor for SentimentProcessor {
     fn prepare(&mut self, inputs: &[&Envelope]) {
         self.prepared.clear();
         let texts: Vec<&str> = inputs.iter().filter_map(|i| scrubbed_text(i)).collect();
+        let read: Vec<Cow<'_, str>> = texts.iter().map(|t| model_input(t)).collect();
+        let read: Vec<&str> = read.iter().map(|t| t.as_ref()).collect();
         // A failure here is met again, and reported, by `process`.
-        if let Ok(scored) = self.scorer.score(&texts) {
+        if let Ok(scored) = self.scorer.score(&read) {
             for (text, s) in texts.into_iter().zip(scored) {
                 self.prepared.insert(text.to_owned(), s);
             }
@@ -144,7 +186,7 @@ impl Processor for SentimentProcessor {
             Some(s) => *s,
             None => self
                 .scorer
-                .score(&[scrubbed.text.as_str()])
+                .score(&[model_input(&scrubbed.text).as_ref()])
                 .map_err(retryable)?[0],
         };
         let label = scored.prediction.label();
@@ -178,6 +220,29 @@ mod tests {
 
     use super::*;
     use crate::{BackendKind, label_name};
+
+    #[test]
+    fn the_model_reads_pseudonym_tokens_as_their_type() {
+        assert_eq!(
+            model_input("I am <PERSON_v24c657505474b5db>, mail <EMAIL_ADDRESS_1a2b3c4d>."),
+            "I am <PERSON>, mail <EMAIL_ADDRESS>."
+        );
+        assert_eq!(model_input("<US_SSN_v0123456789abcdef>"), "<US_SSN>");
+        // Left alone: redactions, markup, other suffixes, a lone bracket.
+        for text in [
+            "no tokens here",
+            "<PERSON> and <b>bold</b>",
+            "<PERSON_v12> <PERSON_ABCDEF12> <PERSON_0123456789abcdef> <person_1a2b3c4d>",
+            "a < b_1a2b3c4d",
+            "<PERSON_1a2b3c4d",
+        ] {
+            assert!(matches!(model_input(text), Cow::Borrowed(_)), "{text}");
+        }
+        assert_eq!(
+            model_input("<<PERSON_1a2b3c4d>> x <A_v0123456789abcdef>"),
+            "<<PERSON>> x <A>"
+        );
+    }
 
     fn envelope(event: Event) -> Envelope {
         Envelope {
