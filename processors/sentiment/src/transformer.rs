@@ -620,17 +620,24 @@ mod tests {
         .expect("the shipped model loads (scripts/setup.sh installs the encoder)")
     }
 
+    /// f32 and bf16 run the texts of one token count in one pass: on a CPU whose GEMM
+    /// kernels block by the row count (seen on an AMD EPYC without AVX-512, where `Auto`
+    /// is f32) the last bits of a score then depend on how many texts share the pass, so
+    /// labels must be identical and probabilities within this of each other.
+    const BATCH_TOLERANCE: f64 = 1e-6;
+
     #[test]
     fn a_text_scores_the_same_alone_and_in_any_batch() {
-        scores_do_not_depend_on_the_batch(Precision::Auto);
+        scores_do_not_depend_on_the_batch(Precision::Auto, BATCH_TOLERANCE);
     }
 
     #[test]
     fn an_int8_text_scores_the_same_alone_and_in_any_batch() {
-        scores_do_not_depend_on_the_batch(Precision::Int8);
+        // One text a pass: bit for bit.
+        scores_do_not_depend_on_the_batch(Precision::Int8, 0.0);
     }
 
-    fn scores_do_not_depend_on_the_batch(precision: Precision) {
+    fn scores_do_not_depend_on_the_batch(precision: Precision, tolerance: f64) {
         let mut model = shipped(precision);
         // Many texts of a few token counts, so that each text shares its forward pass
         // with a different number of others, at different rows, from batch to batch.
@@ -658,14 +665,24 @@ mod tests {
             let input: Vec<&str> = batch.iter().map(|&i| refs[i]).collect();
             let got = model.predict(&input).expect("scores");
             for (&i, p) in batch.iter().zip(&got) {
-                assert_eq!(
-                    bits(p),
-                    bits(&alone[i]),
+                let context = format!(
                     "{:?}: {p:?} in a batch of {} vs {:?} alone",
                     refs[i],
                     batch.len(),
                     alone[i]
                 );
+                if tolerance == 0.0 {
+                    assert_eq!(bits(p), bits(&alone[i]), "{context}");
+                } else {
+                    assert_eq!(p.label(), alone[i].label(), "{context}");
+                    let worst = p
+                        .probs
+                        .iter()
+                        .zip(&alone[i].probs)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0, f64::max);
+                    assert!(worst <= tolerance, "{context}: off by {worst:e}");
+                }
             }
         }
     }
