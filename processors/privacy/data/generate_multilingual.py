@@ -26,7 +26,8 @@ Each line: {"template_id", "language", "text", "spans": [{"type", "start", "end"
 in chars. Types are Presidio's names (PERSON, STREET_ADDRESS, LOCATION, ZIP_CODE,
 PHONE_NUMBER, EMAIL_ADDRESS, IBAN_CODE, CREDIT_CARD, DATE_TIME, ORGANIZATION, US_SSN,
 UK_NINO, ES_NIF, ES_NIE) and ours (FR_NIR, NL_BSN, DE_TAX_ID, DE_ID_CARD, PASSPORT,
-DRIVER_LICENSE). A street with its postcode and town is one STREET_ADDRESS, and so is a
+DRIVER_LICENSE). A first name and a surname side by side are one PERSON. A street with
+its postcode and town is one STREET_ADDRESS, and so is a
 postcode with its town ("75011 Paris", "London SW1A 1AA": the end of an address); a
 postcode alone is a ZIP_CODE, a town alone a LOCATION. Customer and order numbers are not personal data
 here and stay unlabelled.
@@ -337,20 +338,33 @@ def fill(template, values, rng, lower_ratio):
                 spans.append((TYPES[kind], start, start + len(value)))
         text += value
     text += template[at:]
-    spans = joined_addresses(text, spans)
+    spans = joined_names(text, joined_addresses(text, spans))
     if rng.random() < lower_ratio:
         text = text.lower()
     return text, spans
 
 
 def joined_addresses(text, spans):
-    """A street followed by its postcode and town (", " or a line break between) is one
+    """A street followed by its postcode and town (", ", a line break, a dash or "in" between) is one
     STREET_ADDRESS, however the template spelled it: the same words never get two labels."""
     out = []
     for t, s, e in sorted(spans, key=lambda sp: sp[1]):
         if (out and t == "STREET_ADDRESS" and out[-1][0] == "STREET_ADDRESS"
-                and re.fullmatch(r"[ ,]*\n?[ ,]*", text[out[-1][2]:s])):
+                and re.fullmatch(r"[ ,]*\n?[ ,]*|\s+[–-]\s+|\s+(?:in|à|en|te)\s+", text[out[-1][2]:s])):
             out[-1] = ("STREET_ADDRESS", out[-1][1], e)
+        else:
+            out.append((t, s, e))
+    return out
+
+
+def joined_names(text, spans):
+    """A first name followed by a surname (`{{first_name}} {{last_name}}`) is one PERSON, as
+    an annotator marks it and as `{{name}}` is: two spans would count a found full name as
+    one name missed."""
+    out = []
+    for t, s, e in spans:
+        if out and t == "PERSON" and out[-1][0] == "PERSON" and text[out[-1][2]:s] == " ":
+            out[-1] = ("PERSON", out[-1][1], e)
         else:
             out.append((t, s, e))
     return out

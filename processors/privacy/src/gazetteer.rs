@@ -107,6 +107,15 @@ pub fn place_only(text: &str) -> bool {
             .all(|w| !FIRST.contains(w) && !LAST.contains(w))
 }
 
+/// Whether `text` is a place of the gazetteer that is neither a name ([`place_only`]) nor,
+/// lower-cased, a common word of `language` or of English ("Mobile", "Reading").
+pub fn unambiguous_place(text: &str, language: &str) -> bool {
+    let lower = text.to_lowercase();
+    place_only(text)
+        && !common(language).contains(lower.as_str())
+        && !COMMON.contains(lower.as_str())
+}
+
 /// Whether `text` reads as ordinary words of `language` and not as a name: every word is a
 /// common word of the language (or a particle such as "de", "van"), and none is a first
 /// or last name or a place ("Meine Hilfe", "Increíble", "Mon Compte" are; "Rose", "Koch",

@@ -27,7 +27,13 @@ pub struct Finding {
 }
 
 pub(crate) fn re(pattern: &str) -> Regex {
-    Regex::new(pattern).unwrap_or_else(|e| panic!("invalid built-in pattern {pattern}: {e}"))
+    // The lazy DFA's cache per pattern: at the default 2 MiB, the patterns with case-folded
+    // words of five languages and Unicode classes (streets, sign-offs, form fields) filled it
+    // on ordinary text, and rebuilding states took a third of the scrubber's time.
+    regex::RegexBuilder::new(pattern)
+        .dfa_size_limit(32 << 20)
+        .build()
+        .unwrap_or_else(|e| panic!("invalid built-in pattern {pattern}: {e}"))
 }
 
 // Word boundaries next to ASCII characters of a pattern are ASCII ones, `(?-u:\b)`: a
@@ -66,6 +72,88 @@ static NAME_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
 static STREET: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"(?:(?-u:\b)\d{1,5}[a-z]?\s+(?:\p{Lu}[\p{L}'-]*\s+){0,3}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Lane|Ln\.?|Boulevard|Blvd\.?|Drive|Dr\.|Way|Square|Sq\.?|Court|Ct\.?|Place|Pl\.?|Terrace|Locks|Crescent|Close)(?-u:\b)|(?:\p{Lu}[\p{L}-]*(?:straße|strasse|weg|allee|gracht|platz|gasse|laan|straat|vej|gade|vägen|gatan|veien|gata|katu)|(?:Rue|Calle|Via|Avenida|Plaza) (?:de |del |la |)\p{Lu}[\p{L}-]+)\s+\d{1,5}[a-z]?(?-u:\b)|(?-u:\b)\d{1,5}[a-z]?,?\s+(?:Rue|Calle|Via) (?:de |del |la |)\p{Lu}[\p{L}-]+|(?-u:\b)\d{1,5}[a-z]?,?\s+\p{Lu}[\p{L}-]*(?:straße|strasse|weg|allee|gracht|platz|gasse|laan)(?-u:\b))",
+    )
+});
+/// Streets named by a French, Spanish, Catalan or Italian type word, in any case, with the
+/// building number before ("78, boulevard de Royer", "12 bis rue des Lilas") or after
+/// ("Calle Mayor 8", "boulevard Humbert 4"); and German and Dutch street names by their
+/// endings with a number after ("Kerkstraat 12-3", "Bauerplatz 1/3", "Dorpsplein 7a").
+static STREET_WORDS: LazyLock<Regex> = LazyLock::new(|| {
+    // Not "cours", "passage", "square", "via": in running text they are ordinary words
+    // before a number ("3 cours de français").
+    let types = "rue|avenue|av\\.|boulevard|bd|chemin|allée|allee|impasse|place|quai|route|sentier|\
+                 calle|c/|avenida|avda\\.|plaza|paseo|camino|carretera|ronda|rambla|travesía|glorieta|\
+                 carrer|avinguda|plaça|passeig|camí";
+    let types: String = types.split_whitespace().collect();
+    let article = "(?:(?:de la|de|du|des|del|dels|la|le|les|els)\\s+|(?:de l'|d'|l'))?";
+    let name = "\\p{L}[\\p{L}'’-]*(?:\\s+(?:de |del |la |le )?\\p{Lu}[\\p{L}'’-]*){0,3}";
+    // "12 bis", "12b"; not "4 a" ("boulevard Humbert 4 a été …").
+    let number = "\\d{1,4}(?:\\s?(?:bis|ter)|[a-zA-Z])?";
+    // Not "ring" or "berg": "Spring 2024".
+    let suffixes = "straße|strasse|str\\.|weg|allee|platz|gasse|damm|ufer|steig|\
+                    straat|laan|plein|gracht|kade|singel|dijk|steeg|pad|hof|markt|dreef|baan";
+    let suffixes: String = suffixes.split_whitespace().collect();
+    // Then, maybe, the postcode and town ("…, 75011 Paris", "… à 8914 Rapraz").
+    let town = r"(?:,?\s+(?:à\s+|in\s+|en\s+|te\s+)?\d{4,5}\s+\p{Lu}[\p{L}'’-]*(?:[ -]\p{Lu}[\p{L}'’-]*){0,3})?";
+    re(&format!(
+        r"(?:(?i:(?-u:\b){number},?\s+(?:{types})\s+{article}){name}|(?i:(?:{types})\s+{article}){name},?\s+{number}(?-u:\b)|\p{{Lu}}[\p{{L}}-]*(?:{suffixes})\s*\d{{1,4}}(?:[/-]\d{{1,4}}|[a-zA-Z])?(?-u:\b)(?:\s[a-zA-Z](?-u:\b))?){town}"
+    ))
+});
+/// A French, Spanish or Catalan street without a number: its type word, then a
+/// capitalised name ("chemin de Payet", "Calle Mayor", "boulevard Aurélie Vidal").
+static STREET_NAMED: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?-u:\b)(?i:rue|avenue|boulevard|chemin|allée|impasse|quai|calle|avenida|paseo|camino|carrer|avinguda|passeig)\s+(?i:(?:de la|de|du|des|del|dels)\s+|(?:de l'|d'))?\p{Lu}[\p{L}'’-]*(?:\s+\p{Lu}[\p{L}'’-]*){0,3}",
+    )
+});
+/// A postcode with its town where nothing else reads so: a Dutch postcode anywhere ("4374
+/// SW Geldermalsen"), five or four digits after a word that says where ("in 46011
+/// Tetuán", "à 84318 Montesson").
+static POSTCODE_TOWN: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?:(?-u:\b)\d{4} ?[A-Z]{2}|(?i:(?-u:\b)(?:in|en|à|nach|naar|te)\s+)(\d{4,5}))\s+\p{Lu}[\p{L}'’-]+(?:[ -]\p{Lu}[\p{L}'’-]+){0,2}",
+    )
+});
+/// A name spelled out letter by letter: four or more single letters apart ("K O B E L T",
+/// "t-o-v-a-r", "F. A. R. Í. A. S", "E - C - K").
+static SPELLED: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?:^|[\s:,(])(\p{L}(?:(?:\s?[.-]\s?|\s)\p{L}){3,})\.?(?:$|[\s,;!?)])"));
+/// What asks for or labels a postcode; the first postcode-like number within the next 80
+/// bytes is one ("Agent: What's your postcode?\nCustomer: 45559, in …").
+static POSTCODE_CUE: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)post ?code|zip(?: code)?|(?-u:\b)plz(?-u:\b)|postleitzahl|code postal|código postal|(?-u:\b)c\.p\.",
+    )
+});
+static POSTCODE: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?-u:\b)(?:\d{4,5}|\d{4} ?[A-Z]{2}|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})(?-u:\b)")
+});
+/// A capitalised place after a word that says where ("en Asturias", "de Benicarló a
+/// Melilla", "aus Öhringen"); the gazetteer decides whether it is one.
+static PLACE_CUE: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i:(?-u:\b)(in|en|à|a|aus|uit|nach|naar|desde|depuis|from|de|van|bei|bij|near)\s+)(\p{Lu}[\p{L}'’]*(?:[ -]\p{Lu}[\p{L}'’]*){0,3})",
+    )
+});
+/// A form's field of a name or a town, in the five languages: the value runs to the end
+/// of the line ("Nachname: Förster", "Ville : Loos", "Woonplaats: Ede").
+static FORM_FIELD: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?im)^[ \t]*(?:(first name|given name|surname|last name|full name|name|vorname|nachname|familienname|prénom|nom de famille|nom|nombre|apellidos?|voornaam|achternaam|naam)|(town|city|ort|wohnort|stadt|ville|localité|localidad|ciudad|población|woonplaats|plaats))[ \t]*:[ \t]*(\p{L}[\p{L}'’ .-]{0,60}?)[ \t]*$",
+    )
+});
+/// The words that close a message, then a name alone on the rest of it ("Danke\nMathilde",
+/// "Vielen Dank, Volker", "Grüße aus Morges\nInês", "Bisous, Claire", "LG Anna").
+static SIGN_OFF: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?:^|[^\p{L}])(?i:danke|vielen dank|grüße|gruß|grüezi|lg|mfg|merci|cordialement|bisous|bonne journée|gracias|saludos|un saludo|bedankt|groeten|groetjes|mvg|doei|thanks|thank you|cheers|regards|best|bye)(?:[^\p{L}\n][^\n]{0,40}?)?(?:[,!.]?[ \t]*\n|,|[ \t])[ \t]*(\p{Lu}[\p{L}'’-]+(?:[ -]\p{Lu}[\p{L}'’-]+){0,2})[ \t.!]*$",
+    )
+});
+/// An honorific or a word for a person's role, then a capitalised surname: "Frau Textor",
+/// "Familie Stalder", "Nachbar Mader", "Mme Chevallier", "Sra. Polo", "mevrouw de Hoog".
+static HONORIFIC: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?:^|[^\p{L}])(?:Herrn?|Frau|Familie|Kundin|Kunde|Nachbar(?:in)?|Kolleg(?:e|in)|Mitarbeiter(?:in)?|Monsieur|Madame|Mme|Mlle|famille|Señora?|Sra?\.|Srta\.|familia|[Mm]eneer|[Mm]evrouw|[Dd]e heer|Klant|[Cc]ollega|dhr\.|mevr\.|Mrs?\.?|Ms\.?|Miss)[ \t]+(?:Dr\.[ \t]+)?((?:(?:van der|van den|van de|van|de|den|der|ter|von|zu|del|de la|da|di|le|la)[ \t]+)?\p{Lu}[\p{L}'’-]+(?:[ -]\p{Lu}[\p{L}'’-]+)?)",
     )
 });
 static DOB: LazyLock<Regex> = LazyLock::new(|| {
@@ -153,6 +241,33 @@ const LEGAL_FORMS: &[&str] = &[
     "Trust",
     "Industries",
     "Partners",
+    // German, Austrian, Swiss, French, Spanish, Mexican, Dutch and Belgian legal forms
+    // (not "CV", "OG": "Mein CV").
+    "KG",
+    "OHG",
+    "GbR",
+    "GesbR",
+    "e.V.",
+    "e.G.",
+    "S.A.R.L.",
+    "S.A.S.",
+    "Sàrl.",
+    "Sàrl",
+    "S.L.",
+    "S.L.U.",
+    "S.A.U.",
+    "S.Coop.",
+    "S.Com.",
+    "S.L.L.",
+    "S.L.N.E",
+    "S.A.T.",
+    "S.A.D",
+    "S.C.P",
+    "S.C.",
+    "A.C.",
+    "VOF",
+    "CommV",
+    "Groep",
 ];
 
 static ORGANIZATION: LazyLock<Regex> = LazyLock::new(|| {
@@ -178,14 +293,15 @@ static ORGANIZATION: LazyLock<Regex> = LazyLock::new(|| {
     let dotted = alternation(&|f| f.ends_with('.'));
     let words = alternation(&|f| !f.ends_with('.'));
     let long_words = alternation(&|f| !f.ends_with('.') && letters(f) >= 5);
-    // Up to seven capitalised words before the form, each maybe followed by "&" or "and"
+    // Up to seven capitalised words before the form, each maybe followed by "&", "and"
+    // or its German, French, Spanish or Dutch word
     // (not "of": "Jane Doe of Acme Inc." is a person and a company). A form ending in a
     // letter must end a word; a dotted or long one (five letters or more) may also be
     // glued to the name ("GroupInc.", "WILLCo.Ltd.", "CompanyLimited", as some listings
     // write them).
     let word = r"\p{Lu}[\p{L}\d&'.\-]*";
     re(&format!(
-        r"\b(?:The\s+)?(?:{word}\s+(?:(?:&|and)\s+)?){{0,7}}(?:{word},?\s+(?:{co_ltd}|{dotted}|(?:{words})\b)|\p{{Lu}}[\p{{L}}\d&'\-]*?(?:{co_ltd}|{dotted}|(?:{long_words})\b))"
+        r"\b(?:The\s+)?(?:{word}\s+(?:(?:&|and|und|et|y|en)\s+)?){{0,7}}(?:{word},?\s+(?:{co_ltd}|{dotted}|(?:{words})\b)|\p{{Lu}}[\p{{L}}\d&'\-]*?(?:{co_ltd}|{dotted}|(?:{long_words})\b))"
     ))
 });
 static UNIT: LazyLock<Regex> =
@@ -230,7 +346,14 @@ pub fn rules_in(text: &str, language: Option<&str>) -> Vec<Finding> {
         .collect();
     phone(text, &regions(language), &dates, &mut all);
     person(text, &mut all);
-    street(text, &mut all);
+    street(text, language, &mut all);
+    spelled(text, &mut all);
+    form_field(text, language, &mut all);
+    sign_off(text, language, &mut all);
+    honorific(text, language, &mut all);
+    postcode(text, &mut all);
+    postcode_town(text, &mut all);
+    place(text, language, &mut all);
     date_of_birth(text, &mut all);
     age(text, &mut all);
     title(text, &mut all);
@@ -497,9 +620,146 @@ fn person(text: &str, out: &mut Vec<Finding>) {
     }
 }
 
-fn street(text: &str, out: &mut Vec<Finding>) {
+/// Streets; in a declared language other than English also by the type words and endings
+/// of [`STREET_WORDS`] ("place", "route" would read English text as addresses).
+fn street(text: &str, language: Option<&str>, out: &mut Vec<Finding>) {
     for m in STREET.find_iter(text) {
         push(out, "STREET_ADDRESS", m.start(), m.end(), 0.7, "street");
+    }
+    let english = language.is_none_or(|l| l.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("en")));
+    if !english {
+        for m in STREET_WORDS.find_iter(text) {
+            push(out, "STREET_ADDRESS", m.start(), m.end(), 0.7, "street");
+        }
+        for m in STREET_NAMED.find_iter(text) {
+            push(
+                out,
+                "STREET_ADDRESS",
+                m.start(),
+                m.end(),
+                0.65,
+                "street_named",
+            );
+        }
+    }
+}
+
+fn spelled(text: &str, out: &mut Vec<Finding>) {
+    for c in SPELLED.captures_iter(text) {
+        if let Some(m) = c.get(1) {
+            push(out, "PERSON", m.start(), m.end(), 0.85, "spelled");
+        }
+    }
+}
+
+/// A name or a town in a form field ([`FORM_FIELD`]) unless made of the language's common
+/// words only.
+fn form_field(text: &str, language: Option<&str>, out: &mut Vec<Finding>) {
+    let language = language.and_then(|l| l.get(..2)).unwrap_or("en");
+    for c in FORM_FIELD.captures_iter(text) {
+        let (Some(value), ty) = (
+            c.get(3),
+            if c.get(1).is_some() {
+                "PERSON"
+            } else {
+                "LOCATION"
+            },
+        ) else {
+            continue;
+        };
+        if !crate::gazetteer::common_words_only(value.as_str(), language) {
+            push(out, ty, value.start(), value.end(), 0.85, "form_field");
+        }
+    }
+}
+
+fn sign_off(text: &str, language: Option<&str>, out: &mut Vec<Finding>) {
+    names_in_group(&SIGN_OFF, text, language, "sign_off", out);
+}
+
+fn honorific(text: &str, language: Option<&str>, out: &mut Vec<Finding>) {
+    names_in_group(&HONORIFIC, text, language, "honorific", out);
+}
+
+/// `pattern`'s first group as a PERSON, unless made of `language`'s common words only.
+fn names_in_group(
+    pattern: &Regex,
+    text: &str,
+    language: Option<&str>,
+    recognizer: &'static str,
+    out: &mut Vec<Finding>,
+) {
+    let language = language.and_then(|l| l.get(..2)).unwrap_or("en");
+    for c in pattern.captures_iter(text) {
+        if let Some(m) = c.get(1)
+            && !crate::gazetteer::common_words_only(m.as_str(), language)
+        {
+            push(out, "PERSON", m.start(), m.end(), 0.85, recognizer);
+        }
+    }
+}
+
+fn postcode_town(text: &str, out: &mut Vec<Finding>) {
+    for c in POSTCODE_TOWN.captures_iter(text) {
+        let (Some(all), digits) = (c.get(0), c.get(1)) else {
+            continue;
+        };
+        let start = digits.map_or(all.start(), |d| d.start());
+        push(
+            out,
+            "STREET_ADDRESS",
+            start,
+            all.end(),
+            0.8,
+            "postcode_town",
+        );
+    }
+}
+
+fn postcode(text: &str, out: &mut Vec<Finding>) {
+    for cue in POSTCODE_CUE.find_iter(text) {
+        let mut end = (cue.end() + 80).min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        if let Some(m) = POSTCODE.find(&text[cue.end()..end]) {
+            let start = cue.end() + m.start();
+            push(out, "ZIP_CODE", start, start + m.len(), 0.8, "postcode");
+        }
+    }
+}
+
+/// The longest run of [`PLACE_CUE`]'s capitalised words that the gazetteer knows as a
+/// place only ([`crate::gazetteer::unambiguous_place`]).
+fn place(text: &str, language: Option<&str>, out: &mut Vec<Finding>) {
+    let language = language.and_then(|l| l.get(..2)).unwrap_or("en");
+    for c in PLACE_CUE.captures_iter(text) {
+        let (Some(cue), Some(m)) = (c.get(1), c.get(2)) else {
+            continue;
+        };
+        // In Dutch "de" and "van" begin surnames ("Maarten de Vries").
+        if language == "nl" && matches!(cue.as_str().to_lowercase().as_str(), "de" | "van") {
+            continue;
+        }
+        let words = m.as_str();
+        let ends = words
+            .char_indices()
+            .filter(|&(_, ch)| ch == ' ' || ch == '-')
+            .map(|(at, _)| at)
+            .chain([words.len()]);
+        let longest = ends
+            .rev()
+            .find(|&end| crate::gazetteer::unambiguous_place(&words[..end], language));
+        if let Some(end) = longest {
+            push(
+                out,
+                "LOCATION",
+                m.start(),
+                m.start() + end,
+                0.8,
+                "place_context",
+            );
+        }
     }
 }
 
@@ -600,6 +860,110 @@ mod tests {
             .into_iter()
             .map(|f| (f.entity_type, text[f.start..f.end].to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn spelled_names_postcodes_asked_for_and_places_after_where_words() {
+        let of = |text: &str, language: &str, ty: &str| {
+            rules_in(text, Some(language))
+                .into_iter()
+                .filter(|f| f.entity_type == ty)
+                .map(|f| text[f.start..f.end].to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of("Kunde: K O B E L T.", "de", "PERSON"), ["K O B E L T"]);
+        assert_eq!(of("cliente: t-o-v-a-r.", "es", "PERSON"), ["t-o-v-a-r"]);
+        assert_eq!(
+            of("Client : F. A. R. Í. A. S.", "fr", "PERSON"),
+            ["F. A. R. Í. A. S"]
+        );
+        assert!(of("il y a à faire", "fr", "PERSON").is_empty());
+        assert_eq!(
+            of(
+                "Agent: What's your postcode?\nCustomer: SW1A 1AA, in London.",
+                "en",
+                "ZIP_CODE"
+            ),
+            ["SW1A 1AA"]
+        );
+        assert_eq!(
+            of(
+                "¿Cuál es su código postal?\nCliente: 41711, en Vizcaya.",
+                "es",
+                "ZIP_CODE"
+            ),
+            ["41711"]
+        );
+        assert!(of("Ich habe 41711 Punkte gesammelt.", "de", "ZIP_CODE").is_empty());
+        let places = of(
+            "Somos una clínica en Asturias y vamos de Melilla a Madrid.",
+            "es",
+            "LOCATION",
+        );
+        assert!(places.contains(&"Asturias".to_owned()) && places.contains(&"Melilla".to_owned()));
+        // A place the gazetteer also knows as a name ("Paris") is left to the tagger.
+        let mut out = Vec::new();
+        place("Sie kommt aus Paris, er aus Hamburg.", Some("de"), &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].start, "Sie kommt aus Paris, er aus ".len());
+    }
+
+    #[test]
+    fn names_in_form_fields_sign_offs_and_after_honorifics() {
+        let names = |text: &str, language: &str| {
+            let mut out = Vec::new();
+            form_field(text, Some(language), &mut out);
+            sign_off(text, Some(language), &mut out);
+            honorific(text, Some(language), &mut out);
+            out.into_iter()
+                .map(|f| (f.entity_type, text[f.start..f.end].to_owned()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(
+                "Vorname: Lioba\nNachname: Förster\nOrt: Neustadt am Rübenberge",
+                "de"
+            ),
+            [
+                ("PERSON", "Lioba".to_owned()),
+                ("PERSON", "Förster".to_owned()),
+                ("LOCATION", "Neustadt am Rübenberge".to_owned())
+            ]
+        );
+        assert_eq!(
+            names("Ville : Loos", "fr"),
+            [("LOCATION", "Loos".to_owned())]
+        );
+        assert_eq!(
+            names("Richtig wäre X.\nDanke\nMathilde", "de"),
+            [("PERSON", "Mathilde".to_owned())]
+        );
+        assert_eq!(
+            names("Vielen Dank, Volker", "de"),
+            [("PERSON", "Volker".to_owned())]
+        );
+        assert_eq!(
+            names("Die Familie Stalder", "de"),
+            [("PERSON", "Stalder".to_owned())]
+        );
+        assert_eq!(
+            names("les voisins de Mme Chevallier aussi", "fr"),
+            [("PERSON", "Chevallier".to_owned())]
+        );
+        assert_eq!(
+            names("Beste mevrouw de Hoog, dank", "nl"),
+            [("PERSON", "de Hoog".to_owned())]
+        );
+        let mut out = Vec::new();
+        postcode_town(
+            "ligt in 4374 SW Geldermalsen, en hij woont in 46011 Tetuán. 10000 Euro",
+            &mut out,
+        );
+        assert_eq!(out.len(), 2, "{out:?}");
+        // Common words are no names: "Frau Doktor", "Danke\nIhr Team".
+        assert!(names("Danke\nIhr Team", "de").is_empty());
+        assert!(names("meine Frau Hilfe", "de").is_empty());
+        assert!(names("Name: Bitte angeben", "de").is_empty());
     }
 
     #[test]
@@ -745,7 +1109,7 @@ mod tests {
         );
         let street = |text: &str| {
             let mut out = Vec::new();
-            street(text, &mut out);
+            street(text, None, &mut out);
             out.into_iter()
                 .map(|f| text[f.start..f.end].to_owned())
                 .collect::<Vec<_>>()
@@ -755,6 +1119,52 @@ mod tests {
             street("Zürich, 14b Rue de Lausanne"),
             vec!["14b Rue de Lausanne"]
         );
+        // In French, Spanish, Catalan, German and Dutch text, by type words and endings.
+        let streets_in = |text: &str, language: &str| {
+            let mut out = Vec::new();
+            super::street(text, Some(language), &mut out);
+            resolve_overlaps(out)
+                .into_iter()
+                .map(|f| text[f.start..f.end].to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            streets_in("Nous habitons 78, boulevard de Royer à Lyon", "fr"),
+            ["78, boulevard de Royer"]
+        );
+        assert_eq!(
+            streets_in("pas au 9 bis rue des lilas, merci", "fr"),
+            ["9 bis rue des lilas"]
+        );
+        assert_eq!(
+            streets_in("au boulevard Humbert 4 a été", "fr"),
+            ["boulevard Humbert 4"]
+        );
+        assert_eq!(
+            streets_in("vivo en Carrer de Mallorca 12", "es"),
+            ["Carrer de Mallorca 12"]
+        );
+        assert_eq!(
+            streets_in("Wir wohnen am Bauerplatz 1/3.", "de"),
+            ["Bauerplatz 1/3"]
+        );
+        assert_eq!(
+            streets_in("adres Dorpsplein 7a in Ede", "nl"),
+            ["Dorpsplein 7a"]
+        );
+        assert!(streets_in("j'ai suivi 3 cours de français", "fr").is_empty());
+        assert_eq!(
+            streets_in("au 2, rue Schneider à 8914 Rapraz, merci", "fr"),
+            ["2, rue Schneider à 8914 Rapraz"]
+        );
+        assert_eq!(
+            streets_in("pas au chemin de Payet.", "fr"),
+            ["chemin de Payet"]
+        );
+        assert!(streets_in("dans la rue de mon quartier", "fr").is_empty());
+        assert!(streets_in("seit Spring 2024 kaputt", "de").is_empty());
+        // Not in English text: "took place on Friday 12".
+        assert!(streets_in("it took place on Friday 12", "en").is_empty());
         // Regression (sample data): number first, then a German or Dutch street name.
         assert_eq!(
             found("I live at 208 Königsallee, Berlin"),
@@ -957,6 +1367,13 @@ mod tests {
             "Nippon Sheet Glass CompanyLimited",
             "Kyoei Steel Co.LTD",
             "La-Z-Boy Incorporated",
+            // The legal forms of the other four languages' countries.
+            "Huber Maier GmbH & Co. KG",
+            "Grein y Morante S.L.U.",
+            "Berenguer y Morante S.A.U.",
+            "Logística Coca S.Coop.",
+            "Dupont et Fils S.A.R.L.",
+            "Jansen en De Vries VOF",
         ] {
             assert_eq!(
                 found(&format!("a letter from {org} today")),

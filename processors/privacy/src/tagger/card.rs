@@ -140,7 +140,9 @@ Written by `insights train privacy --language {language} --data {data} --out {ou
   sweep flips a type where the combined F2 gains; the shipped model is then trained on all
   {sentences} sentences.
   Validated identifiers (score ≥ 0.95) always win; confident rule findings (≥ {fallback})
-  fill in where neither found anything.
+  fill in where neither found anything. Last, an entity bias of {bias} is added to the
+  score of every tag that begins a span (chosen the same way among 0 and
+  {bias_candidates:?}: the smallest with the best combined F2).
 - **Validation** (span F2, IoU ≥ 0.5, same type): rules alone {rules}, tagger alone
   {tagger}, combined **{combined}** (precision {cp}, recall {cr}). Whatever the type (a
   span found with the wrong type still hides the value): precision {ap}, recall {ar}, F2 {af}.
@@ -164,6 +166,8 @@ Written by `insights train privacy --language {language} --data {data} --out {ou
         folds = args.folds,
         folds_csv = args.folds.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
         fallback = model.fallback_score,
+        bias = model.entity_bias,
+        bias_candidates = super::ENTITY_BIAS_CANDIDATES,
         rules = f(&v["rules"], "f2"),
         tagger = f(&v["tagger"], "f2"),
         combined = f(&v["combined"], "f2"),
