@@ -69,7 +69,7 @@ fn shipped(i: usize) -> &'static [u8] {
 }
 
 /// The index in [`TAGGED_LANGUAGES`] of a BCP 47 tag's primary subtag (`de-AT` → German).
-fn tagged(language: &str) -> Option<usize> {
+pub(crate) fn tagged(language: &str) -> Option<usize> {
     let primary = language.trim().split(['-', '_']).next().unwrap_or("");
     TAGGED_LANGUAGES
         .iter()

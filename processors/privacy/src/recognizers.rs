@@ -620,13 +620,21 @@ fn person(text: &str, out: &mut Vec<Finding>) {
     }
 }
 
+/// Which of [`crate::TAGGED_LANGUAGES`] a declared language (BCP 47) is, for its common
+/// words; English when undeclared or another.
+fn word_language(language: Option<&str>) -> &'static str {
+    language
+        .and_then(crate::tagged)
+        .map_or("en", |i| crate::TAGGED_LANGUAGES[i])
+}
+
 /// Streets; in a declared language other than English also by the type words and endings
 /// of [`STREET_WORDS`] ("place", "route" would read English text as addresses).
 fn street(text: &str, language: Option<&str>, out: &mut Vec<Finding>) {
     for m in STREET.find_iter(text) {
         push(out, "STREET_ADDRESS", m.start(), m.end(), 0.7, "street");
     }
-    let english = language.is_none_or(|l| l.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("en")));
+    let english = word_language(language) == "en";
     if !english {
         for m in STREET_WORDS.find_iter(text) {
             push(out, "STREET_ADDRESS", m.start(), m.end(), 0.7, "street");
@@ -655,7 +663,7 @@ fn spelled(text: &str, out: &mut Vec<Finding>) {
 /// A name or a town in a form field ([`FORM_FIELD`]) unless made of the language's common
 /// words only.
 fn form_field(text: &str, language: Option<&str>, out: &mut Vec<Finding>) {
-    let language = language.and_then(|l| l.get(..2)).unwrap_or("en");
+    let language = word_language(language);
     for c in FORM_FIELD.captures_iter(text) {
         let (Some(value), ty) = (
             c.get(3),
@@ -689,7 +697,7 @@ fn names_in_group(
     recognizer: &'static str,
     out: &mut Vec<Finding>,
 ) {
-    let language = language.and_then(|l| l.get(..2)).unwrap_or("en");
+    let language = word_language(language);
     for c in pattern.captures_iter(text) {
         if let Some(m) = c.get(1)
             && !crate::gazetteer::common_words_only(m.as_str(), language)
@@ -732,7 +740,7 @@ fn postcode(text: &str, out: &mut Vec<Finding>) {
 /// The longest run of [`PLACE_CUE`]'s capitalised words that the gazetteer knows as a
 /// place only ([`crate::gazetteer::unambiguous_place`]).
 fn place(text: &str, language: Option<&str>, out: &mut Vec<Finding>) {
-    let language = language.and_then(|l| l.get(..2)).unwrap_or("en");
+    let language = word_language(language);
     for c in PLACE_CUE.captures_iter(text) {
         let (Some(cue), Some(m)) = (c.get(1), c.get(2)) else {
             continue;
