@@ -142,11 +142,23 @@ static FORM_FIELD: LazyLock<Regex> = LazyLock::new(|| {
         r"(?im)^[ \t]*(?:(first name|given name|surname|last name|full name|name|vorname|nachname|familienname|prénom|nom de famille|nom|nombre|apellidos?|voornaam|achternaam|naam)|(town|city|ort|wohnort|stadt|ville|localité|localidad|ciudad|población|woonplaats|plaats))[ \t]*:[ \t]*(\p{L}[\p{L}'’ .-]{0,60}?)[ \t]*$",
     )
 });
-/// The words that close a message, then a name alone on the rest of it ("Danke\nMathilde",
-/// "Vielen Dank, Volker", "Grüße aus Morges\nInês", "Bisous, Claire", "LG Anna").
-static SIGN_OFF: LazyLock<Regex> = LazyLock::new(|| {
+/// The words that close a message ("Danke\nMathilde", "Vielen Dank, Volker", "Grüße aus
+/// Morges\nInês", "Bisous, Claire", "LG Anna"); [`SIGN_OFF_REST`] then reads the name
+/// alone on the rest of it.
+static SIGN_OFF_WORD: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?:^|[^\p{L}])(?i:danke|vielen dank|grüße|gruß|grüezi|lg|mfg|merci|cordialement|bisous|bonne journée|gracias|saludos|un saludo|bedankt|groeten|groetjes|mvg|doei|thanks|thank you|cheers|regards|best|bye)(?:[^\p{L}\n][^\n]{0,40}?)?(?:[,!.]?[ \t]*\n|,|[ \t])[ \t]*(\p{Lu}[\p{L}'’-]+(?:[ -]\p{Lu}[\p{L}'’-]+){0,2})[ \t.!]*$",
+        r"(?i:danke|vielen dank|grüße|gruß|grüezi|lg|mfg|merci|cordialement|bisous|bonne journée|gracias|saludos|un saludo|bedankt|groeten|groetjes|mvg|doei|thanks|thank you|cheers|regards|best|bye)",
+    )
+});
+/// What follows a sign-off word up to the end of the message: at most 40 characters on
+/// its line ("aus Morges"), a line break, comma or space, and a name of up to three
+/// capitalised words. Anchored, and tried only after a sign-off word: unanchored, with the
+/// words in front, its lazy DFA built a state for every mix of partial sign-offs in a
+/// text, which took a tenth of the scrubber's time on the first ten thousand texts of a
+/// process.
+static SIGN_OFF_REST: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\A(?:[^\p{L}\n][^\n]{0,40}?)?(?:[,!.]?[ \t]*\n|,|[ \t])[ \t]*(\p{Lu}[\p{L}'’-]+(?:[ -]\p{Lu}[\p{L}'’-]+){0,2})[ \t.!]*\z",
     )
 });
 /// An honorific or a word for a person's role, then a capitalised surname: "Frau Textor",
@@ -270,17 +282,35 @@ const LEGAL_FORMS: &[&str] = &[
     "Groep",
 ];
 
-static ORGANIZATION: LazyLock<Regex> = LazyLock::new(|| {
+/// The legal forms as [`ORGANIZATION`] accepts them: as listed, and upper case where they
+/// have more than two letters; longest first, so "Corporation" is not cut at "Corp".
+fn legal_forms() -> Vec<String> {
     let mut forms: Vec<String> = LEGAL_FORMS.iter().map(|f| (*f).to_owned()).collect();
-    let letters = |f: &str| f.chars().filter(|c| c.is_alphabetic()).count();
     forms.extend(
         LEGAL_FORMS
             .iter()
             .filter(|f| letters(f) > 2)
             .map(|f| f.to_uppercase()),
     );
-    // Longest first, so "Corporation" is not cut at "Corp".
     forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms
+}
+
+fn letters(s: &str) -> usize {
+    s.chars().filter(|c| c.is_alphabetic()).count()
+}
+
+/// Whether `text` holds a legal form anywhere (as a plain substring, or "ltd" in any case):
+/// every [`ORGANIZATION`] match holds one. A literal search, so the costly pattern (Unicode
+/// word boundaries, which keep the lazy DFA off text with a non-ASCII letter) runs only on
+/// the few texts that may name a company.
+static LEGAL_FORM_ANYWHERE: LazyLock<Regex> = LazyLock::new(|| {
+    let forms: Vec<String> = legal_forms().iter().map(|f| regex::escape(f)).collect();
+    re(&format!("(?i:ltd)|{}", forms.join("|")))
+});
+
+static ORGANIZATION: LazyLock<Regex> = LazyLock::new(|| {
+    let forms = legal_forms();
     let alternation = |keep: &dyn Fn(&str) -> bool| {
         forms
             .iter()
@@ -512,9 +542,10 @@ fn ip(text: &str, out: &mut Vec<Finding>) {
 
 /// The countries whose numbering plans read a national phone number in `language`: the
 /// region subtag's, else the language's two main countries; none for an undetermined
-/// language (then only international numbers are read with the plans). Two at most:
-/// libphonenumber's compiled-pattern cache holds 100 patterns, about six countries' worth,
-/// and trying more plans per number makes it recompile them (2.5× slower scrubbing).
+/// language (then only international numbers are read with the plans). Two at most: each
+/// plan tried is another parse of the number (with libphonenumber's pattern cache at its
+/// default 100 patterns, more plans also made it recompile them: 2.5× slower scrubbing;
+/// [`phone_valid`] now gives it room).
 fn regions(language: Option<&str>) -> Vec<phonenumber::country::Id> {
     use phonenumber::country::Id;
     let tag = language.unwrap_or("").trim();
@@ -538,6 +569,18 @@ fn regions(language: Option<&str>) -> Vec<phonenumber::country::Id> {
 /// Whether libphonenumber's metadata holds `candidate` as a valid number: an international
 /// one (`+…`) in its own country's plan, a national one in one of `regions`'.
 pub fn phone_valid(candidate: &str, regions: &[phonenumber::country::Id]) -> bool {
+    // libphonenumber's metadata compiles its patterns on first use into a cache that holds
+    // 100 of them, about six countries' worth: text in five languages (nine countries'
+    // plans, and any country's for international numbers) made it compile the same
+    // patterns again and again. Room for every plan the scrubber reads, once a process.
+    static ROOMY_CACHE: std::sync::Once = std::sync::Once::new();
+    ROOMY_CACHE.call_once(|| {
+        let cache = phonenumber::metadata::DATABASE.cache();
+        *cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            regex_cache::RegexCache::new(2000);
+    });
     let valid =
         |region| phonenumber::parse(region, candidate).is_ok_and(|n| phonenumber::is_valid(&n));
     if candidate.starts_with('+') {
@@ -681,8 +724,37 @@ fn form_field(text: &str, language: Option<&str>, out: &mut Vec<Finding>) {
     }
 }
 
+/// A name alone after the words that close a message, at its end: the first sign-off word
+/// (not inside a longer word) that [`SIGN_OFF_REST`] reads a name after.
 fn sign_off(text: &str, language: Option<&str>, out: &mut Vec<Finding>) {
-    names_in_group(&SIGN_OFF, text, language, "sign_off", out);
+    let language = word_language(language);
+    let mut from = 0;
+    while let Some(word) = SIGN_OFF_WORD.find_at(text, from) {
+        // Search again from the next character: a word that starts inside this one.
+        from = word.start()
+            + text[word.start()..]
+                .chars()
+                .next()
+                .map_or(1, char::len_utf8);
+        if text[..word.start()]
+            .chars()
+            .next_back()
+            .is_some_and(char::is_alphabetic)
+        {
+            continue;
+        }
+        let Some(name) = SIGN_OFF_REST
+            .captures(&text[word.end()..])
+            .and_then(|c| c.get(1))
+        else {
+            continue;
+        };
+        if !crate::gazetteer::common_words_only(name.as_str(), language) {
+            let start = word.end() + name.start();
+            push(out, "PERSON", start, start + name.len(), 0.85, "sign_off");
+        }
+        return;
+    }
 }
 
 fn honorific(text: &str, language: Option<&str>, out: &mut Vec<Finding>) {
@@ -801,6 +873,9 @@ fn date(text: &str, dates: &[(usize, usize)], out: &mut Vec<Finding>) {
 }
 
 fn organization(text: &str, out: &mut Vec<Finding>) {
+    if !LEGAL_FORM_ANYWHERE.is_match(text) {
+        return;
+    }
     for m in ORGANIZATION.find_iter(text) {
         push(
             out,
@@ -968,6 +1043,21 @@ mod tests {
             &mut out,
         );
         assert_eq!(out.len(), 2, "{out:?}");
+        // The first sign-off word a name follows, not one inside another word
+        // ("Bestellung", "dankend"), nor one a long sentence follows.
+        assert_eq!(
+            names(
+                "Danke für die schnelle Antwort zu meiner Bestellung vom Montag.\nGrüße\nInês",
+                "de"
+            ),
+            [("PERSON", "Inês".to_owned())]
+        );
+        assert!(names("Ich habe dankend Anna", "de").is_empty());
+        assert!(names("Die Bestellung Anna", "de").is_empty());
+        assert_eq!(
+            names("Grüße aus Morges\nInês", "de"),
+            [("PERSON", "Inês".to_owned())]
+        );
         // Common words are no names: "Frau Doktor", "Danke\nIhr Team".
         assert!(names("Danke\nIhr Team", "de").is_empty());
         assert!(names("meine Frau Hilfe", "de").is_empty());
