@@ -10,7 +10,7 @@
 //! | `NL_BSN` | Netherlands | 9 digits after BSN / burgerservicenummer / sofinummer | the 11-test |
 //! | `FR_NIR` | France | 15 characters: sex, year, month, department (2A/2B in Corsica), commune, order, key | key = 97 − (the first 13 mod 97) |
 //! | `DE_TAX_ID` | Germany | Steuer-ID: 11 digits, the first not 0 | ISO 7064 MOD 11,10 check digit; of the first ten digits one appears two or three times, no other twice |
-//! | `DE_ID_CARD` | Germany | 9 letters and digits and a check digit after Personalausweis / Ausweisnummer | 7-3-1 weighted check digit |
+//! | `DE_ID_CARD` | Germany | 9 letters and digits and a check digit after Personalausweis / Ausweis / Ausweisnummer | 7-3-1 weighted check digit |
 //! | `UK_NINO` | United Kingdom | two letters, six digits, A–D | the prefixes HMRC never issues are refused |
 //! | `UK_NHS` | United Kingdom | 10 digits after NHS | mod 11 |
 //! | `US_ITIN` | United States | 9XX-XX-XXXX | the group ranges ITINs use |
@@ -58,7 +58,7 @@ static TAX_ID_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
 });
 static ID_CARD: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)(?-u:\b)(?:personalausweis(?:nummer|-?nr\.?)?|ausweis-?(?:nummer|nr\.?)|id card number)(?-u:\b)[^\d\n]{0,30}?(?-u:\b)((?-i:[CFGHJKLMNPRTVWXYZ0-9]{9}\d))(?-u:\b)",
+        r"(?i)(?-u:\b)(?:personalausweis(?:es|nummer|-?nr\.?)?|ausweis(?:es|-?(?:nummer|nr\.?))?|id card number)(?-u:\b)[^\d\n]{0,30}?(?-u:\b)((?-i:[CFGHJKLMNPRTVWXYZ0-9]{9}\d))(?-u:\b)",
     )
 });
 static NINO: LazyLock<Regex> = LazyLock::new(|| {
@@ -422,6 +422,10 @@ mod tests {
         assert_eq!(
             found("Ausweis-Nr.: T220001293"),
             [("DE_ID_CARD", "T220001293".into())]
+        );
+        assert_eq!(
+            found("die Nummer meines Ausweises ist L01X00T471"),
+            [("DE_ID_CARD", "L01X00T471".into())]
         );
         assert!(
             found("Personalausweis L01X00T472").is_empty(),
