@@ -93,10 +93,17 @@ static STREET_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     let suffixes = "straße|strasse|str\\.|weg|allee|platz|gasse|damm|ufer|steig|\
                     straat|laan|plein|gracht|kade|singel|dijk|steeg|pad|hof|markt|dreef|baan";
     let suffixes: String = suffixes.split_whitespace().collect();
+    // The same words capitalised after a hyphen ("Dieter-Kroker-Gasse 65", "Käthe-Mude-Ring
+    // 71"): "Ring" too, where a hyphen says it is a name's end.
+    let hyphenated = "Straße|Strasse|Str\\.|Weg|Allee|Platz|Gasse|Damm|Ufer|Steig|Ring|\
+                      Straat|Laan|Plein|Gracht|Kade|Singel|Dijk|Steeg|Pad|Hof|Markt|Dreef|Baan";
+    let hyphenated: String = hyphenated.split_whitespace().collect();
+    // In lower case, German's unmistakable endings only ("lehmannstraße 3/8", "noackstr. 15").
+    let lower = "\\p{Ll}[\\p{Ll}-]*(?:straße|strasse|str\\.|gasse|allee|platz)";
     // Then, maybe, the postcode and town ("…, 75011 Paris", "… à 8914 Rapraz").
-    let town = r"(?:,?\s+(?:à\s+|in\s+|en\s+|te\s+)?\d{4,5}\s+\p{Lu}[\p{L}'’-]*(?:[ -]\p{Lu}[\p{L}'’-]*){0,3})?";
+    let town = r"(?:,?\s+(?:à\s+|in\s+|en\s+|te\s+)?\d{4,5}\s+\p{L}[\p{L}'’-]*(?:[ -]\p{Lu}[\p{L}'’-]*){0,3})?";
     re(&format!(
-        r"(?:(?i:(?-u:\b){number},?\s+(?:{types})\s+{article}){name}|(?i:(?:{types})\s+{article}){name},?\s+{number}(?-u:\b)|\p{{Lu}}[\p{{L}}-]*(?:{suffixes})\s*\d{{1,4}}(?:[/-]\d{{1,4}}|[a-zA-Z])?(?-u:\b)(?:\s[a-zA-Z](?-u:\b))?){town}"
+        r"(?:(?i:(?-u:\b){number},?\s+(?:{types})\s+{article}){name}|(?i:(?:{types})\s+{article}){name},?\s+{number}(?-u:\b)|(?:\p{{Lu}}[\p{{L}}-]*(?:{suffixes})|\p{{Lu}}[\p{{L}}-]*-(?:{hyphenated})|{lower})\s*\d{{1,4}}(?:[/-]\d{{1,4}}|[a-zA-Z])?(?-u:\b)(?:\s[a-zA-Z](?-u:\b))?){town}"
     ))
 });
 /// A French, Spanish or Catalan street without a number: its type word, then a
@@ -376,7 +383,7 @@ pub fn rules_in(text: &str, language: Option<&str>) -> Vec<Finding> {
         .collect();
     phone(text, &regions(language), &dates, &mut all);
     person(text, &mut all);
-    street(text, language, &mut all);
+    street(text, language, &dates, &mut all);
     spelled(text, &mut all);
     form_field(text, language, &mut all);
     sign_off(text, language, &mut all);
@@ -673,14 +680,24 @@ fn word_language(language: Option<&str>) -> &'static str {
 
 /// Streets; in a declared language other than English also by the type words and endings
 /// of [`STREET_WORDS`] ("place", "route" would read English text as addresses).
-fn street(text: &str, language: Option<&str>, out: &mut Vec<Finding>) {
+fn street(text: &str, language: Option<&str>, dates: &[(usize, usize)], out: &mut Vec<Finding>) {
     for m in STREET.find_iter(text) {
         push(out, "STREET_ADDRESS", m.start(), m.end(), 0.7, "street");
     }
     let english = word_language(language) == "en";
     if !english {
-        for m in STREET_WORDS.find_iter(text) {
-            push(out, "STREET_ADDRESS", m.start(), m.end(), 0.7, "street");
+        // Above a gazetteer's full name (0.8): a type word, a number and a name is a street
+        // named after somebody ("4, rue Thibault Gillet"). Not one that begins with a date's
+        // year ("6 de septiembre de 1952, Ronda de Quique Gomis 584"): the search goes on
+        // after the date.
+        let mut at = 0;
+        while let Some(m) = STREET_WORDS.find_at(text, at) {
+            if let Some(&(_, end)) = dates.iter().find(|&&(s, e)| m.start() < e && s < m.end()) {
+                at = end;
+                continue;
+            }
+            push(out, "STREET_ADDRESS", m.start(), m.end(), 0.85, "street");
+            at = m.end();
         }
         for m in STREET_NAMED.find_iter(text) {
             push(
@@ -1207,7 +1224,7 @@ mod tests {
         );
         let street = |text: &str| {
             let mut out = Vec::new();
-            street(text, None, &mut out);
+            street(text, None, &[], &mut out);
             out.into_iter()
                 .map(|f| text[f.start..f.end].to_owned())
                 .collect::<Vec<_>>()
@@ -1220,7 +1237,7 @@ mod tests {
         // In French, Spanish, Catalan, German and Dutch text, by type words and endings.
         let streets_in = |text: &str, language: &str| {
             let mut out = Vec::new();
-            super::street(text, Some(language), &mut out);
+            super::street(text, Some(language), &[], &mut out);
             resolve_overlaps(out)
                 .into_iter()
                 .map(|f| text[f.start..f.end].to_owned())
@@ -1245,6 +1262,34 @@ mod tests {
         assert_eq!(
             streets_in("Wir wohnen am Bauerplatz 1/3.", "de"),
             ["Bauerplatz 1/3"]
+        );
+        assert_eq!(
+            streets_in("Daten: Dieter-Kroker-Gasse 65-53, 67000 Siegen, IBAN", "de"),
+            ["Dieter-Kroker-Gasse 65-53, 67000 Siegen"]
+        );
+        assert_eq!(
+            streets_in("wohnhaft lehmannstraße 3/8, 17987 berlin", "de"),
+            ["lehmannstraße 3/8, 17987 berlin"]
+        );
+        assert_eq!(
+            streets_in("Käthe-Mude-Ring 71", "de"),
+            ["Käthe-Mude-Ring 71"]
+        );
+        assert!(streets_in("im Spring 2024 und im Ring 5", "de").is_empty());
+        // A date's year is no building number: the street after it is found whole.
+        let text =
+            "Enrique Blasco, 6 de septiembre de 1952, Ronda de Quique Gomis 584, 04405 Ceuta";
+        let read: Vec<(&str, &str)> = rules_in(text, Some("es"))
+            .iter()
+            .map(|f| (f.entity_type, &text[f.start..f.end]))
+            .collect();
+        assert!(
+            read.contains(&("DATE_TIME", "6 de septiembre de 1952")),
+            "{read:?}"
+        );
+        assert!(
+            read.contains(&("STREET_ADDRESS", "Ronda de Quique Gomis 584, 04405 Ceuta")),
+            "{read:?}"
         );
         assert_eq!(
             streets_in("adres Dorpsplein 7a in Ede", "nl"),

@@ -416,6 +416,77 @@ fn tag_features(token: &TokenView, prev: u16, prev2: u16, out: &mut Vec<u64>) {
     ));
 }
 
+/// Where a street address the tagger proposes really ends: before a part after a comma
+/// with neither a digit nor a lone letter, once the span had both a number and a name
+/// ("Kreuselgasse 76, Mieterin Stephan Huhn", "64, chemin de Guillot, locataire Pierre
+/// Godard", "…, 65689 Heidenau, Empfänger …"). A unit ("Whg. 9", "4. OG", "bât. C") or a
+/// postcode with its town stays; so does the name after a lone number ("7, rue Victor
+/// Hugo").
+fn street_end(text: &str, f: &Finding) -> usize {
+    let span = &text[f.start..f.end];
+    let (mut at, mut digits, mut letters) = (0, false, false);
+    for part in span.split(',') {
+        let has_digit = part.contains(|c: char| c.is_ascii_digit());
+        let lone_letter = part
+            .split(|c: char| !c.is_alphabetic())
+            .any(|w| w.chars().count() == 1);
+        if digits && letters && !has_digit && !lone_letter {
+            return f.start + span[..at - 1].trim_end().len();
+        }
+        digits |= has_digit;
+        letters |= part.contains(char::is_alphabetic);
+        at += part.len() + 1;
+    }
+    f.end
+}
+
+/// Street addresses the rules read whole where the tagger kept a part ("Lehmannstraße
+/// 3/8, 17987 Berlin" where it found "17987 Berlin"): the union; and a name or place inside
+/// one is the street's ("4, rue Thibault Gillet" where it found the person). Overlapping
+/// streets then merge into one.
+fn whole_streets(rules: &[Finding], kept: &mut Vec<Finding>) {
+    let streets: Vec<&Finding> = rules
+        .iter()
+        .filter(|r| r.entity_type == "STREET_ADDRESS")
+        .collect();
+    if streets.is_empty() {
+        return;
+    }
+    for k in kept.iter_mut() {
+        for r in &streets {
+            let inside = r.start <= k.start && k.end <= r.end && r.end - r.start > k.end - k.start;
+            if matches!(k.entity_type, "PERSON" | "LOCATION") && inside {
+                k.entity_type = "STREET_ADDRESS";
+            }
+            if k.entity_type == "STREET_ADDRESS" && r.start < k.end && k.start < r.end {
+                k.start = k.start.min(r.start);
+                k.end = k.end.max(r.end);
+            }
+        }
+    }
+    kept.sort_by_key(|f| f.start);
+    let mut merged: Vec<Finding> = Vec::with_capacity(kept.len());
+    for f in kept.drain(..) {
+        match merged.last_mut() {
+            Some(last) if f.start < last.end => {
+                // Only streets can have grown into something; a street swallows what it
+                // now covers, and keeps the longer reach.
+                if last.entity_type == "STREET_ADDRESS" || f.entity_type == "STREET_ADDRESS" {
+                    let (start, end) = (last.start.min(f.start), last.end.max(f.end));
+                    if last.entity_type != "STREET_ADDRESS" {
+                        *last = f;
+                    }
+                    (last.start, last.end) = (start, end);
+                } else {
+                    merged.push(f);
+                }
+            }
+            _ => merged.push(f),
+        }
+    }
+    *kept = merged;
+}
+
 /// A title right before a name becomes part of the name's span ("Mr Smith" is one PERSON,
 /// scrubbed as one): our customer-service templates label the name with its title as no
 /// separate personal data, and a title on its own span was a false one there (a quarter of
@@ -662,6 +733,8 @@ impl Model {
             for f in &mut spans {
                 if matches!(f.entity_type, "PERSON" | "LOCATION") {
                     (f.start, f.end) = without_common_edges(text, &tokens, f, self.language);
+                } else if f.entity_type == "STREET_ADDRESS" {
+                    f.end = street_end(text, f);
                 }
             }
             spans.retain(|f| {
@@ -764,6 +837,15 @@ impl Model {
     /// `rules` are the rule recognizers' findings on `text` (overlaps resolved).
     pub fn detect(&self, text: &str, rules: Vec<Finding>) -> Vec<Finding> {
         let tagged = self.tag(text, &rules);
+        let rule_streets: Vec<Finding> = if self.language == "en" {
+            Vec::new()
+        } else {
+            rules
+                .iter()
+                .filter(|f| f.entity_type == "STREET_ADDRESS")
+                .cloned()
+                .collect()
+        };
         let disjoint = |kept: &[Finding], f: &Finding| {
             kept.iter().all(|k| f.end <= k.start || f.start >= k.end)
         };
@@ -783,6 +865,7 @@ impl Model {
             }
         }
         kept.sort_by_key(|f| f.start);
+        whole_streets(&rule_streets, &mut kept);
         if self.language == "en" {
             title_into_name(text, &mut kept);
         }
@@ -1042,6 +1125,52 @@ mod tests {
         assert_eq!(back.tag(text, &[]), model.tag(text, &[]));
         assert!(Model::from_bytes(&bytes[..bytes.len() - 1]).is_err());
         assert!(Model::from_bytes(b"nonsense").is_err());
+    }
+
+    #[test]
+    fn a_street_ends_before_a_person_and_takes_the_rules_whole_reading() {
+        let finding = |ty: &'static str, start: usize, end: usize| Finding {
+            entity_type: ty,
+            start,
+            end,
+            score: 0.9,
+            recognizer: "test",
+        };
+        let end = |text: &str| {
+            let end = street_end(text, &finding("STREET_ADDRESS", 0, text.len()));
+            text[..end].to_owned()
+        };
+        assert_eq!(
+            end("Kreuselgasse 76, Whg. 9, 1010 Wien, Mieterin Stephan Huhn"),
+            "Kreuselgasse 76, Whg. 9, 1010 Wien"
+        );
+        assert_eq!(
+            end("64, chemin de Guillot, locataire Pierre Godard"),
+            "64, chemin de Guillot"
+        );
+        assert_eq!(
+            end("rue Duroux 9, bât. D, 95966 Leroux-sur-Fabre"),
+            "rue Duroux 9, bât. D, 95966 Leroux-sur-Fabre"
+        );
+        assert_eq!(
+            end("7, rue Victor Hugo, 33000 Bordeaux"),
+            "7, rue Victor Hugo, 33000 Bordeaux"
+        );
+        let text = "wohnhaft lehmannstraße 3/8, 17987 berlin, danke";
+        let whole = finding("STREET_ADDRESS", 9, 41);
+        let mut kept = vec![finding("PERSON", 9, 23), finding("STREET_ADDRESS", 29, 41)];
+        whole_streets(&[whole], &mut kept);
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(kept[0].entity_type, "STREET_ADDRESS");
+        assert_eq!(
+            &text[kept[0].start..kept[0].end],
+            "lehmannstraße 3/8, 17987 berlin"
+        );
+        let text = "j'habite 4, rue Thibault Gillet";
+        let mut kept = vec![finding("PERSON", 16, 31)];
+        whole_streets(&[finding("STREET_ADDRESS", 9, 31)], &mut kept);
+        assert_eq!(kept[0].entity_type, "STREET_ADDRESS");
+        assert_eq!(&text[kept[0].start..kept[0].end], "4, rue Thibault Gillet");
     }
 
     #[test]
