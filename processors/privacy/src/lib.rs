@@ -749,6 +749,29 @@ mod tests {
     }
 
     #[test]
+    fn a_title_joins_the_name_in_english_and_is_no_finding_elsewhere() {
+        let read = |text: &str, language: &str| -> Vec<(&str, String)> {
+            recognize_in(text, Some(language))
+                .into_iter()
+                .map(|f| (f.entity_type, text[f.start..f.end].to_owned()))
+                .collect()
+        };
+        let english = read("Please ask Mr John Smith to call us back.", "en");
+        assert!(
+            english.contains(&("PERSON", "Mr John Smith".to_owned())),
+            "{english:?}"
+        );
+        for (text, language) in [
+            ("Bonjour, Mme Chevallier voudrait être rappelée.", "fr"),
+            ("La Sra. Polo quiere cambiar de tarifa.", "es"),
+        ] {
+            let found = read(text, language);
+            assert!(found.iter().all(|(t, _)| *t != "TITLE"), "{found:?}");
+            assert!(found.iter().any(|(t, _)| *t == "PERSON"), "{found:?}");
+        }
+    }
+
+    #[test]
     fn each_language_has_its_own_tagger_and_finds_names_and_addresses() {
         for language in TAGGED_LANGUAGES {
             let model = model_for(language).expect("a tagger");

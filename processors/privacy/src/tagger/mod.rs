@@ -868,6 +868,11 @@ impl Model {
         whole_streets(&rule_streets, &mut kept);
         if self.language == "en" {
             title_into_name(text, &mut kept);
+        } else {
+            // An honorific alone is no personal data in these languages' templates (see
+            // `tag`); the title rule's findings ("Mme", "Sra.") are dropped as the
+            // tagger's are.
+            kept.retain(|f| f.entity_type != "TITLE");
         }
         kept
     }
