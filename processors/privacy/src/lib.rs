@@ -772,6 +772,18 @@ mod tests {
     }
 
     #[test]
+    fn a_form_label_is_not_the_value() {
+        let text = "Prénom : Christelle\nNom : Rolland\nVille : Loos";
+        let found: Vec<(&str, &str)> = recognize_in(text, Some("fr"))
+            .into_iter()
+            .map(|f| (f.entity_type, &text[f.start..f.end]))
+            .collect();
+        assert!(found.iter().all(|(_, s)| !s.contains("Ville")), "{found:?}");
+        assert!(found.iter().any(|(_, s)| *s == "Loos"), "{found:?}");
+        assert!(recognizers::is_form_label("Ville") && !recognizers::is_form_label("Loos"));
+    }
+
+    #[test]
     fn each_language_has_its_own_tagger_and_finds_names_and_addresses() {
         for language in TAGGED_LANGUAGES {
             let model = model_for(language).expect("a tagger");

@@ -145,10 +145,25 @@ static PLACE_CUE: LazyLock<Regex> = LazyLock::new(|| {
 /// A form's field of a name or a town, in the five languages: the value runs to the end
 /// of the line ("Nachname: Förster", "Ville : Loos", "Woonplaats: Ede").
 static FORM_FIELD: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"(?im)^[ \t]*(?:(first name|given name|surname|last name|full name|name|vorname|nachname|familienname|prénom|nom de famille|nom|nombre|apellidos?|voornaam|achternaam|naam)|(town|city|ort|wohnort|stadt|ville|localité|localidad|ciudad|población|woonplaats|plaats))[ \t]*:[ \t]*(\p{L}[\p{L}'’ .-]{0,60}?)[ \t]*$",
-    )
+    re(&format!(
+        r"(?im)^[ \t]*(?:({NAME_LABELS})|({PLACE_LABELS}))[ \t]*:[ \t]*(\p{{L}}[\p{{L}}'’ .-]{{0,60}}?)[ \t]*$"
+    ))
 });
+/// The labels of a form's name fields, in the five languages (a regex alternation).
+const NAME_LABELS: &str = "first name|given name|surname|last name|full name|name|vorname|nachname|\
+                           familienname|prénom|nom de famille|nom|nombre|apellidos?|voornaam|\
+                           achternaam|naam";
+/// The labels of a form's town fields.
+const PLACE_LABELS: &str = "town|city|ort|wohnort|stadt|ville|localité|localidad|ciudad|\
+                            población|woonplaats|plaats";
+static FORM_LABEL: LazyLock<Regex> =
+    LazyLock::new(|| re(&format!(r"(?i)^(?:{NAME_LABELS}|{PLACE_LABELS})$")));
+
+/// Whether `word` is a form field's label ([`FORM_FIELD`]): before a colon it names the
+/// field ("Ville : Loos"), it is not the value.
+pub(crate) fn is_form_label(word: &str) -> bool {
+    FORM_LABEL.is_match(word)
+}
 /// The words that close a message ("Danke\nMathilde", "Vielen Dank, Volker", "Grüße aus
 /// Morges\nInês", "Bisous, Claire", "LG Anna"); [`SIGN_OFF_REST`] then reads the name
 /// alone on the rest of it.

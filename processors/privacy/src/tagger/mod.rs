@@ -866,6 +866,15 @@ impl Model {
         }
         kept.sort_by_key(|f| f.start);
         whole_streets(&rule_streets, &mut kept);
+        // A form's label before its colon is no name or town ("Ville : Loos"), whether the
+        // tagger or a gazetteer read it so.
+        kept.retain(|f| {
+            !(matches!(f.entity_type, "PERSON" | "LOCATION")
+                && text[f.end..]
+                    .trim_start_matches([' ', '\t'])
+                    .starts_with(':')
+                && crate::recognizers::is_form_label(&text[f.start..f.end]))
+        });
         if self.language == "en" {
             title_into_name(text, &mut kept);
         } else {
