@@ -443,17 +443,13 @@ fn street_end(text: &str, f: &Finding) -> usize {
 /// Street addresses the rules read whole where the tagger kept a part ("Lehmannstraße
 /// 3/8, 17987 Berlin" where it found "17987 Berlin"): the union; and a name or place inside
 /// one is the street's ("4, rue Thibault Gillet" where it found the person). Overlapping
-/// streets then merge into one.
-fn whole_streets(rules: &[Finding], kept: &mut Vec<Finding>) {
-    let streets: Vec<&Finding> = rules
-        .iter()
-        .filter(|r| r.entity_type == "STREET_ADDRESS")
-        .collect();
+/// streets then merge into one. `streets` are the rules' STREET_ADDRESS findings.
+fn whole_streets(streets: &[Finding], kept: &mut Vec<Finding>) {
     if streets.is_empty() {
         return;
     }
     for k in kept.iter_mut() {
-        for r in &streets {
+        for r in streets {
             let inside = r.start <= k.start && k.end <= r.end && r.end - r.start > k.end - k.start;
             if matches!(k.entity_type, "PERSON" | "LOCATION") && inside {
                 k.entity_type = "STREET_ADDRESS";
