@@ -113,6 +113,13 @@ pub trait Processor: Send + 'static {
         let _ = inputs;
     }
 
+    /// Builds what the processor would otherwise build on first use (compiled patterns,
+    /// parsed models), so that the first batches do not pay for it. Every driver that
+    /// keeps a processor running calls it once before the first input (the runtime's
+    /// worker does, before it joins its consumer group); it must not change what
+    /// [`Processor::process`] returns. The default does nothing.
+    fn warm_up(&mut self) {}
+
     /// The stored event types this processor's state is rebuilt from before it consumes
     /// (see [`Processor::restore`]); none by default.
     fn restores_from(&self) -> &'static [&'static str] {

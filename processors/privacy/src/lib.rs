@@ -182,6 +182,63 @@ pub fn recognize_in(text: &str, language: Option<&str>) -> Vec<Finding> {
     }
 }
 
+/// Builds, once per process, what detection builds on first use: every language's tagger,
+/// the recognizers' compiled patterns and their first automaton states, libphonenumber's
+/// plans of the countries the product serves, the language detector. A running processor
+/// calls it before it takes input ([`Processor::warm_up`]); without it the first batches
+/// of a new process took several times as long (a fifth of a privacy process's CPU in a
+/// 10,000-interaction run went into compiling patterns). Findings do not depend on it.
+pub fn warm_up() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        for (language, text) in WARM_UP {
+            recognize_in(text, Some(language));
+            recognize_in(text, None);
+            recognize_in(&text.to_lowercase(), Some(language));
+        }
+    });
+}
+
+/// One message a language in the shape customers write, with the kinds of personal data
+/// the recognizers look for (made-up values).
+const WARM_UP: [(&str, &str); 5] = [
+    (
+        "en",
+        "Hi, this is Mr John Smith (DOB 14/03/1981), 221B Baker Street, London NW1 6XE. \
+         Call +44 20 7946 0958 or (212) 555-0187, mail john.smith@example.com. \
+         IBAN GB82 WEST 1234 5698 7654 32, card 4111 1111 1111 1111, NINO AB123456C, \
+         SSN 078-05-1120, passport 123456789. Kind regards, John",
+    ),
+    (
+        "de",
+        "Guten Tag, ich bin Frau Käthe Müller-Lüdenscheidt, geboren am 17. Januar 1984, \
+         Lehmannstraße 3/8, 10115 Berlin. Telefon 030 12345678, mobil +49 151 23456789, \
+         E-Mail k.mueller@example.de, IBAN DE89 3704 0044 0532 0130 00, Ausweis L01X00T47, \
+         Steuer-ID 65929970489. Mit freundlichen Grüßen, Käthe",
+    ),
+    (
+        "fr",
+        "Bonjour, je suis Mme Élodie Dupont, née le 8 juillet 1983, 4, rue Thibault Gillet, \
+         bât. C, 75011 Paris. Tél. 01 42 68 53 00, portable +33 6 12 34 56 78, \
+         courriel elodie.dupont@example.fr, IBAN FR14 2004 1010 0505 0001 3M02 606, \
+         NIR 2 83 07 75 111 222 33. Cordialement, Élodie",
+    ),
+    (
+        "es",
+        "Hola, soy la Sra. María José García López, nacida el 3 de mayo de 1990, Calle Mayor \
+         12, 2º D, 28013 Madrid. Teléfono 912 345 678, móvil +34 612 345 678, correo \
+         mjgarcia@example.es, IBAN ES91 2100 0418 4502 0005 1332, DNI 12345678Z, NIE \
+         X1234567L. Saludos, María",
+    ),
+    (
+        "nl",
+        "Goedemiddag, ik ben mevrouw Anouk van der Berg, geboren op 14-03-1981, \
+         Keizersgracht 123-2, 1015 CJ Amsterdam. Telefoon 020 123 4567, mobiel +31 6 12345678, \
+         e-mail anouk@example.nl, IBAN NL91 ABNA 0417 1643 00, BSN 111222333, \
+         +32 470 12 34 56. Met vriendelijke groet, Anouk",
+    ),
+];
+
 /// What to do with one entity type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operator {
@@ -532,6 +589,10 @@ impl Processor for PrivacyProcessor {
         VERSION
     }
 
+    fn warm_up(&mut self) {
+        warm_up();
+    }
+
     /// Reads the batch's subject keys from the vault in one go; a failure here shows
     /// again, per input, in `process`.
     fn prepare(&mut self, inputs: &[&Interaction]) {
@@ -624,6 +685,25 @@ mod tests {
 
     fn config() -> PrivacyConfig {
         PrivacyConfig::new([7; 32])
+    }
+
+    #[test]
+    fn the_warm_up_messages_hold_what_they_are_for_and_warming_up_changes_no_finding() {
+        for (language, text) in WARM_UP {
+            let before = recognize_in(text, Some(language));
+            let kinds: Vec<&str> = before.iter().map(|f| f.entity_type).collect();
+            for kind in [
+                "PERSON",
+                "EMAIL_ADDRESS",
+                "IBAN_CODE",
+                "PHONE_NUMBER",
+                "DATE_TIME",
+            ] {
+                assert!(kinds.contains(&kind), "{language}: no {kind} in {kinds:?}");
+            }
+            warm_up();
+            assert_eq!(recognize_in(text, Some(language)), before, "{language}");
+        }
     }
 
     #[test]

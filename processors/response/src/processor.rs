@@ -396,6 +396,13 @@ impl Processor for ResponseProcessor {
         VERSION
     }
 
+    /// The intent classifier's keyword automaton, and the privacy recognizers that the
+    /// guardrails' personal-data check reads drafts with.
+    fn warm_up(&mut self) {
+        crate::intent::classify("my order arrived broken, I want a refund");
+        insights_privacy::warm_up();
+    }
+
     /// Reviewers' approvals: the retrieval memory remembers the latest of them again after
     /// a restart.
     fn restores_from(&self) -> &'static [&'static str] {

@@ -136,6 +136,24 @@ pub async fn run<P: Processor>(
             "state restored from the store"
         );
     }
+    // Warmed up before joining the group: a replica takes partitions only once its first
+    // batch runs at full speed.
+    let processor = tokio::task::spawn_blocking(move || {
+        let mut processor = processor;
+        let started = Instant::now();
+        processor.warm_up();
+        tracing::debug!(
+            processor = processor.name(),
+            ms = started.elapsed().as_millis(),
+            "warmed up"
+        );
+        processor
+    })
+    .await
+    .map_err(|e| RuntimeError::Fatal {
+        processor: settings.name.clone(),
+        message: format!("warming up: {e}"),
+    })?;
     let consumer = Arc::new(worker_consumer(&shared.kafka, &settings.group)?);
     let topics: Vec<&str> = settings.inputs.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
