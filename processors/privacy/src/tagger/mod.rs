@@ -32,8 +32,9 @@ mod train;
 pub use card::{CardOptions, model_card, validation_errors};
 pub use job::{Trained, train_job};
 pub use train::{
-    DEFAULT_FALLBACK_SCORE, ENTITY_BIAS_CANDIDATES, FALLBACK_CANDIDATES, OWN_TEMPLATES, Scores,
-    TrainOptions, VALIDATED_SCORE, fold_of, matches, train, train_detector,
+    DEFAULT_FALLBACK_SCORE, ENGLISH_OWN_TEMPLATES, ENTITY_BIAS_CANDIDATES, FALLBACK_CANDIDATES,
+    MIXED_ENGLISH, OWN_TEMPLATES, Scores, TrainOptions, VALIDATED_SCORE, fold_of, matches, train,
+    train_detector,
 };
 
 /// Entity types the tagger may be trained on, and that operators and thresholds may name
@@ -1039,7 +1040,7 @@ mod tests {
     }
 
     #[test]
-    fn folds_hold_presidio_templates_only_and_never_the_test_fifth() {
+    fn folds_hold_presidio_and_our_english_templates_never_the_test_fifth() {
         let with = |t| Example {
             text: String::new(),
             spans: Vec::new(),
@@ -1048,7 +1049,18 @@ mod tests {
         assert_eq!(fold_of(&with(Some(131))), Some(1));
         assert_eq!(fold_of(&with(Some(204))), Some(4));
         assert_eq!(fold_of(&with(Some(130))), None, "the test split");
-        assert_eq!(fold_of(&with(Some(OWN_TEMPLATES + 1))), None, "our own");
+        assert_eq!(
+            fold_of(&with(Some(OWN_TEMPLATES + 1))),
+            None,
+            "our older own"
+        );
+        assert_eq!(fold_of(&with(Some(2003))), Some(3), "data/templates/en.txt");
+        assert_eq!(fold_of(&with(Some(2005))), None, "its test fifth");
+        assert_eq!(
+            fold_of(&with(Some(5003))),
+            None,
+            "English mixed into another language"
+        );
         assert_eq!(fold_of(&with(None)), None);
     }
 

@@ -238,13 +238,26 @@ pub const ENTITY_BIAS_CANDIDATES: [f32; 6] = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
 /// (`data/customer_service_templates.txt`): always trained on, never validated.
 pub const OWN_TEMPLATES: u32 = 1000;
 
-/// The validation fold of an example: presidio-evaluator's templates fall in folds 1 to 4
-/// by `template_id % 5` (the evaluation's test fifth, `% 5 == 0`, is never in the training
-/// data at all); our own templates and sentences without a template are in none, so they
-/// are always trained on and never validated.
+/// Where the English templates of `data/templates/en.txt` start in English training data
+/// (`generate_multilingual.py --template-offset 2000`); up to [`MIXED_ENGLISH`].
+pub const ENGLISH_OWN_TEMPLATES: u32 = 2000;
+
+/// Where the English sentences mixed into another language's training data start
+/// (`generate_multilingual.py --english`): trained on, never validated.
+pub const MIXED_ENGLISH: u32 = 5000;
+
+/// The validation fold of an example, by `template_id % 5`: presidio-evaluator's
+/// templates (ids below [`OWN_TEMPLATES`]; another language's own templates have their ids
+/// there too) and the English templates of `data/templates/en.txt` (from
+/// [`ENGLISH_OWN_TEMPLATES`]) fall in folds 1 to 4; their test fifth, `% 5 == 0`, is never
+/// in the training data at all. The older English customer-service templates
+/// (`data/customer_service_templates.txt`, from [`OWN_TEMPLATES`]), English sentences mixed
+/// into another language's data and sentences without a template are in none: always
+/// trained on, never validated.
 pub fn fold_of(e: &Example) -> Option<u32> {
     e.template_id
-        .filter(|t| *t < OWN_TEMPLATES && t % 5 != 0)
+        .filter(|t| *t < OWN_TEMPLATES || (ENGLISH_OWN_TEMPLATES..MIXED_ENGLISH).contains(t))
+        .filter(|t| t % 5 != 0)
         .map(|t| t % 5)
 }
 
