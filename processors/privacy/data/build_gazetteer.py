@@ -4,7 +4,7 @@ LICENSE-Faker.txt beside this file) and the city names of the IANA time-zone dat
 (public domain, via Python's zoneinfo), which names the large cities Faker's generated
 English addresses lack.
 
-    apt-get install wamerican   # SCOWL's size-50 English word list, for common_words.txt
+    apt-get install wamerican wbritish  # SCOWL's size-50 English word lists, for common_words.txt
     pip install Faker==40.54.0 && python3 processors/privacy/data/build_gazetteer.py
 
 Writes first_names.txt, last_names.txt, places.txt (cities, countries, states and
@@ -12,9 +12,11 @@ regions), occupations.txt (lower-cased words of job titles) and languages.txt he
 entry a line, sorted. Only Latin-script entries of at least two letters
 are kept; the detector matches them case-sensitively as capitalised words.
 
-Also common_words.txt: the lower-case entries of SCOWL's size-50 list (Debian's wamerican,
-wamerican 2020.12.07-2: /usr/share/dict/american-english, or the path in $WORDS; its
-proper nouns are the capitalised entries, left out). Licence: LICENSE-SCOWL.txt (Debian's
+Also common_words.txt: the lower-case entries of SCOWL's size-50 lists, American and
+British spelling together (Debian's wamerican and wbritish 2020.12.07-2:
+/usr/share/dict/american-english and british-english, or the paths in $WORDS, separated by
+colons; their proper nouns are the capitalised entries, left out): customers write
+"neighbours" and "cancelled" as often as "neighbors". Licence: LICENSE-SCOWL.txt (Debian's
 copyright file of the package, verbatim). The tagger reads "is a common English word" as
 one more word class.
 """
@@ -82,10 +84,12 @@ QUALIFIERS = {"Central", "Church", "North", "Northern", "South", "Southern", "We
 languages = sorted({w for name in importlib.import_module("faker.providers.person").Provider.language_names
                     for w in name.replace(",", " ").split()
                     if LATIN.match(w) and w[0].isupper() and w not in QUALIFIERS})
-words_file = pathlib.Path(os.environ.get("WORDS", "/usr/share/dict/american-english"))
-if not words_file.exists():
-    raise SystemExit(f"{words_file} not found: apt-get install wamerican (or set WORDS)")
-common = sorted({w for w in words_file.read_text(encoding="utf-8").split()
+words_files = [pathlib.Path(p) for p in os.environ.get(
+    "WORDS", "/usr/share/dict/american-english:/usr/share/dict/british-english").split(":")]
+for words_file in words_files:
+    if not words_file.exists():
+        raise SystemExit(f"{words_file} not found: apt-get install wamerican wbritish (or set WORDS)")
+common = sorted({w for words_file in words_files for w in words_file.read_text(encoding="utf-8").split()
                  if re.fullmatch(r"[a-z]+", w)})
 for name, rows in [("first_names", first), ("last_names", last), ("places", places),
                    ("occupations", occupations), ("languages", languages),

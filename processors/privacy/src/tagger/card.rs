@@ -144,7 +144,7 @@ Written by `insights train privacy --language {language} --data {data} --out {ou
   Validated identifiers (score ≥ 0.95) always win; confident rule findings (≥ {fallback})
   fill in where neither found anything. Last, an entity bias of {bias} is added to the
   score of every tag that begins a span (chosen the same way among 0 and
-  {bias_candidates:?}: the smallest with the best combined F2).
+  {bias_candidates:?}: the smallest within 0.002 of the best combined F2).
 - **Validation** (span F2, IoU ≥ 0.5, same type): rules alone {rules}, tagger alone
   {tagger}, combined **{combined}** (precision {cp}, recall {cr}). Whatever the type (a
   span found with the wrong type still hides the value): precision {ap}, recall {ar}, F2 {af}.
