@@ -141,6 +141,13 @@ static POSTCODE_TOWN: LazyLock<Regex> = LazyLock::new(|| {
         r"(?:(?-u:\b)\d{4} ?[A-Z]{2}|(?i:(?-u:\b)(?:in|en|à|nach|naar|te)\s+)(\d{4,5}))\s+\p{Lu}[\p{L}'’-]+(?:[ -]\p{Lu}[\p{L}'’-]+){0,2}",
     )
 });
+/// A UK postcode in capitals, outward and inward code apart ("S6 7YW", "SW1A 1AA"), with
+/// the town right before it if there is one ("Brendamouth S6 7YW", "Derry, EX0 9XD").
+static UK_POSTCODE: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?:(\p{Lu}[\p{L}'’-]+(?:[ -]\p{Lu}[\p{L}'’-]+){0,2}),? )?((?-u:\b)[A-Z]{1,2}\d[A-Z\d]? \d[A-Z]{2})(?-u:\b)",
+    )
+});
 /// A name spelled out letter by letter: four or more single letters apart ("K O B E L T",
 /// "t-o-v-a-r", "F. A. R. Í. A. S", "E - C - K").
 static SPELLED: LazyLock<Regex> =
@@ -425,6 +432,7 @@ pub fn rules_in(text: &str, language: Option<&str>) -> Vec<Finding> {
     honorific(text, language, &mut all);
     postcode(text, &mut all);
     postcode_town(text, &mut all);
+    uk_postcode(text, language, &mut all);
     place(text, language, &mut all);
     date_of_birth(text, &mut all);
     age(text, &mut all);
@@ -897,6 +905,40 @@ fn postcode_town(text: &str, out: &mut Vec<Finding>) {
     }
 }
 
+/// UK postcodes without a cue: the shape is distinctive enough. With the town before it, a
+/// postcode is the end of an address (`STREET_ADDRESS`), else a `ZIP_CODE`. A town the
+/// pattern takes that is a common word ("Hello SW1A 1AA") is left out.
+fn uk_postcode(text: &str, language: Option<&str>, out: &mut Vec<Finding>) {
+    for c in UK_POSTCODE.captures_iter(text) {
+        let code = c.get(2).expect("the postcode group always takes part");
+        match c.get(1) {
+            Some(town)
+                if !crate::gazetteer::common_words_only(
+                    town.as_str(),
+                    language.unwrap_or("en"),
+                ) =>
+            {
+                push(
+                    out,
+                    "STREET_ADDRESS",
+                    town.start(),
+                    code.end(),
+                    0.8,
+                    "uk_postcode",
+                );
+            }
+            _ => push(
+                out,
+                "ZIP_CODE",
+                code.start(),
+                code.end(),
+                0.8,
+                "uk_postcode",
+            ),
+        }
+    }
+}
+
 fn postcode(text: &str, out: &mut Vec<Finding>) {
     for cue in POSTCODE_CUE.find_iter(text) {
         let mut end = (cue.end() + 80).min(text.len());
@@ -1079,6 +1121,21 @@ mod tests {
             ["41711"]
         );
         assert!(of("Ich habe 41711 Punkte gesammelt.", "de", "ZIP_CODE").is_empty());
+        // UK postcodes need no cue; with the town before them they end an address.
+        assert_eq!(
+            of(
+                "Hi, I'm Gary from Brendamouth S6 7YW about roaming.",
+                "en",
+                "STREET_ADDRESS"
+            ),
+            ["Brendamouth S6 7YW"]
+        );
+        assert_eq!(
+            of("Hello SW1A 1AA is where it went", "en", "ZIP_CODE"),
+            ["SW1A 1AA"]
+        );
+        assert!(of("Hello SW1A 1AA is where it went", "en", "STREET_ADDRESS").is_empty());
+        assert!(of("Plan A1 2BCD, model X 3YZ", "en", "ZIP_CODE").is_empty());
         let places = of(
             "Somos una clínica en Asturias y vamos de Melilla a Madrid.",
             "es",
