@@ -570,16 +570,13 @@ fn iban_lower(text: &str, out: &mut Vec<Finding>) {
             && value.bytes().any(|b| b.is_ascii_lowercase())
             && iban_valid(&value.to_ascii_uppercase())
         {
-            push(
-                out,
-                "IBAN_CODE",
-                m.start(),
-                m.start() + end,
-                1.0,
-                "iban_mod97",
-            );
+            push_iban(out, m.start(), m.start() + end);
         }
     }
+}
+
+fn push_iban(out: &mut Vec<Finding>, start: usize, end: usize) {
+    push(out, "IBAN_CODE", start, end, 1.0, "iban_mod97");
 }
 
 fn iban(text: &str, out: &mut Vec<Finding>) {
@@ -590,14 +587,7 @@ fn iban(text: &str, out: &mut Vec<Finding>) {
         let mut end = s.len();
         while end >= 15 {
             if s.is_char_boundary(end) && iban_valid(&s[..end]) {
-                push(
-                    out,
-                    "IBAN_CODE",
-                    m.start(),
-                    m.start() + end,
-                    1.0,
-                    "iban_mod97",
-                );
+                push_iban(out, m.start(), m.start() + end);
                 break;
             }
             end -= 1;

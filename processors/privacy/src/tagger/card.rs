@@ -61,7 +61,7 @@ pub fn validation_errors(example: &Example, found: &[Finding]) -> Option<String>
 pub fn model_card(model: &Model, args: &CardOptions) -> String {
     let meta = &model.meta;
     let v = &meta["validation"];
-    let f = |x: &Value, k: &str| x[k].as_f64().map_or("–".into(), |n| format!("{n:.3}"));
+    let f = figure;
     let mut rows = String::new();
     if let Some(types) = v["per_type"].as_object() {
         for (ty, s) in types {
@@ -183,7 +183,7 @@ Written by `insights train privacy --language {language} --data {data} --out {ou
 
 /// The English card's figures on our own English templates alone, if training had them.
 fn own_templates_note(own: &Value) -> String {
-    let f = |x: &Value, k: &str| x[k].as_f64().map_or("–".into(), |n| format!("{n:.3}"));
+    let f = figure;
     if own.is_null() {
         return String::new();
     }
@@ -199,4 +199,9 @@ fn own_templates_note(own: &Value) -> String {
         ar = f(&own["any_pii"], "recall"),
         af = f(&own["any_pii"], "f2"),
     )
+}
+
+/// `x[k]` with three decimals, "–" where there is none.
+fn figure(x: &Value, k: &str) -> String {
+    x[k].as_f64().map_or("–".into(), |n| format!("{n:.3}"))
 }
