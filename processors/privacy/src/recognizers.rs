@@ -82,7 +82,9 @@ static IPV6: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){1,4}(?-u:\b)")
+    re(
+        r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){1,4}(?: ?(?i:x|ext\.?) ?\d{1,6})?(?-u:\b)",
+    )
 });
 static NAME_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
     re(
@@ -690,7 +692,12 @@ fn phone(
         if dates.iter().any(|&(s, e)| m.start() < e && s < m.end()) {
             continue;
         }
+        // An extension ("555-0187x123", "ext. 45") belongs to the span; the number before
+        // it is what is checked.
         let s = m.as_str();
+        let s = s
+            .find(|c: char| c.is_ascii_alphabetic())
+            .map_or(s, |at| s[..at].trim_end());
         let digits = s.chars().filter(char::is_ascii_digit).count();
         // E.164 allows up to 15 digits; fewer than 7 is an order number or a year.
         // 3-2-4 is how SSNs and ITINs are written, never a phone number.
@@ -1325,6 +1332,17 @@ mod tests {
             vec![("PHONE_NUMBER", "(415) 555-0132".into())]
         );
         assert!(found("order 12345 in 2026").is_empty());
+        // An extension belongs to the number.
+        for (text, phone) in [
+            ("the right one is 355-538-6146x04718.", "355-538-6146x04718"),
+            (
+                "tel: 879.249.3901 ext. 7731 | email",
+                "879.249.3901 ext. 7731",
+            ),
+        ] {
+            assert_eq!(found(text), vec![("PHONE_NUMBER", phone.into())], "{text}");
+        }
+        assert!(found("a 1920x1080 screen").is_empty());
         assert_eq!(
             found("see https://example.com/a?b=1."),
             vec![("URL", "https://example.com/a?b=1".into())]
