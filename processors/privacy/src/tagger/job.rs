@@ -8,8 +8,7 @@ use serde_json::{Value, json};
 
 use super::validation_errors;
 use super::{
-    CardOptions, ENGLISH_OWN_TEMPLATES, Example, MIXED_ENGLISH, Model, Scores, TrainOptions,
-    model_card, train_detector,
+    CardOptions, Example, Model, Scores, TrainOptions, is_english_own, model_card, train_detector,
 };
 use crate::TAGGED_LANGUAGES;
 
@@ -93,10 +92,7 @@ pub fn train_job(
             let gold = untyped(&mut example.spans.iter().map(|(_, s, e)| (*s, *e)));
             let predicted = untyped(&mut found.iter().map(|f| (f.start, f.end)));
             any_pii.add(&gold, &predicted);
-            if example
-                .template_id
-                .is_some_and(|t| (ENGLISH_OWN_TEMPLATES..MIXED_ENGLISH).contains(&t))
-            {
+            if example.template_id.is_some_and(is_english_own) {
                 let typed: Vec<_> = found
                     .iter()
                     .map(|f| (f.entity_type, f.start, f.end))
@@ -119,16 +115,12 @@ pub fn train_job(
     }
     model.meta["language"] = json!(language);
     let (p, r, f2) = any_pii.prf(None);
-    model.meta["validation"]["any_pii"] = json!({"precision": p, "recall": r, "f2": f2});
+    model.meta["validation"]["any_pii"] = any_pii.figures();
     if own_sentences > 0 {
-        let figures = |s: &Scores| {
-            let (p, r, f2) = s.prf(None);
-            json!({"precision": p, "recall": r, "f2": f2})
-        };
         model.meta["validation"]["own_templates"] = json!({
             "sentences": own_sentences,
-            "typed": figures(&own_typed),
-            "any_pii": figures(&own_any),
+            "typed": own_typed.figures(),
+            "any_pii": own_any.figures(),
         });
     }
     std::fs::create_dir_all(&card.out)?;

@@ -33,8 +33,8 @@ pub use card::{CardOptions, model_card, validation_errors};
 pub use job::{Trained, train_job};
 pub use train::{
     DEFAULT_FALLBACK_SCORE, ENGLISH_OWN_TEMPLATES, ENTITY_BIAS_CANDIDATES, FALLBACK_CANDIDATES,
-    MIXED_ENGLISH, OWN_TEMPLATES, Scores, TrainOptions, VALIDATED_SCORE, fold_of, matches, train,
-    train_detector,
+    MIXED_ENGLISH, OWN_TEMPLATES, Scores, TrainOptions, VALIDATED_SCORE, fold_of, is_english_own,
+    matches, train, train_detector,
 };
 
 /// Entity types the tagger may be trained on, and that operators and thresholds may name

@@ -250,6 +250,11 @@ pub const ENGLISH_OWN_TEMPLATES: u32 = 2000;
 /// (`generate_multilingual.py --english`): trained on, never validated.
 pub const MIXED_ENGLISH: u32 = 5000;
 
+/// Whether a template id is one of `data/templates/en.txt`'s in English training data.
+pub fn is_english_own(template_id: u32) -> bool {
+    (ENGLISH_OWN_TEMPLATES..MIXED_ENGLISH).contains(&template_id)
+}
+
 /// The validation fold of an example, by `template_id % 5`: presidio-evaluator's
 /// templates (ids below [`OWN_TEMPLATES`]; another language's own templates have their ids
 /// there too) and the English templates of `data/templates/en.txt` (from
@@ -260,7 +265,7 @@ pub const MIXED_ENGLISH: u32 = 5000;
 /// trained on, never validated.
 pub fn fold_of(e: &Example) -> Option<u32> {
     e.template_id
-        .filter(|t| *t < OWN_TEMPLATES || (ENGLISH_OWN_TEMPLATES..MIXED_ENGLISH).contains(t))
+        .filter(|t| *t < OWN_TEMPLATES || is_english_own(*t))
         .filter(|t| t % 5 != 0)
         .map(|t| t % 5)
 }
@@ -403,10 +408,7 @@ pub fn train_detector(
             validated(e, &model.detect(&e.text, found.clone()));
         }
     }
-    let figures = |s: &Scores| {
-        let (p, r, f2) = s.prf(None);
-        serde_json::json!({"precision": p, "recall": r, "f2": f2})
-    };
+    let figures = Scores::figures;
     let per_type: serde_json::Map<String, serde_json::Value> = combined
         .counts
         .keys()
@@ -499,6 +501,12 @@ pub struct Scores {
 }
 
 impl Scores {
+    /// Precision, recall and F2 over all types, as the model card's metadata holds them.
+    pub fn figures(&self) -> serde_json::Value {
+        let (p, r, f2) = self.prf(None);
+        serde_json::json!({"precision": p, "recall": r, "f2": f2})
+    }
+
     /// Adds one sentence.
     pub fn add(&mut self, gold: &[(&str, usize, usize)], predicted: &[(&str, usize, usize)]) {
         let (gold_hit, predicted_hit) = matches(gold, predicted);
