@@ -41,7 +41,8 @@ use std::time::Duration;
 
 use insights_event_store::envelope::{from_recorded, to_event_data};
 use insights_event_store::{
-    AppendBatch, EventFilter, EventStore, ExpectedVersion, RecordedEvent, StoreError,
+    AppendBatch, EventFilter, EventStore, ExpectedVersion, PAGE_SIZE, RecordedEvent, StoreError,
+    read_covered,
 };
 use insights_schemas::{
     Envelope, Event, InteractionContext, ResponseApproved, ReviewClaimed, ReviewDecided,
@@ -362,7 +363,15 @@ impl ReviewQueue {
                 Err(e) => tracing::warn!(error = %e, "review queue skipped an event"),
             }
         }
-        state.position = state.position.max(recorded.position);
+        drop(state);
+        self.advance(recorded.position);
+    }
+
+    /// Records that the queue reflects the store up to `position` (no review event up to
+    /// there is missing from it).
+    pub fn advance(&self, position: u64) {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        state.position = state.position.max(position);
         let position = state.position;
         drop(state);
         self.position.send_replace(position);
@@ -427,16 +436,34 @@ impl ReviewQueue {
 
     /// Keeps the queue up to date with the store until the store fails: catch up from
     /// position 0, then live. Run it as a task.
+    ///
+    /// Only the review events are read (every process serving the API runs one of these:
+    /// reading every event's payload made each a full reader of the log); the position
+    /// still moves with every event, through [`read_covered`], as read-your-writes needs.
     pub async fn follow(self, store: Arc<dyn EventStore>) -> Result<(), StoreError> {
-        // Every event advances the position (read-your-writes needs it), but only the
-        // review events are decoded.
-        let mut sub = insights_event_store::subscribe(store, 0, EventFilter::All);
+        let filter = EventFilter::Types(REVIEW_EVENTS.iter().map(|t| (*t).to_owned()).collect());
+        let mut after = 0;
         loop {
-            let e = sub.next().await?;
-            self.apply(&e);
+            // Marked seen before reading, so an append between the read and the wait
+            // still wakes it.
+            let mut appended = store.appended();
+            appended.borrow_and_update();
+            let (events, covered) = read_covered(&*store, after, PAGE_SIZE, &filter).await?;
+            for e in &events {
+                self.apply(e);
+            }
+            self.advance(covered);
+            after = covered;
+            if events.len() < PAGE_SIZE {
+                let _ = tokio::time::timeout(FOLLOW_POLL, appended.changed()).await;
+            }
         }
     }
 }
+
+/// How late the queue sees an append when no wake-up arrives (another process writing
+/// the same SQLite file; a PostgreSQL notification lost while its listener reconnects).
+const FOLLOW_POLL: Duration = Duration::from_millis(500);
 
 /// Reads one item from its own stream (the source of truth, never behind).
 pub async fn load(store: &dyn EventStore, review_id: Uuid) -> Result<ReviewItem, ApiError> {

@@ -57,7 +57,7 @@ pub use chain::{
 pub use pages::Pages;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
-pub use subscription::Subscription;
+pub use subscription::{Subscription, read_covered};
 pub use types::{
     AppendBatch, Appended, EventData, EventFilter, ExpectedVersion, Head, RecordedEvent, StoreError,
 };

@@ -88,3 +88,26 @@ impl Subscription {
         Ok(self.buffer.pop_front().inspect(|e| self.after = e.position))
     }
 }
+
+/// Events after `after` that pass `filter`, at most `limit`, and the position up to which
+/// that answer is complete: every event that passes `filter` at or below it is among them.
+///
+/// A filtered reader that only learns the positions of its own events cannot tell how far
+/// it has read (a read-your-writes wait on it would hang until its next own event). The
+/// head is read first: every event at or below it is committed, and positions become
+/// visible in order, so a read after it that is not full has seen all of them.
+pub async fn read_covered(
+    store: &dyn EventStore,
+    after: u64,
+    limit: usize,
+    filter: &EventFilter,
+) -> Result<(Vec<RecordedEvent>, u64), StoreError> {
+    let head = store.head().await?.position;
+    let events = store.read_all(after, limit, filter).await?;
+    let covered = match events.last() {
+        Some(last) if events.len() >= limit => last.position,
+        Some(last) => last.position.max(head),
+        None => head.max(after),
+    };
+    Ok((events, covered))
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use insights_event_store::{
     AppendBatch, ChainBreak, ChainBreakKind, EventData, EventFilter, EventStore, ExpectedVersion,
-    PostgresStore, SqliteStore, StoreError, subscribe,
+    PostgresStore, SqliteStore, StoreError, read_covered, subscribe,
 };
 use sqlx::Executor;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -452,6 +452,27 @@ async fn a_subscription_catches_up_then_goes_live(fx: &Fixture) {
     assert!(typed.try_next().await.expect("reads").is_none());
 }
 
+/// A filtered read says how far it is complete: past the other types' events up to the
+/// head when the read is not full, only up to its last event when it is.
+async fn a_filtered_read_covers_up_to_the_head(fx: &Fixture) {
+    let store = fx.store();
+    let other = |n| ["A", "B", "A", "A", "B", "A"][n];
+    append(&*store, (0..6).map(|n| ev("s", other(n))).collect()).await;
+    let b = EventFilter::Types(vec!["B".into()]);
+    let positions = |events: &[insights_event_store::RecordedEvent]| {
+        events.iter().map(|e| e.position).collect::<Vec<_>>()
+    };
+    let (events, covered) = read_covered(&*store, 0, 10, &b).await.expect("reads");
+    assert_eq!((positions(&events), covered), (vec![2, 5], 6));
+    let (events, covered) = read_covered(&*store, 0, 1, &b).await.expect("reads");
+    assert_eq!((positions(&events), covered), (vec![2], 2));
+    let (events, covered) = read_covered(&*store, 5, 10, &b).await.expect("reads");
+    assert_eq!((positions(&events), covered), (vec![], 6));
+    let none = EventFilter::Types(vec!["C".into()]);
+    let (events, covered) = read_covered(&*store, 0, 10, &none).await.expect("reads");
+    assert_eq!((positions(&events), covered), (vec![], 6));
+}
+
 async fn a_subscription_sees_another_instances_appends(fx: &Fixture) {
     let store = fx.store();
     let other = fx.another_instance().await;
@@ -713,6 +734,7 @@ contract!(
     a_partly_stored_batch_appends_only_the_new_events,
     reads_by_position_type_and_stream,
     a_subscription_catches_up_then_goes_live,
+    a_filtered_read_covers_up_to_the_head,
     a_subscription_sees_another_instances_appends,
     checkpoints_commit_and_roll_back_with_the_callers_writes,
     concurrent_writers_leave_no_gaps,

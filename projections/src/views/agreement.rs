@@ -25,6 +25,7 @@ use sqlx::Row;
 
 use super::{DAY, bucket, range, time};
 use crate::db::{Db, to_i64};
+use crate::fold::insert_new;
 use crate::{Projection, ProjectionError, Recorded, Table, ViewTx};
 
 /// The agreement view.
@@ -70,46 +71,64 @@ impl Projection for Agreement {
         tx: &mut ViewTx<'_>,
         page: &[Recorded<'_>],
     ) -> Result<(), ProjectionError> {
-        // Reviews are human-paced: one statement per event is cheap.
-        let items = tx.table("view_review_items");
-        let opinions = tx.table("view_review_opinions");
+        // Every review request of the page in one statement (most drafts ask for one),
+        // the decisions in another.
+        let mut items = Vec::new();
+        let mut opinions = Vec::new();
         for r in page {
             let e = r.envelope;
             match &e.event {
-                Event::ReviewRequested(q) => {
-                    sqlx::query(&format!(
-                        "INSERT INTO {items} (review_id, model_sentiment, opinions_required) \
-                         VALUES ($1, $2, $3) ON CONFLICT (review_id) DO NOTHING"
-                    ))
-                    .bind(e.event_id.to_string())
-                    .bind(&q.sentiment_label)
-                    .bind(i64::from(q.opinions_required))
-                    .execute(tx.conn())
-                    .await?;
-                }
+                Event::ReviewRequested(q) => items.push((
+                    e.event_id.to_string(),
+                    q.sentiment_label.clone(),
+                    i64::from(q.opinions_required),
+                )),
                 Event::ReviewDecided(d) => {
                     let decision = serde_json::to_value(d.decision)
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_owned))
                         .unwrap_or_default();
-                    sqlx::query(&format!(
-                        "INSERT INTO {opinions} (review_id, reviewer, role, day, decision, \
-                         corrected_sentiment, position) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                         ON CONFLICT (review_id, reviewer) DO NOTHING"
-                    ))
-                    .bind(d.review_id.to_string())
-                    .bind(&d.reviewer)
-                    .bind(&d.role)
-                    .bind(bucket(e.occurred_at.micros(), DAY))
-                    .bind(decision)
-                    .bind(d.corrected_sentiment.as_deref())
-                    .bind(to_i64(r.position))
-                    .execute(tx.conn())
-                    .await?;
+                    opinions.push((
+                        d.review_id.to_string(),
+                        d.reviewer.clone(),
+                        d.role.clone(),
+                        bucket(e.occurred_at.micros(), DAY),
+                        decision,
+                        d.corrected_sentiment.clone(),
+                        to_i64(r.position),
+                    ));
                 }
                 _ => {}
             }
         }
+        let table = tx.table("view_review_items");
+        insert_new(
+            tx.conn(),
+            &table,
+            &["review_id", "model_sentiment", "opinions_required"],
+            &["review_id"],
+            &items,
+            |(review, ..)| (review.clone(),),
+        )
+        .await?;
+        let table = tx.table("view_review_opinions");
+        insert_new(
+            tx.conn(),
+            &table,
+            &[
+                "review_id",
+                "reviewer",
+                "role",
+                "day",
+                "decision",
+                "corrected_sentiment",
+                "position",
+            ],
+            &["review_id", "reviewer"],
+            &opinions,
+            |(review, reviewer, ..)| (review.clone(), reviewer.clone()),
+        )
+        .await?;
         Ok(())
     }
 }
