@@ -173,12 +173,24 @@ impl RunArgs {
                 addr: listen
                     .parse::<SocketAddr>()
                     .with_context(|| format!("--listen {listen:?} is not an address"))?,
-                api: self.api(
-                    &topology,
-                    embedded,
-                    projections,
-                    processors.privacy.is_some(),
-                )?,
+                // The API lives where the views are (the whole pipeline, or `--views-only`):
+                // a processor replica has no views to serve, and its review queue would
+                // fold the log once more in every replica.
+                api: match &role {
+                    Role::Processor(name) => {
+                        eprintln!(
+                            "insights: the {name} replica serves the ops endpoints only (/healthz, /readyz, /metrics); \
+                             the API is served where the views run (`insights run --views-only`)"
+                        );
+                        None
+                    }
+                    _ => self.api(
+                        &topology,
+                        embedded,
+                        projections,
+                        processors.privacy.is_some(),
+                    )?,
+                },
             }),
         };
         Ok(Plan {

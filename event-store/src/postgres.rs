@@ -49,6 +49,11 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10))
+            // No ping before each use: sqlx already pings a connection when it comes back
+            // to the pool (and drops a broken one), so a connection that died while idle
+            // fails one operation, which callers retry; the ping before use cost one more
+            // round trip per statement batch.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         Self::from_pool(pool).await

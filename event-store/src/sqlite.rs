@@ -115,6 +115,9 @@ impl SqliteStore {
         let max = if memory { 1 } else { max_connections.max(2) };
         let pool = SqlitePoolOptions::new()
             .max_connections(max)
+            // As the PostgreSQL store: no ping before each use (one more trip to the
+            // connection's worker thread per operation); sqlx pings on release.
+            .test_before_acquire(false)
             .min_connections(u32::from(memory))
             .idle_timeout(if memory {
                 None

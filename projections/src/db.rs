@@ -66,7 +66,10 @@ impl Db {
         let memory = url.contains(":memory:") || url.contains("mode=memory");
         let mut options = AnyPoolOptions::new()
             .max_connections(if memory { 1 } else { max_connections.max(1) })
-            .acquire_timeout(Duration::from_secs(30));
+            .acquire_timeout(Duration::from_secs(30))
+            // As the event store's pool: no ping before each use (sqlx pings on release
+            // and drops a broken connection; the runner retries a failed page).
+            .test_before_acquire(false);
         if memory {
             options = options
                 .min_connections(1)
