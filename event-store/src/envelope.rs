@@ -2,7 +2,7 @@
 //! the payload is its JSON text, so the log reads with `psql` or `sqlite3`.
 
 use insights_schemas::{Envelope, Event};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::{EventData, RecordedEvent};
 
@@ -46,15 +46,20 @@ pub fn from_recorded(r: &RecordedEvent) -> Result<Envelope, RecordError> {
         event_type: r.data.event_type.clone(),
         message,
     };
-    let payload: Value = serde_json::from_slice(&r.data.payload).map_err(|e| err(e.to_string()))?;
-    let mut tagged = Map::new();
-    tagged.insert(
-        "event_type".into(),
-        Value::String(r.data.event_type.clone()),
-    );
-    tagged.insert("payload".into(), payload);
-    let event: Event =
-        serde_json::from_value(Value::Object(tagged)).map_err(|e| err(e.to_string()))?;
+    // The event as its JSON text, `{"event_type": …, "payload": …}`, read in one pass: the
+    // tag comes first, so the payload goes straight into its type (through a `Value`
+    // tree it cost a fifth of the views' process).
+    // The payload must be one JSON value on its own (no allocation to check), so that
+    // nothing in it can close the object early and add fields of its own.
+    serde_json::from_slice::<serde::de::IgnoredAny>(&r.data.payload)
+        .map_err(|e| err(e.to_string()))?;
+    let mut tagged = Vec::with_capacity(r.data.payload.len() + r.data.event_type.len() + 32);
+    tagged.extend_from_slice(br#"{"event_type":"#);
+    serde_json::to_writer(&mut tagged, &r.data.event_type).map_err(|e| err(e.to_string()))?;
+    tagged.extend_from_slice(br#","payload":"#);
+    tagged.extend_from_slice(&r.data.payload);
+    tagged.push(b'}');
+    let event: Event = serde_json::from_slice(&tagged).map_err(|e| err(e.to_string()))?;
     Ok(Envelope {
         event_id: r.data.event_id,
         schema_version: r.data.schema_version,
@@ -133,5 +138,47 @@ mod tests {
         let err = from_recorded(&recorded).expect_err("not a DeadLettered");
         assert_eq!(err.position, 12);
         assert!(err.to_string().contains("position 12"), "{err}");
+    }
+
+    /// A payload is one JSON value: text that would close the object and add a field of
+    /// its own is refused, not read.
+    #[test]
+    fn a_payload_cannot_add_fields_to_the_event() {
+        let e = DeadLettered {
+            processor: "p".into(),
+            error_class: "poison".into(),
+            error: "bad".into(),
+            topic: "t".into(),
+            partition: 0,
+            offset: 1,
+            payload_sha256: "00".into(),
+            payload_size: 3,
+        };
+        let payload = serde_json::to_string(&e).expect("JSON");
+        for bad in [
+            format!(r#"{payload}, "payload": {payload}"#),
+            format!("{payload}}}"),
+            format!("{payload} {payload}"),
+        ] {
+            let recorded = RecordedEvent {
+                position: 3,
+                stream_version: 1,
+                recorded_at: 0,
+                hash: [0; 32],
+                data: EventData {
+                    event_id: uuid::Uuid::from_u128(8),
+                    stream_id: "s".into(),
+                    event_type: "DeadLettered".into(),
+                    schema_version: 1,
+                    causation_id: None,
+                    correlation_id: "c".into(),
+                    occurred_at: 0,
+                    producer: "p".into(),
+                    producer_version: "1".into(),
+                    payload: bad.clone().into_bytes(),
+                },
+            };
+            assert!(from_recorded(&recorded).is_err(), "{bad}");
+        }
     }
 }
