@@ -58,6 +58,8 @@ if [ $# -eq 0 ]; then
       safetensors vaderSentiment==3.3.2
   fi
   .tools/sentiment-venv/bin/python benches/sentiment_eval.py --sentences 256 --insights "${CARGO_TARGET_DIR:-target}/release/insights"
+  # The same test split read as two classes (the review-sentence target).
+  python3 benches/sentiment_binary.py --insights "${CARGO_TARGET_DIR:-target}/release/insights"
 fi
 
 # Response: drafting throughput per backend (templates, retrieval, and a real llama.cpp
