@@ -16,21 +16,10 @@ Runs only `insights sentiment` (no Python model), so it needs no venv:
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from sentiment_eval import SETS, load_test  # noqa: E402
-
-
-def scores(binary, texts, backend, precision):
-    lines = "".join(json.dumps({"text": t}) + "\n" for t in texts)
-    out = subprocess.run(
-        [binary, "sentiment", "--sentiment-backend", backend, "--batch-size", "32",
-         "--sentiment-precision", precision],
-        input=lines.encode(), capture_output=True, check=True,
-    )
-    return [json.loads(l)["scores"] for l in out.stdout.decode().splitlines()]
+from sentiment_eval import SETS, load_test, run_insights_scored  # noqa: E402
 
 
 def main():
@@ -49,8 +38,9 @@ def main():
     }
     result = {"sentences": {s: sum(r[0] == s for r in rows) for s, _ in SETS}}
     for name, (backend, precision) in runs.items():
-        got = scores(args.insights, texts, backend, precision)
-        pred = ["positive" if s["positive"] >= s["negative"] else "negative" for s in got]
+        got = run_insights_scored(args.insights, texts, backend, 32, precision)
+        pred = ["positive" if r["scores"]["positive"] >= r["scores"]["negative"] else "negative"
+                for r in got]
         per = {}
         for source in [s for s, _ in SETS] + [None]:
             pairs = [(p, r[2]) for p, r in zip(pred, rows) if source in (None, r[0])]

@@ -60,14 +60,19 @@ def accuracy(pred, rows, set_name=None):
     return sum(p == g for p, g in pairs) / len(pairs)
 
 
-def run_insights(binary, texts, backend, batch, precision="auto"):
+def run_insights_scored(binary, texts, backend, batch, precision="auto"):
+    """`insights sentiment`'s answer for each text: label, score and the class scores."""
     lines = "".join(json.dumps({"text": t}) + "\n" for t in texts)
     out = subprocess.run(
         [binary, "sentiment", "--sentiment-backend", backend, "--batch-size", str(batch),
          "--sentiment-precision", precision],
         input=lines.encode(), capture_output=True, check=True,
     )
-    return [json.loads(l)["label"] for l in out.stdout.decode().splitlines()]
+    return [json.loads(l) for l in out.stdout.decode().splitlines()]
+
+
+def run_insights(binary, texts, backend, batch, precision="auto"):
+    return [r["label"] for r in run_insights_scored(binary, texts, backend, batch, precision)]
 
 
 def main():

@@ -79,6 +79,41 @@ mod tests {
 
     use super::*;
 
+    fn dead_letter() -> DeadLettered {
+        DeadLettered {
+            processor: "p".into(),
+            error_class: "poison".into(),
+            error: "bad".into(),
+            topic: "t".into(),
+            partition: 0,
+            offset: 1,
+            payload_sha256: "00".into(),
+            payload_size: 3,
+        }
+    }
+
+    /// A stored `DeadLettered` at `position` whose payload is `payload`.
+    fn stored(position: u64, payload: Vec<u8>) -> RecordedEvent {
+        RecordedEvent {
+            position,
+            stream_version: 1,
+            recorded_at: 0,
+            hash: [0; 32],
+            data: EventData {
+                event_id: uuid::Uuid::from_u128(8),
+                stream_id: "s".into(),
+                event_type: "DeadLettered".into(),
+                schema_version: 1,
+                causation_id: None,
+                correlation_id: "c".into(),
+                occurred_at: 0,
+                producer: "p".into(),
+                producer_version: "1".into(),
+                payload,
+            },
+        }
+    }
+
     #[test]
     fn envelopes_survive_the_store() {
         let e = Envelope {
@@ -90,16 +125,7 @@ mod tests {
             occurred_at: Timestamp(1_790_000_000_000_000),
             producer: "privacy".into(),
             producer_version: "1".into(),
-            event: Event::DeadLettered(DeadLettered {
-                processor: "p".into(),
-                error_class: "poison".into(),
-                error: "bad".into(),
-                topic: "t".into(),
-                partition: 0,
-                offset: 1,
-                payload_sha256: "00".into(),
-                payload_size: 3,
-            }),
+            event: Event::DeadLettered(dead_letter()),
         };
         let data = to_event_data(&e);
         let stored: Value = serde_json::from_slice(&data.payload).expect("JSON payload");
@@ -117,25 +143,8 @@ mod tests {
 
     #[test]
     fn a_payload_that_is_not_its_type_is_an_error_naming_the_position() {
-        let recorded = RecordedEvent {
-            position: 12,
-            stream_version: 1,
-            recorded_at: 0,
-            hash: [0; 32],
-            data: EventData {
-                event_id: uuid::Uuid::from_u128(8),
-                stream_id: "s".into(),
-                event_type: "DeadLettered".into(),
-                schema_version: 1,
-                causation_id: None,
-                correlation_id: "c".into(),
-                occurred_at: 0,
-                producer: "p".into(),
-                producer_version: "1".into(),
-                payload: b"{\"nope\": 1}".to_vec(),
-            },
-        };
-        let err = from_recorded(&recorded).expect_err("not a DeadLettered");
+        let err =
+            from_recorded(&stored(12, b"{\"nope\": 1}".to_vec())).expect_err("not a DeadLettered");
         assert_eq!(err.position, 12);
         assert!(err.to_string().contains("position 12"), "{err}");
     }
@@ -144,41 +153,17 @@ mod tests {
     /// its own is refused, not read.
     #[test]
     fn a_payload_cannot_add_fields_to_the_event() {
-        let e = DeadLettered {
-            processor: "p".into(),
-            error_class: "poison".into(),
-            error: "bad".into(),
-            topic: "t".into(),
-            partition: 0,
-            offset: 1,
-            payload_sha256: "00".into(),
-            payload_size: 3,
-        };
-        let payload = serde_json::to_string(&e).expect("JSON");
+        let payload = serde_json::to_string(&dead_letter()).expect("JSON");
+        assert!(from_recorded(&stored(3, payload.clone().into_bytes())).is_ok());
         for bad in [
             format!(r#"{payload}, "payload": {payload}"#),
             format!("{payload}}}"),
             format!("{payload} {payload}"),
         ] {
-            let recorded = RecordedEvent {
-                position: 3,
-                stream_version: 1,
-                recorded_at: 0,
-                hash: [0; 32],
-                data: EventData {
-                    event_id: uuid::Uuid::from_u128(8),
-                    stream_id: "s".into(),
-                    event_type: "DeadLettered".into(),
-                    schema_version: 1,
-                    causation_id: None,
-                    correlation_id: "c".into(),
-                    occurred_at: 0,
-                    producer: "p".into(),
-                    producer_version: "1".into(),
-                    payload: bad.clone().into_bytes(),
-                },
-            };
-            assert!(from_recorded(&recorded).is_err(), "{bad}");
+            assert!(
+                from_recorded(&stored(3, bad.clone().into_bytes())).is_err(),
+                "{bad}"
+            );
         }
     }
 }
