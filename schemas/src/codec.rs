@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::catalogue::{Catalogue, SchemaVersion};
-use crate::json_avro::{Names, avro_to_json, collect_names, json_to_avro};
+use crate::json_avro::{Names, avro_to_json, collect_names, json_to_avro, write_json};
 use crate::{Envelope, Interaction};
 
 /// A type with a schema in the catalogue.
@@ -225,13 +225,11 @@ impl Codec {
             message,
         };
         let json = serde_json::to_value(value).map_err(|e| mismatch(e.to_string()))?;
-        let avro = json_to_avro(&json, &v.schema, &v.names).map_err(mismatch)?;
         // The single-object encoding: `C3 01`, the fingerprint (little-endian), the datum.
         let mut out = Vec::with_capacity(256);
-        v.prepared()
-            .map_err(&mismatch)?
-            .encode(&avro, &mut out)
-            .map_err(|e| mismatch(e.to_string()))?;
+        out.extend_from_slice(&[0xC3, 0x01]);
+        out.extend_from_slice(&v.fingerprint.to_le_bytes());
+        write_json(&json, &v.schema, &v.names, &mut out).map_err(mismatch)?;
         if format == Format::Confluent {
             let id = self
                 .ids_by_fingerprint
@@ -242,6 +240,28 @@ impl Codec {
             header[1..].copy_from_slice(&id.to_be_bytes());
             out.splice(..SINGLE_OBJECT_HEADER, header);
         }
+        Ok(out)
+    }
+
+    /// [`Codec::encode`]'s single-object encoding the way it was written before the direct
+    /// writer: JSON to an Avro `Value`, then apache-avro's writer (which validates the
+    /// value first). Kept as the reference the direct writer is checked against.
+    pub(crate) fn encode_through_value<T: AvroRecord>(
+        &self,
+        value: &T,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let v = current::<T>().ok_or_else(|| EncodeError::UnknownSchema(T::SCHEMA.to_owned()))?;
+        let mismatch = |message: String| EncodeError::Mismatch {
+            schema: T::SCHEMA.to_owned(),
+            message,
+        };
+        let json = serde_json::to_value(value).map_err(|e| mismatch(e.to_string()))?;
+        let avro = json_to_avro(&json, &v.schema, &v.names).map_err(mismatch)?;
+        let mut out = Vec::with_capacity(256);
+        v.prepared()
+            .map_err(&mismatch)?
+            .encode(&avro, &mut out)
+            .map_err(|e| mismatch(e.to_string()))?;
         Ok(out)
     }
 

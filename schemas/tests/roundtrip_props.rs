@@ -171,6 +171,14 @@ proptest! {
         }
     }
 
+    /// The codec's direct Avro writer and the reference path (an Avro `Value`, then
+    /// apache-avro's writer) agree on every envelope and interaction.
+    #[test]
+    fn the_direct_writer_agrees_with_apache_avros(e in arb_envelope(), i in arb_interaction()) {
+        insights_schemas::fuzzing::encoders_agree(&e);
+        insights_schemas::fuzzing::encoders_agree(&i);
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
         let codec = Codec::new();
