@@ -6,9 +6,9 @@ use crate::{AvroRecord, Codec, Format};
 /// Decodes `data` as a `T` in whatever format it is; if that works, checks that the value
 /// encodes in every format and decodes back to the same value (JSON alone may refuse: it
 /// has no NaN or infinities, which Avro doubles may carry). Values are compared by their
-/// `Debug` text, where NaN equals NaN. Not the bytes: apache-avro writes a map's entries
-/// in its `HashMap`'s order, so two encodings of one value may order them differently
-/// (found by the fuzzer; the store keeps JSON, whose maps are sorted). Returns whether
+/// `Debug` text, where NaN equals NaN. Not the bytes: the input may order a map's entries
+/// differently from the codec, which writes them sorted (apache-avro's writer, used until
+/// the direct one, wrote them in its `HashMap`'s order; found by the fuzzer). Returns whether
 /// `data` decoded; panics where a property fails.
 pub fn round_trips<T: AvroRecord + std::fmt::Debug>(data: &[u8]) -> bool {
     let codec = Codec::new();
