@@ -20,6 +20,7 @@ use apache_avro::rabin::Rabin;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::avro_de::AvroDe;
 use crate::catalogue::{Catalogue, SchemaVersion};
 use crate::json_avro::{Names, avro_to_json, collect_names, json_to_avro, write_json};
 use crate::{Envelope, Interaction};
@@ -275,6 +276,15 @@ impl Codec {
         &self,
         bytes: &[u8],
     ) -> Result<(T, Format), DecodeError> {
+        self.decode_as(bytes, Read::Direct)
+    }
+
+    /// [`Codec::decode_with_format`], reading the decoded Avro value into `T` as `how` says.
+    pub(crate) fn decode_as<T: AvroRecord>(
+        &self,
+        bytes: &[u8],
+        how: Read,
+    ) -> Result<(T, Format), DecodeError> {
         let format = Format::detect(bytes)?;
         let truncated = |len| DecodeError::Truncated { format, len };
         let (writer, datum): (&SchemaVersion, &[u8]) = match format {
@@ -341,10 +351,32 @@ impl Codec {
                 datum.len()
             )));
         }
-        let json = avro_to_json(&value);
-        let decoded = serde_json::from_value(json).map_err(|e| DecodeError::Avro(e.to_string()))?;
+        let through_json = |value: &apache_avro::types::Value| {
+            serde_json::from_value(avro_to_json(value))
+                .map_err(|e| DecodeError::Avro(e.to_string()))
+        };
+        let decoded = match how {
+            // Anything the direct reader does not take (nothing the schemas hold, so far)
+            // goes the JSON way, which also words the error.
+            Read::Direct => T::deserialize(AvroDe(&value)).or_else(|_| through_json(&value))?,
+            Read::DirectOnly => {
+                T::deserialize(AvroDe(&value)).map_err(|e| DecodeError::Avro(e.to_string()))?
+            }
+            Read::ThroughJson => through_json(&value)?,
+        };
         Ok((decoded, format))
     }
+}
+
+/// How a decoded Avro value becomes the Rust type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// Straight from the value ([`AvroDe`]), the JSON way where that fails.
+    Direct,
+    /// Straight from the value only (to test it).
+    DirectOnly,
+    /// Through a JSON tree (`avro_to_json`, then serde_json): the reference.
+    ThroughJson,
 }
 
 /// `C3 01` and the 8-byte fingerprint.

@@ -67,3 +67,25 @@ pub fn encoders_agree<T: AvroRecord + std::fmt::Debug>(value: &T) {
         ),
     }
 }
+
+/// Checks that the codec's direct reader (a type straight from the decoded Avro value)
+/// reads `bytes` as a `T` exactly as the reference path (through a JSON tree) does: where
+/// the reference reads it, the direct reader does too, to an equal value (by `Debug` text,
+/// where NaN equals NaN). Panics where they differ.
+pub fn decoders_agree<T: AvroRecord + std::fmt::Debug>(bytes: &[u8]) {
+    use crate::codec::Read;
+    let codec = Codec::new();
+    let shown = |how| {
+        codec
+            .decode_as::<T>(bytes, how)
+            .map(|(v, _)| format!("{v:?}"))
+            .map_err(|e| e.to_string())
+    };
+    if let Ok(reference) = shown(Read::ThroughJson) {
+        assert_eq!(
+            shown(Read::DirectOnly),
+            Ok(reference),
+            "the direct reader differs"
+        );
+    }
+}

@@ -12,7 +12,9 @@
 //! - [`compat`] — the evolution rules: the current schema equals its latest release and
 //!   reads every release.
 //! - `json_avro` — the schema-directed JSON↔Avro conversion behind the codec.
+//! - `avro_de` — reading a type straight from a decoded Avro value.
 
+mod avro_de;
 pub mod catalogue;
 pub mod codec;
 pub mod compat;

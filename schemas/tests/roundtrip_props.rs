@@ -179,6 +179,17 @@ proptest! {
         insights_schemas::fuzzing::encoders_agree(&i);
     }
 
+    /// The codec's direct reader and the reference path (a JSON tree) read every encoded
+    /// envelope and interaction alike.
+    #[test]
+    fn the_direct_reader_agrees_with_the_json_path(e in arb_envelope(), i in arb_interaction()) {
+        let codec = Codec::new();
+        for format in [Format::SingleObject, Format::Confluent] {
+            insights_schemas::fuzzing::decoders_agree::<Envelope>(&codec.encode(&e, format).expect("encodes"));
+            insights_schemas::fuzzing::decoders_agree::<Interaction>(&codec.encode(&i, format).expect("encodes"));
+        }
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
         let codec = Codec::new();
