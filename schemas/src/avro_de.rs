@@ -58,31 +58,15 @@ impl<'de> Deserializer<'de> for AvroDe<'_> {
             Value::Float(f) if f.is_finite() => visitor.visit_f64(f64::from(*f)),
             Value::Double(f) if f.is_finite() => visitor.visit_f64(*f),
             Value::Float(_) | Value::Double(_) => visitor.visit_unit(),
-            Value::Bytes(b) | Value::Fixed(_, b) => {
-                let mut seq = Bytes(b.iter());
-                let value = visitor.visit_seq(&mut seq)?;
-                match seq.0.len() {
-                    0 => Ok(value),
-                    _ => Err(de::Error::invalid_length(
-                        b.len(),
-                        &"fewer elements in array",
-                    )),
-                }
-            }
+            Value::Bytes(b) | Value::Fixed(_, b) => seq_of(
+                b.iter()
+                    .map(|b| -> U64Deserializer<Error> { u64::from(*b).into_deserializer() }),
+                visitor,
+            ),
             Value::String(s) | Value::Enum(_, s) => visitor.visit_str(s),
             Value::Uuid(u) => visitor.visit_string(u.to_string()),
             Value::Union(_, inner) => AvroDe(inner).deserialize_any(visitor),
-            Value::Array(items) => {
-                let mut seq = Items(items.iter());
-                let value = visitor.visit_seq(&mut seq)?;
-                match seq.0.len() {
-                    0 => Ok(value),
-                    _ => Err(de::Error::invalid_length(
-                        items.len(),
-                        &"fewer elements in array",
-                    )),
-                }
-            }
+            Value::Array(items) => seq_of(items.iter().map(AvroDe), visitor),
             Value::Map(m) => {
                 let mut entries: Vec<(&str, &Value)> =
                     m.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -156,42 +140,36 @@ fn entries_of<'de, V: Visitor<'de>>(
     }
 }
 
-struct Items<'a>(std::slice::Iter<'a, Value>);
-
-impl<'de> SeqAccess<'de> for Items<'_> {
-    type Error = Error;
-
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, Error> {
-        self.0
-            .next()
-            .map(|v| seed.deserialize(AvroDe(v)))
-            .transpose()
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.0.len())
+/// Visits `items` as a sequence; the visitor must take every one (as serde_json's).
+fn seq_of<'de, I, D, V>(items: I, visitor: V) -> Result<V::Value, Error>
+where
+    I: ExactSizeIterator<Item = D>,
+    D: Deserializer<'de, Error = Error>,
+    V: Visitor<'de>,
+{
+    let len = items.len();
+    let mut seq = Seq(items);
+    let value = visitor.visit_seq(&mut seq)?;
+    match seq.0.len() {
+        0 => Ok(value),
+        _ => Err(de::Error::invalid_length(len, &"fewer elements in array")),
     }
 }
 
-struct Bytes<'a>(std::slice::Iter<'a, u8>);
+struct Seq<I>(I);
 
-impl<'de> SeqAccess<'de> for Bytes<'_> {
+impl<'de, I, D> SeqAccess<'de> for Seq<I>
+where
+    I: ExactSizeIterator<Item = D>,
+    D: Deserializer<'de, Error = Error>,
+{
     type Error = Error;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, Error> {
-        self.0
-            .next()
-            .map(|b| {
-                let n: U64Deserializer<Error> = u64::from(*b).into_deserializer();
-                seed.deserialize(n)
-            })
-            .transpose()
+        self.0.next().map(|d| seed.deserialize(d)).transpose()
     }
 
     fn size_hint(&self) -> Option<usize> {
