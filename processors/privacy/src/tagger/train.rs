@@ -22,6 +22,11 @@ pub struct TrainOptions {
     pub folds: Vec<u32>,
     /// The language of the examples (a primary subtag; see [`Model::language`]).
     pub language: &'static str,
+    /// Probability that a training sentence not already in lower case is also learned
+    /// written all in lower case ([`Example::lower_cased`]; drawn per sentence with the
+    /// seed). Validation sentences are never copied: the folds score the same sentences
+    /// whatever this is.
+    pub lower_case_copies: f64,
 }
 
 impl Default for TrainOptions {
@@ -33,6 +38,7 @@ impl Default for TrainOptions {
             teacher_forcing: 1.0,
             folds: vec![1, 2, 3, 4],
             language: "en",
+            lower_case_copies: 0.0,
         }
     }
 }
@@ -74,6 +80,24 @@ fn gold_tags(types: &[&'static str], tokens: &[Token], spans: &[(&str, usize, us
     tags
 }
 
+/// The lower-case copies [`TrainOptions::lower_case_copies`] asks for, drawn with the
+/// seed (its own stream: the shuffle is the same whatever the probability).
+pub(super) fn lower_case_copies(examples: &[Example], options: &TrainOptions) -> Vec<Example> {
+    if options.lower_case_copies <= 0.0 {
+        return Vec::new();
+    }
+    let mut rng = options
+        .seed
+        .wrapping_mul(0xD1B5_4A32_D192_ED03)
+        .rotate_left(17)
+        | 1;
+    examples
+        .iter()
+        .filter(|_| (xorshift(&mut rng) % 1_000_000) as f64 / 1e6 < options.lower_case_copies)
+        .filter_map(Example::lower_cased)
+        .collect()
+}
+
 /// Trains a tagger on `examples`; `rules` gives the rule findings a sentence's features
 /// see (the same function must be used at prediction time). `progress` gets a line per
 /// epoch.
@@ -93,8 +117,10 @@ pub fn train(
     }
     types.sort_by_key(|t| ENTITY_TYPES.iter().position(|k| k == t));
     let n_tags = 1 + 2 * types.len();
+    let copies = lower_case_copies(examples, options);
     let prepared: Vec<Prepared> = examples
         .iter()
+        .chain(&copies)
         .map(|e| {
             let tokens = tokenize(&e.text);
             let v = views(&e.text, &tokens, &rules(&e.text), options.language);
