@@ -17,6 +17,9 @@
 //! | `PASSPORT` | any | 6–9 letters and digits after passport / Reisepass / passeport / pasaporte / paspoort | — |
 //! | `DRIVER_LICENSE` | any | 5–18 letters and digits after driver's licence / Führerschein / permis de conduire / permiso (carnet) de conducir / rijbewijs | — |
 //!
+//! `DE_ID_CARD`, `PASSPORT` and `DRIVER_LICENSE` hold at least one digit and are taken in
+//! capitals or in lower case, never a mix of both (a mix is a word).
+//!
 //! `ES_NIF`, `ES_NIE`, `UK_NINO`, `UK_NHS` and `US_ITIN` are Presidio's names; the others are
 //! ours (Presidio has no recognizer for them).
 
@@ -58,7 +61,7 @@ static TAX_ID_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
 });
 static ID_CARD: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)(?-u:\b)(?:personalausweis(?:es|nummer|-?nr\.?)?|ausweis(?:es|-?(?:nummer|nr\.?))?|id card number)(?-u:\b)[^\d\n]{0,30}?(?-u:\b)((?-i:[CFGHJKLMNPRTVWXYZ0-9]{9}\d))(?-u:\b)",
+        r"(?i)(?-u:\b)(?:personalausweis(?:es|nummer|-?nr\.?)?|ausweis(?:es|-?(?:nummer|nr\.?))?|id card number)(?-u:\b)[^\d\n]{0,30}?(?-u:\b)([CFGHJKLMNPRTVWXYZ0-9]{9}\d)(?-u:\b)",
     )
 });
 static NINO: LazyLock<Regex> = LazyLock::new(|| {
@@ -72,12 +75,12 @@ static ITIN: LazyLock<Regex> = LazyLock::new(|| {
 });
 static PASSPORT: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)(?-u:\b)(?:passport|reisepass(?:nummer)?|passnummer|pass-nr\.?|passeport|pasaporte|paspoort(?:nummer)?)[^\d\n]{0,30}?(?-u:\b)((?-i:[A-Z0-9]{6,9}))(?-u:\b)",
+        r"(?i)(?-u:\b)(?:passport|reisepass(?:nummer)?|passnummer|pass-nr\.?|passeport|pasaporte|paspoort(?:nummer)?)[^\d\n]{0,30}?(?-u:\b)([A-Z0-9]*\d[A-Z0-9]*)(?-u:\b)",
     )
 });
 static DRIVER_LICENSE: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)(?-u:\b)(?:driver'?s licen[cs]e|driving licen[cs]e|licen[cs]e (?:number|no\.?)|führerschein(?:nummer)?|permis de conduire|permiso de conducir|carnet de conducir|rijbewijs(?:nummer)?)[^\d\n]{0,30}?(?-u:\b)((?-i:[A-Z0-9][A-Z0-9-]{3,16}[A-Z0-9]))(?-u:\b)",
+        r"(?i)(?-u:\b)(?:driver'?s licen[cs]e|driving licen[cs]e|licen[cs]e (?:number|no\.?)|führerschein(?:nummer)?|permis de conduire|permiso de conducir|carnet de conducir|rijbewijs(?:nummer)?)[^\d\n]{0,30}?(?-u:\b)([A-Z0-9-]*\d[A-Z0-9-]*)(?-u:\b)",
     )
 });
 
@@ -113,7 +116,7 @@ pub(crate) fn find(text: &str, out: &mut Vec<Finding>) {
     }
     if has(&["ausweis", "id card"]) {
         captured(&ID_CARD, text, out, |s| {
-            id_card_valid(s).then_some(("DE_ID_CARD", CHECKED))
+            (one_case(s) && id_card_valid(s)).then_some(("DE_ID_CARD", CHECKED))
         });
     }
     if has(&["nhs"]) {
@@ -121,10 +124,12 @@ pub(crate) fn find(text: &str, out: &mut Vec<Finding>) {
             nhs_valid(s).then_some(("UK_NHS", CHECKED))
         });
     }
-    let with_digit = |s: &str| s.chars().any(|c| c.is_ascii_digit());
+    // A number after its context word (the patterns take only tokens with a digit, so a
+    // word between them, "Nummer", is passed over), written in capitals or, as customers
+    // type, in lower case; a mix of both is a word, not a number.
     if has(&["pass", "pasaporte", "paspoort"]) {
         captured(&PASSPORT, text, out, |s| {
-            with_digit(s).then_some(("PASSPORT", CONTEXT))
+            ((6..=9).contains(&s.len()) && one_case(s)).then_some(("PASSPORT", CONTEXT))
         });
     }
     if has(&[
@@ -135,9 +140,16 @@ pub(crate) fn find(text: &str, out: &mut Vec<Finding>) {
         "rijbewijs",
     ]) {
         captured(&DRIVER_LICENSE, text, out, |s| {
-            with_digit(s).then_some(("DRIVER_LICENSE", CONTEXT))
+            ((5..=18).contains(&s.len()) && !s.ends_with('-') && one_case(s))
+                .then_some(("DRIVER_LICENSE", CONTEXT))
         });
     }
+}
+
+/// Whether the letters of `s` are all capitals or all lower case ("c01x00t47" as a
+/// customer types "C01X00T47"; "Ab12cd" is neither).
+fn one_case(s: &str) -> bool {
+    !s.chars().any(|c| c.is_ascii_uppercase()) || !s.chars().any(|c| c.is_ascii_lowercase())
 }
 
 /// The first group of each match of `pattern`, where `check` gives it a type and score.
@@ -498,5 +510,33 @@ mod tests {
         }
         assert!(found("my passport expired last week").is_empty());
         assert!(found("passport ABCDEFG").is_empty(), "no digit: a word");
+    }
+
+    #[test]
+    fn identifiers_typed_in_lower_case_are_found_and_mixed_case_words_are_not() {
+        for (text, want) in [
+            (
+                "mein reisepass hat die nummer pli166023, brauchen sie noch etwas?",
+                ("PASSPORT", "pli166023"),
+            ),
+            (
+                "führerschein nummer b072rre2i55",
+                ("DRIVER_LICENSE", "b072rre2i55"),
+            ),
+            (
+                "personalausweis nummer t220001293",
+                ("DE_ID_CARD", "t220001293"),
+            ),
+        ] {
+            assert_eq!(found(text), [(want.0, want.1.to_owned())], "{text}");
+        }
+        assert!(
+            found("passport Ab12345").is_empty(),
+            "neither capitals nor lower case"
+        );
+        assert!(
+            found("passport number 1234567890123").is_empty(),
+            "longer than a passport number"
+        );
     }
 }
