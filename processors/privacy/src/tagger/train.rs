@@ -81,7 +81,8 @@ fn gold_tags(types: &[&'static str], tokens: &[Token], spans: &[(&str, usize, us
 }
 
 /// The lower-case copies [`TrainOptions::lower_case_copies`] asks for, drawn with the
-/// seed (its own stream: the shuffle is the same whatever the probability).
+/// seed on a stream of their own (the same sentences are copied whatever the shuffle; the
+/// shuffle then orders the copies with the rest, so any P > 0 is another training run).
 pub(super) fn lower_case_copies(examples: &[Example], options: &TrainOptions) -> Vec<Example> {
     if options.lower_case_copies <= 0.0 {
         return Vec::new();
