@@ -60,9 +60,11 @@ def accuracy(pred, rows, set_name=None):
     return sum(p == g for p, g in pairs) / len(pairs)
 
 
-def run_insights_scored(binary, texts, backend, batch, precision="auto"):
-    """`insights sentiment`'s answer for each text: label, score and the class scores."""
-    lines = "".join(json.dumps({"text": t}) + "\n" for t in texts)
+def run_insights_scored(binary, texts, backend, batch, precision="auto", language="en"):
+    """`insights sentiment`'s answer for each text: label, score and the class scores.
+    The texts are declared `language` (the VADER sets are English; None: undeclared)."""
+    lines = "".join(json.dumps({"text": t} if language is None else {"text": t, "language": language})
+                    + "\n" for t in texts)
     out = subprocess.run(
         [binary, "sentiment", "--sentiment-backend", backend, "--batch-size", str(batch),
          "--sentiment-precision", precision],

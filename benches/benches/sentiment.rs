@@ -63,6 +63,7 @@ fn bench_pool(c: &mut Criterion, texts: &[&str], precision: Precision) {
                 model_dir: root(DEFAULT_MODEL_DIR),
                 encoder_dir: root(DEFAULT_ENCODER_DIR),
                 precision,
+                multilingual: None,
             },
             &PoolConfig {
                 max_batch: batch,

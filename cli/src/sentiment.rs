@@ -18,7 +18,8 @@ use crate::model::ModelArgs;
 /// `insights sentiment`.
 #[derive(Debug, Args)]
 pub struct SentimentArgs {
-    /// JSON lines with a "text" field; `-` reads stdin.
+    /// JSON lines with a "text" field and, optionally, a "language" (BCP 47; detected when
+    /// absent); `-` reads stdin.
     #[arg(long, default_value = "-")]
     file: PathBuf,
     #[command(flatten)]
@@ -38,6 +39,9 @@ pub fn run(args: SentimentArgs) -> Result<ExitCode> {
     if let Some(reason) = scorer.fallback_reason() {
         eprintln!("insights: scoring with the lexicon: {reason}");
     }
+    if let Some(reason) = scorer.multilingual_error() {
+        eprintln!("insights: the English model reads every language: {reason}");
+    }
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut failed = 0usize;
     // Chunks of lines go to the pool together, so the model sees full batches.
@@ -45,7 +49,16 @@ pub fn run(args: SentimentArgs) -> Result<ExitCode> {
     let chunk = args.batch_size.max(1) * 8;
     for line in json_lines(&args.file)? {
         let (n, line) = line?;
-        pending.push((n, text_field(&line).map(|(_, t)| t)));
+        pending.push((
+            n,
+            text_field(&line).map(|(value, t)| {
+                let language = value
+                    .get("language")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned);
+                (t, language)
+            }),
+        ));
         if pending.len() >= chunk {
             failed += score_lines(&scorer, &mut pending, &mut out)?;
         }
@@ -59,27 +72,30 @@ pub fn run(args: SentimentArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A line's number and its text, or why it has none.
-type Line = (usize, Result<String, &'static str>);
+/// A line's number and its text and declared language, or why it has none.
+type Line = (usize, Result<(String, Option<String>), &'static str>);
 
 /// Scores the pending lines in one call and writes their answers in order; returns how
 /// many lines were bad.
 fn score_lines(scorer: &Scorer, pending: &mut Vec<Line>, out: &mut impl Write) -> Result<usize> {
-    let texts: Vec<&str> = pending
+    let texts: Vec<(&str, Option<&str>)> = pending
         .iter()
-        .filter_map(|(_, t)| t.as_deref().ok())
+        .filter_map(|(_, t)| t.as_ref().ok())
+        .map(|(t, l)| (t.as_str(), l.as_deref()))
         .collect();
-    let mut scored = scorer.score(&texts)?.into_iter();
+    let mut scored = scorer.score_in(&texts)?.into_iter();
     let mut bad = 0;
     for (n, text) in pending.drain(..) {
         match text {
             Ok(_) => {
-                let p = scored.next().context("one score per text")?.prediction;
+                let s = scored.next().context("one score per text")?;
+                let (p, info) = (s.prediction, scorer.info_of(&s));
                 writeln!(
                     out,
                     "{}",
                     json!({"label": p.label().as_str(), "score": p.confidence(),
-                           "scores": p.scores()})
+                           "scores": p.scores(), "backend": info.backend.as_str(),
+                           "model": format!("{}-{}", info.name, info.version)})
                 )?;
             }
             Err(error) => {
@@ -104,19 +120,24 @@ pub struct TrainSentimentArgs {
     /// Leave the customer-service messages out (VADER sets only).
     #[arg(long)]
     no_support: bool,
-    /// The MiniLM encoder's directory.
-    #[arg(
-        long,
-        default_value = insights_sentiment::transformer::DEFAULT_ENCODER_DIR
-    )]
-    encoder_dir: PathBuf,
+    /// The encoder's directory [default: the MiniLM encoder's, or with --multilingual the
+    /// multilingual encoder's].
+    #[arg(long)]
+    encoder_dir: Option<PathBuf>,
     /// Where the model goes (model.json, head.safetensors, README.md; encoder.safetensors
-    /// when fine-tuning).
-    #[arg(long, default_value = insights_sentiment::transformer::DEFAULT_MODEL_DIR)]
-    out: PathBuf,
-    /// The model's version, stamped on every event it scores.
-    #[arg(long, default_value = "2.0.0")]
-    version: String,
+    /// when fine-tuning) [default: models/sentiment-minilm, or with --multilingual
+    /// models/sentiment-use-multilingual].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The model's version, stamped on every event it scores [default: 2.0.0, or with
+    /// --multilingual 1.0.0].
+    #[arg(long)]
+    version: Option<String>,
+    /// Train the multilingual model instead: a head on the frozen multilingual encoder,
+    /// on the same English sentences, measured on the project's messages in four more
+    /// languages.
+    #[arg(long, conflicts_with = "fine_tune")]
+    multilingual: bool,
     /// Hidden units of the head; 0 trains a linear head.
     #[arg(long, default_value_t = 256)]
     hidden: i64,
@@ -149,15 +170,18 @@ pub fn train(args: TrainSentimentArgs) -> Result<ExitCode> {
             }),
             ..TrainConfig::fine_tuning()
         }
+    } else if args.multilingual {
+        TrainConfig::multilingual()
     } else {
         TrainConfig::default()
     };
+    let out = args.out.unwrap_or(defaults.out_dir.clone());
     let config = TrainConfig {
         data_dir: args.data,
         support_file: (!args.no_support).then_some(args.support),
-        encoder_dir: args.encoder_dir,
-        out_dir: args.out.clone(),
-        version: args.version,
+        encoder_dir: args.encoder_dir.unwrap_or(defaults.encoder_dir.clone()),
+        out_dir: out.clone(),
+        version: args.version.unwrap_or(defaults.version.clone()),
         hidden: args.hidden,
         epochs: args.epochs.unwrap_or(defaults.epochs),
         seed: args.seed,
@@ -174,7 +198,7 @@ pub fn train(args: TrainSentimentArgs) -> Result<ExitCode> {
         all["transformer"]["accuracy"].as_f64().unwrap_or(f64::NAN),
         all["lexicon"]["accuracy"].as_f64().unwrap_or(f64::NAN),
         all["n"],
-        args.out.display()
+        out.display()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -163,6 +163,68 @@ pub const SUPPORT: &str = "support";
 /// Where the support messages live, relative to the project root.
 pub const DEFAULT_SUPPORT_FILE: &str = "processors/sentiment/data/support.tsv";
 
+/// Where the project's multilingual customer-service messages live, relative to the project
+/// root: the evaluation of languages other than English, never trained on.
+pub const DEFAULT_MULTILINGUAL_FILE: &str = "processors/sentiment/data/support-multilingual.tsv";
+
+/// One of the multilingual messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LanguageExample {
+    /// Its id in the file.
+    pub id: String,
+    /// Its language (ISO 639-1).
+    pub language: String,
+    /// The author's label.
+    pub label: SentimentLabel,
+    /// The message.
+    pub text: String,
+    /// In the dev half (for choices) rather than the test half (reported only): the first
+    /// byte of sha256("support-multilingual/" + id) is even.
+    pub dev: bool,
+}
+
+/// Reads the multilingual messages: lines `id<TAB>language<TAB>label<TAB>text`, `#`
+/// comments.
+pub fn load_multilingual(path: &Path) -> Result<Vec<LanguageExample>, SentimentError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SentimentError::Load(format!("{}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad =
+            |what: &str| SentimentError::Load(format!("{}:{}: {what}", path.display(), n + 1));
+        let mut fields = line.splitn(4, '\t');
+        let (Some(id), Some(language), Some(label), Some(sentence)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Err(bad(
+                "expected id, language, label and text separated by tabs",
+            ));
+        };
+        let label = match label {
+            "negative" => SentimentLabel::Negative,
+            "neutral" => SentimentLabel::Neutral,
+            "positive" => SentimentLabel::Positive,
+            other => {
+                return Err(bad(&format!(
+                    "label {other:?} is not negative, neutral or positive"
+                )));
+            }
+        };
+        let digest = Sha256::digest(format!("support-multilingual/{id}").as_bytes());
+        out.push(LanguageExample {
+            id: id.to_owned(),
+            language: language.to_owned(),
+            label,
+            text: sentence.trim().to_owned(),
+            dev: digest[0] % 2 == 0,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +246,29 @@ mod tests {
             .to_string();
         assert!(err.contains("bad.tsv:2") && err.contains("angry"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_multilingual_messages_load_in_four_languages_and_two_halves() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/support-multilingual.tsv");
+        let examples = load_multilingual(&path).expect("the shipped file loads");
+        for language in ["de", "fr", "es", "nl"] {
+            let of: Vec<_> = examples.iter().filter(|e| e.language == language).collect();
+            assert_eq!(of.len(), 60, "{language}");
+            for label in crate::LABELS {
+                assert_eq!(
+                    of.iter().filter(|e| e.label == label).count(),
+                    20,
+                    "{language} {label:?}"
+                );
+            }
+        }
+        let dev = examples.iter().filter(|e| e.dev).count();
+        assert!(
+            (90..=150).contains(&dev),
+            "{dev} of {} in the dev half",
+            examples.len()
+        );
     }
 
     #[test]

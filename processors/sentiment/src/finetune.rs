@@ -102,7 +102,12 @@ pub(crate) fn fit(
     tch::manual_seed(config.seed);
     let encoder = Encoder::trainable(&config.encoder_dir, config.max_tokens)?;
     let mut head_vs = nn::VarStore::new(Device::Cpu);
-    let head = Head::new(&head_vs.root(), config.hidden, config.dropout);
+    let head = Head::new(
+        &head_vs.root(),
+        crate::transformer::EMBEDDING_DIM,
+        config.hidden,
+        config.dropout,
+    );
     let adamw = nn::AdamW::default().wd(config.weight_decay);
     let mut encoder_opt = adamw
         .build(encoder.var_store(), fine_tune.encoder_learning_rate)

@@ -6,7 +6,11 @@
 //!   (tch/libtorch), mean-pooled, and a classification head this project trains itself
 //!   ([`train`], `insights train sentiment`) on the VADER gold-standard sets;
 //! - **lexicon**: a rule-for-rule port of VADER 3.3.2 ([`lexicon`]), also the fallback when
-//!   the model cannot load (flagged on the event).
+//!   the model cannot load (flagged on the event);
+//! - **multilingual**: Google's multilingual Universal Sentence Encoder and a head trained
+//!   on the same English sentences ([`multilingual`]), for the messages that are not in
+//!   English, beside the transformer (the processor routes by the declared or detected
+//!   language; the event names the backend that scored).
 //!
 //! Models are `Send` but not `Sync`, so they run on a dedicated pool of inference threads,
 //! one model each, fed through a bounded channel with dynamic batching and a content-hash
@@ -16,6 +20,7 @@ pub mod data;
 pub mod finetune;
 mod int8;
 pub mod lexicon;
+pub mod multilingual;
 pub mod pool;
 mod processor;
 pub mod train;
@@ -121,6 +126,8 @@ pub enum BackendKind {
     Transformer,
     /// VADER's lexicon and rules.
     Lexicon,
+    /// The multilingual encoder + trained head, for messages not in English.
+    Multilingual,
 }
 
 impl BackendKind {
@@ -129,6 +136,7 @@ impl BackendKind {
         match self {
             BackendKind::Transformer => "transformer",
             BackendKind::Lexicon => "lexicon",
+            BackendKind::Multilingual => "multilingual",
         }
     }
 }
@@ -140,8 +148,9 @@ impl std::str::FromStr for BackendKind {
         match s {
             "transformer" => Ok(BackendKind::Transformer),
             "lexicon" => Ok(BackendKind::Lexicon),
+            "multilingual" => Ok(BackendKind::Multilingual),
             other => Err(format!(
-                "unknown sentiment backend `{other}` (transformer or lexicon)"
+                "unknown sentiment backend `{other}` (transformer, multilingual or lexicon)"
             )),
         }
     }

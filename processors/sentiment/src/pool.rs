@@ -15,6 +15,7 @@ use lru::LruCache;
 use sha2::{Digest, Sha256};
 
 use crate::lexicon::LexiconBackend;
+use crate::multilingual::{MultilingualBackend, Route};
 use crate::transformer::{ModelCard, TransformerBackend};
 use crate::{Backend, BackendKind, ModelInfo, Prediction, SentimentError};
 
@@ -64,6 +65,27 @@ pub struct ModelChoice {
     pub encoder_dir: PathBuf,
     /// The encoder's arithmetic.
     pub precision: crate::transformer::Precision,
+    /// The model for messages not in English, beside the transformer (`None`: the
+    /// transformer reads every language).
+    pub multilingual: Option<MultilingualChoice>,
+}
+
+/// Where the multilingual model and its encoder are.
+#[derive(Debug, Clone)]
+pub struct MultilingualChoice {
+    /// The trained model (`model.json`, `head.safetensors`).
+    pub model_dir: PathBuf,
+    /// The encoder's files (`weights.npz`, `sp.model`).
+    pub encoder_dir: PathBuf,
+}
+
+impl Default for MultilingualChoice {
+    fn default() -> Self {
+        MultilingualChoice {
+            model_dir: crate::multilingual::DEFAULT_MODEL_DIR.into(),
+            encoder_dir: crate::multilingual::DEFAULT_ENCODER_DIR.into(),
+        }
+    }
 }
 
 impl Default for ModelChoice {
@@ -73,6 +95,7 @@ impl Default for ModelChoice {
             model_dir: crate::transformer::DEFAULT_MODEL_DIR.into(),
             encoder_dir: crate::transformer::DEFAULT_ENCODER_DIR.into(),
             precision: crate::transformer::Precision::Auto,
+            multilingual: Some(MultilingualChoice::default()),
         }
     }
 }
@@ -86,6 +109,8 @@ pub struct Scored {
     pub latency: Duration,
     /// Answered from the cache.
     pub cached: bool,
+    /// Scored by the multilingual model ([`Scorer::info_of`]).
+    pub multilingual: bool,
 }
 
 type Reply = Sender<(usize, Result<Prediction, String>, Duration)>;
@@ -105,6 +130,10 @@ pub struct Scorer {
     info: ModelInfo,
     fallback: Option<String>,
     cache: Option<Mutex<LruCache<[u8; 16], Prediction>>>,
+    /// The pool for messages not in English, when there is one.
+    multilingual: Option<Box<Scorer>>,
+    /// Why the multilingual model was wanted but did not load.
+    multilingual_error: Option<String>,
 }
 
 impl std::fmt::Debug for Scorer {
@@ -174,6 +203,8 @@ impl Scorer {
             info: info.ok_or(SentimentError::PoolStopped)?,
             fallback: None,
             cache,
+            multilingual: None,
+            multilingual_error: None,
         })
     }
 
@@ -195,8 +226,25 @@ impl Scorer {
             scorer.fallback = reason;
             scorer
         };
+        let multilingual = |choice: &MultilingualChoice, config: &PoolConfig| {
+            let (model, encoder) = (choice.model_dir.clone(), choice.encoder_dir.clone());
+            Scorer::start(
+                std::sync::Arc::new(move || {
+                    MultilingualBackend::load(&model, &encoder)
+                        .map(|b| Box::new(b) as Box<dyn Backend>)
+                }),
+                config,
+            )
+        };
         match choice.backend {
             BackendKind::Lexicon => lexicon(None),
+            BackendKind::Multilingual => {
+                let wanted = choice.multilingual.clone().unwrap_or_default();
+                match multilingual(&wanted, config) {
+                    Ok(scorer) => scorer,
+                    Err(e) => lexicon(Some(e.to_string())),
+                }
+            }
             BackendKind::Transformer => {
                 let (model, encoder) = (choice.model_dir.clone(), choice.encoder_dir.clone());
                 let precision = choice.precision;
@@ -204,12 +252,72 @@ impl Scorer {
                     TransformerBackend::load_at(&model, &encoder, precision)
                         .map(|b| Box::new(b) as Box<dyn Backend>)
                 });
-                match Scorer::start(factory, config) {
+                let mut scorer = match Scorer::start(factory, config) {
                     Ok(scorer) => scorer,
-                    Err(e) => lexicon(Some(e.to_string())),
+                    Err(e) => return lexicon(Some(e.to_string())),
+                };
+                if let Some(wanted) = &choice.multilingual {
+                    // Its own cache is not needed: this scorer's routing is by text and
+                    // language, and each pool caches what it scores.
+                    match multilingual(wanted, config) {
+                        Ok(m) => scorer.multilingual = Some(Box::new(m)),
+                        Err(e) => scorer.multilingual_error = Some(e.to_string()),
+                    }
                 }
+                scorer
             }
         }
+    }
+
+    /// The model that scored `scored`.
+    pub fn info_of(&self, scored: &Scored) -> &ModelInfo {
+        match &self.multilingual {
+            Some(m) if scored.multilingual => &m.info,
+            _ => &self.info,
+        }
+    }
+
+    /// The multilingual model beside this scorer's own, when it loaded.
+    pub fn multilingual_info(&self) -> Option<&ModelInfo> {
+        self.multilingual.as_ref().map(|m| &m.info)
+    }
+
+    /// Why the multilingual model was wanted beside the transformer but is not there
+    /// (every message then goes to the transformer).
+    pub fn multilingual_error(&self) -> Option<&str> {
+        self.multilingual_error.as_deref()
+    }
+
+    /// Scores texts in their declared languages (BCP 47; `None`: detected): those
+    /// [`crate::multilingual::route`] sends to the multilingual model go to it when it is
+    /// loaded, the rest to this scorer's model.
+    pub fn score_in(&self, texts: &[(&str, Option<&str>)]) -> Result<Vec<Scored>, SentimentError> {
+        let Some(other) = &self.multilingual else {
+            let plain: Vec<&str> = texts.iter().map(|t| t.0).collect();
+            return self.score(&plain);
+        };
+        let (mut here, mut there) = (Vec::new(), Vec::new());
+        for (i, (text, language)) in texts.iter().enumerate() {
+            match crate::multilingual::route(text, *language) {
+                Route::English => here.push(i),
+                Route::Multilingual(_) => there.push(i),
+            }
+        }
+        let pick = |idx: &[usize]| -> Vec<&str> { idx.iter().map(|&i| texts[i].0).collect() };
+        let mut out: Vec<Option<Scored>> = vec![None; texts.len()];
+        for (i, s) in here.iter().zip(self.score(&pick(&here))?) {
+            out[*i] = Some(s);
+        }
+        for (i, s) in there.iter().zip(other.score(&pick(&there))?) {
+            out[*i] = Some(Scored {
+                multilingual: true,
+                ..s
+            });
+        }
+        Ok(out
+            .into_iter()
+            .map(|s| s.expect("every text was routed"))
+            .collect())
     }
 
     /// The model that scores.
@@ -222,7 +330,8 @@ impl Scorer {
         self.fallback.as_deref()
     }
 
-    /// Scores `texts` (blocking): cache hits at once, the rest through the pool.
+    /// Scores `texts` (blocking) with this scorer's own model, whatever their language:
+    /// cache hits at once, the rest through the pool.
     pub fn score(&self, texts: &[&str]) -> Result<Vec<Scored>, SentimentError> {
         let start = Instant::now();
         let keys: Vec<[u8; 16]> = texts.iter().map(|t| cache_key(t)).collect();
@@ -235,6 +344,7 @@ impl Scorer {
                         prediction: *p,
                         latency: start.elapsed(),
                         cached: true,
+                        multilingual: false,
                     });
                 }
             }
@@ -282,6 +392,7 @@ impl Scorer {
                     prediction,
                     latency,
                     cached: false,
+                    multilingual: false,
                 });
             }
         }

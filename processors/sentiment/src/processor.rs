@@ -68,14 +68,18 @@ pub struct SentimentProcessor {
     scorer: Arc<Scorer>,
     output_topic: String,
     version: String,
-    prepared: HashMap<String, Scored>,
+    /// What `prepare` scored, by text and declared language.
+    prepared: HashMap<(String, Option<String>), Scored>,
 }
 
 impl SentimentProcessor {
     /// A processor scoring with `scorer` (which may be shared by several processors).
     pub fn new(scorer: Arc<Scorer>, output_topic: impl Into<String>) -> Self {
         let info = scorer.info();
-        let version = format!("{VERSION}+{}-{}", info.name, info.version);
+        let mut version = format!("{VERSION}+{}-{}", info.name, info.version);
+        if let Some(m) = scorer.multilingual_info() {
+            version.push_str(&format!("+{}-{}", m.name, m.version));
+        }
         SentimentProcessor {
             scorer,
             output_topic: output_topic.into(),
@@ -89,6 +93,12 @@ impl SentimentProcessor {
         let scorer = Scorer::open(&config.model, &config.pool);
         if let Some(reason) = scorer.fallback_reason() {
             eprintln!("insights: sentiment falls back to the lexicon: {reason}");
+        }
+        if let Some(reason) = scorer.multilingual_error() {
+            eprintln!(
+                "insights: no multilingual sentiment model, the English model reads every \
+                 language: {reason}"
+            );
         }
         SentimentProcessor::new(Arc::new(scorer), config.output_topic.clone())
     }
@@ -133,9 +143,10 @@ fn model_input(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-fn scrubbed_text(input: &Envelope) -> Option<&str> {
+/// The text and its declared language.
+fn scrubbed_text(input: &Envelope) -> Option<(&str, Option<&str>)> {
     match &input.event {
-        Event::InteractionScrubbed(s) => Some(&s.text),
+        Event::InteractionScrubbed(s) => Some((&s.text, s.context.language.as_deref())),
         _ => None,
     }
 }
@@ -160,13 +171,19 @@ impl Processor for SentimentProcessor {
 
     fn prepare(&mut self, inputs: &[&Envelope]) {
         self.prepared.clear();
-        let texts: Vec<&str> = inputs.iter().filter_map(|i| scrubbed_text(i)).collect();
-        let read: Vec<Cow<'_, str>> = texts.iter().map(|t| model_input(t)).collect();
-        let read: Vec<&str> = read.iter().map(|t| t.as_ref()).collect();
+        let texts: Vec<(&str, Option<&str>)> =
+            inputs.iter().filter_map(|i| scrubbed_text(i)).collect();
+        let read: Vec<Cow<'_, str>> = texts.iter().map(|t| model_input(t.0)).collect();
+        let read: Vec<(&str, Option<&str>)> = read
+            .iter()
+            .zip(&texts)
+            .map(|(r, t)| (r.as_ref(), t.1))
+            .collect();
         // A failure here is met again, and reported, by `process`.
-        if let Ok(scored) = self.scorer.score(&read) {
-            for (text, s) in texts.into_iter().zip(scored) {
-                self.prepared.insert(text.to_owned(), s);
+        if let Ok(scored) = self.scorer.score_in(&read) {
+            for ((text, language), s) in texts.into_iter().zip(scored) {
+                self.prepared
+                    .insert((text.to_owned(), language.map(str::to_owned)), s);
             }
         }
     }
@@ -182,15 +199,19 @@ impl Processor for SentimentProcessor {
                 input.event.event_type()
             )));
         };
-        let scored = match self.prepared.get(&scrubbed.text) {
+        let language = scrubbed.context.language.clone();
+        let scored = match self
+            .prepared
+            .get(&(scrubbed.text.clone(), language.clone()))
+        {
             Some(s) => *s,
             None => self
                 .scorer
-                .score(&[model_input(&scrubbed.text).as_ref()])
+                .score_in(&[(model_input(&scrubbed.text).as_ref(), language.as_deref())])
                 .map_err(retryable)?[0],
         };
         let label = scored.prediction.label();
-        let info = self.scorer.info();
+        let info = self.scorer.info_of(&scored);
         let context = scrubbed.context.clone();
         Ok(vec![Output {
             topic: self.output_topic.clone(),
@@ -204,7 +225,7 @@ impl Processor for SentimentProcessor {
                 model_name: info.name.clone(),
                 model_version: info.version.clone(),
                 backend: info.backend.as_str().to_owned(),
-                fallback: self.scorer.fallback_reason().is_some(),
+                fallback: !scored.multilingual && self.scorer.fallback_reason().is_some(),
                 latency_micros: i64::try_from(scored.latency.as_micros()).unwrap_or(i64::MAX),
                 context,
             }),
@@ -259,6 +280,10 @@ mod tests {
     }
 
     fn scrubbed(text: &str) -> Envelope {
+        scrubbed_in(text, Some("en"))
+    }
+
+    fn scrubbed_in(text: &str, language: Option<&str>) -> Envelope {
         envelope(Event::InteractionScrubbed(InteractionScrubbed {
             context: InteractionContext {
                 interaction_id: "i1".into(),
@@ -267,7 +292,7 @@ mod tests {
                 customer_pseudonym: "cust_x".into(),
                 channel: "chat".into(),
                 product: None,
-                language: Some("en".into()),
+                language: language.map(str::to_owned),
                 demographics: Default::default(),
                 sent_at: Timestamp(0),
             },
@@ -328,6 +353,128 @@ mod tests {
         }
         assert_eq!(labels, ["negative", "positive"]);
         assert!(p.version().contains("vader-lexicon"));
+    }
+
+    /// The shipped models: English messages to the fine-tuned English model, others
+    /// (declared, or detected when undeclared) to the multilingual one; each event names
+    /// the model and backend that scored it.
+    /// The shipped models' configuration, from the crate's directory.
+    fn shipped_config() -> SentimentConfig {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        SentimentConfig {
+            model: ModelChoice {
+                model_dir: root.join(crate::transformer::DEFAULT_MODEL_DIR),
+                encoder_dir: root.join(crate::transformer::DEFAULT_ENCODER_DIR),
+                multilingual: Some(crate::pool::MultilingualChoice {
+                    model_dir: root.join(crate::multilingual::DEFAULT_MODEL_DIR),
+                    encoder_dir: root.join(crate::multilingual::DEFAULT_ENCODER_DIR),
+                }),
+                ..ModelChoice::default()
+            },
+            ..SentimentConfig::default()
+        }
+    }
+
+    #[test]
+    fn messages_go_to_the_model_of_their_language_and_say_which() {
+        let mut p = SentimentProcessor::open(&shipped_config());
+        assert!(
+            p.scorer.fallback_reason().is_none(),
+            "{:?}",
+            p.scorer.fallback_reason()
+        );
+        assert!(
+            p.scorer.multilingual_error().is_none(),
+            "{:?}",
+            p.scorer.multilingual_error()
+        );
+        assert!(
+            p.version().contains("sentiment-minilm")
+                && p.version().contains("sentiment-use-multilingual")
+        );
+        let source = Source {
+            topic: "interactions.scrubbed".into(),
+            partition: 0,
+            offset: 0,
+        };
+        let cases = [
+            (
+                scrubbed_in("Thanks, the technician was great!", Some("en-US")),
+                "transformer",
+                "positive",
+            ),
+            (
+                scrubbed_in("Vielen Dank, der Techniker war großartig!", Some("de")),
+                "multilingual",
+                "positive",
+            ),
+            (
+                scrubbed_in(
+                    "C'est inadmissible, personne ne répond depuis des semaines.",
+                    Some("fr-FR"),
+                ),
+                "multilingual",
+                "negative",
+            ),
+            (
+                scrubbed_in(
+                    "Mein Router startet seit gestern ständig neu und niemand hilft mir.",
+                    None,
+                ),
+                "multilingual",
+                "negative",
+            ),
+            (
+                scrubbed_in("My router restarts all the time and nobody helps me.", None),
+                "transformer",
+                "negative",
+            ),
+            // A language neither model covers: the English model.
+            (
+                scrubbed_in("Aitäh, kõik töötab jälle!", Some("et")),
+                "transformer",
+                "",
+            ),
+        ];
+        let inputs: Vec<&Envelope> = cases.iter().map(|c| &c.0).collect();
+        p.prepare(&inputs);
+        for (input, backend, label) in &cases {
+            let out = p.process(input, &ctx(&source)).expect("scores");
+            let Event::SentimentScored(s) = &out[0].event else {
+                panic!("not SentimentScored")
+            };
+            assert_eq!(s.backend, *backend, "{}", s.text);
+            let model = if *backend == "multilingual" {
+                "sentiment-use-multilingual"
+            } else {
+                "sentiment-minilm"
+            };
+            assert_eq!(s.model_name, model, "{}", s.text);
+            assert!(!s.fallback);
+            if !label.is_empty() {
+                assert_eq!(label_name(s.label), *label, "{}", s.text);
+            }
+        }
+        // Without `prepare` (one message at a time), the same route and scores.
+        let mut alone = SentimentProcessor::open(&shipped_config());
+        for (input, _, _) in &cases {
+            let (a, b) = (
+                alone.process(input, &ctx(&source)).expect("scores"),
+                p.process(input, &ctx(&source)).expect("scores"),
+            );
+            let (Event::SentimentScored(a), Event::SentimentScored(b)) = (&a[0].event, &b[0].event)
+            else {
+                panic!("not SentimentScored")
+            };
+            assert_eq!(
+                (a.label, &a.backend, &a.model_name),
+                (b.label, &b.backend, &b.model_name)
+            );
+            // The English model's tolerance between batch sizes (transformer.rs).
+            for (x, y) in a.scores.values().zip(b.scores.values()) {
+                assert!((x - y).abs() <= 1e-6, "{a:?} vs {b:?}");
+            }
+        }
     }
 
     #[test]

@@ -455,14 +455,14 @@ pub struct Head {
 }
 
 impl Head {
-    /// Builds the head's variables under `path`.
-    pub fn new(path: &nn::Path<'_>, hidden: i64, dropout: f64) -> Head {
+    /// Builds the head's variables under `path`, for embeddings `input` wide.
+    pub fn new(path: &nn::Path<'_>, input: i64, hidden: i64, dropout: f64) -> Head {
         let mut layers = nn::seq_t();
         if hidden > 0 {
             layers = layers
                 .add(nn::linear(
                     path / "hidden",
-                    EMBEDDING_DIM,
+                    input,
                     hidden,
                     Default::default(),
                 ))
@@ -470,17 +470,12 @@ impl Head {
                 .add_fn_t(move |x, train| x.dropout(dropout, train))
                 .add(nn::linear(path / "out", hidden, 3, Default::default()));
         } else {
-            layers = layers.add(nn::linear(
-                path / "out",
-                EMBEDDING_DIM,
-                3,
-                Default::default(),
-            ));
+            layers = layers.add(nn::linear(path / "out", input, 3, Default::default()));
         }
         Head { layers }
     }
 
-    /// Logits `[n, 3]` for embeddings `[n, 384]`.
+    /// Logits `[n, 3]` for embeddings `[n, input]`.
     pub fn logits_t(&self, embeddings: &Tensor, train: bool) -> Tensor {
         self.layers.forward_t(embeddings, train)
     }
@@ -555,7 +550,7 @@ impl TransformerBackend {
             )));
         }
         let mut head_vs = nn::VarStore::new(Device::Cpu);
-        let head = Head::new(&head_vs.root(), card.hidden, 0.0);
+        let head = Head::new(&head_vs.root(), EMBEDDING_DIM, card.hidden, 0.0);
         let head_file = match &card.head {
             Some(file) => file.verified(model_dir)?,
             None => model_dir.join(crate::train::HEAD_FILE),
