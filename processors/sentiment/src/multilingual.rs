@@ -15,7 +15,8 @@
 //! scores never depend on the texts around it.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use tch::{Device, Kind, Tensor, nn};
 
@@ -297,11 +298,12 @@ impl Normalizer {
 
 /// The SentencePiece unigram tokenizer of the encoder.
 pub struct Tokenizer {
-    /// Every piece and every prefix of one: piece id + 1, or 0 for a bare prefix.
-    prefixes: HashMap<Box<str>, u32>,
+    /// The pieces as a character trie: (node, next character) → node; node 0 is the root.
+    children: HashMap<(u32, char), u32>,
+    /// Per node: the id + 1 of the piece spelled by the path to it, or 0.
+    piece_at: Vec<u32>,
     scores: Vec<f32>,
     unk_score: f32,
-    max_chars: usize,
     normalizer: Normalizer,
 }
 
@@ -318,9 +320,9 @@ impl Tokenizer {
     pub fn load(path: &Path) -> Result<Tokenizer, SentimentError> {
         let data = std::fs::read(path).map_err(|e| load_err(format!("{}: {e}", path.display())))?;
         let top = fields(&data)?;
-        let mut prefixes: HashMap<Box<str>, u32> = HashMap::new();
+        let mut children: HashMap<(u32, char), u32> = HashMap::new();
+        let mut piece_at = vec![0u32];
         let mut scores = Vec::new();
-        let mut max_chars = 1;
         for piece in top.get(&1).into_iter().flatten() {
             let p = fields(piece)?;
             let Some(text) = p.get(&1).and_then(|v| v.first()) else {
@@ -334,12 +336,15 @@ impl Tokenizer {
                 .map_or(0.0, f32::from_le_bytes);
             let id = u32::try_from(scores.len()).map_err(load_err)?;
             scores.push(score);
-            let chars: Vec<usize> = text.char_indices().map(|(i, _)| i).skip(1).collect();
-            max_chars = max_chars.max(chars.len() + 1);
-            for end in chars {
-                prefixes.entry(text[..end].into()).or_insert(0);
+            let mut node = 0u32;
+            for c in text.chars() {
+                let next = u32::try_from(piece_at.len()).map_err(load_err)?;
+                node = *children.entry((node, c)).or_insert_with(|| {
+                    piece_at.push(0);
+                    next
+                });
             }
-            prefixes.insert(text.into(), id + 1);
+            piece_at[node as usize] = id + 1;
         }
         if scores.len() < 3 {
             return Err(load_err(format!("{}: no pieces", path.display())));
@@ -353,10 +358,10 @@ impl Tokenizer {
             .unwrap_or_default();
         let unk_score = scores.iter().copied().fold(f32::INFINITY, f32::min) - 10.0;
         Ok(Tokenizer {
-            prefixes,
+            children,
+            piece_at,
             scores,
             unk_score,
-            max_chars,
             normalizer: Normalizer::new(charsmap)?,
         })
     }
@@ -379,12 +384,8 @@ impl Tokenizer {
     /// the best-scoring piece ending there, the earliest start on ties; a character no
     /// piece starts with becomes the unknown piece).
     fn viterbi(&self, text: &str) -> Vec<i64> {
-        let bounds: Vec<usize> = text
-            .char_indices()
-            .map(|(i, _)| i)
-            .chain([text.len()])
-            .collect();
-        let n = bounds.len() - 1;
+        let chars: Vec<char> = text.chars().collect();
+        let n = chars.len();
         let mut best = vec![f32::NEG_INFINITY; n + 1];
         best[0] = 0.0;
         let mut start_of = vec![0usize; n + 1];
@@ -392,10 +393,13 @@ impl Tokenizer {
         for i in 0..n {
             let base = best[i];
             let mut single = false;
-            for j in i + 1..=(i + self.max_chars).min(n) {
-                let Some(&v) = self.prefixes.get(&text[bounds[i]..bounds[j]]) else {
+            let mut node = 0u32;
+            for (j, c) in chars.iter().enumerate().skip(i).map(|(k, c)| (k + 1, *c)) {
+                let Some(&next) = self.children.get(&(node, c)) else {
                     break;
                 };
+                node = next;
+                let v = self.piece_at[node as usize];
                 if v == 0 {
                     continue;
                 }
@@ -445,11 +449,8 @@ struct Branch {
 
 /// The sentence encoder: tokenizer + the deep averaging network.
 pub struct Encoder {
-    tokenizer: Tokenizer,
-    /// `[CHUNKS * CHUNK_ROWS, 512]` u8; row r belongs to chunk r % 17.
-    table: Vec<u8>,
-    scale: Vec<f32>,
-    low: Vec<f32>,
+    /// What the encoder's copies share: plain memory, read-only.
+    tables: Arc<Tables>,
     proj: Tensor,
     proj_b: Tensor,
     ln_branch_g: Tensor,
@@ -469,6 +470,15 @@ pub struct Encoder {
     max_tokens: usize,
     /// sha256 of `weights.npz`.
     pub sha256: String,
+}
+
+/// The tokenizer and the quantised embedding table (65 MB), shared by an encoder's copies.
+struct Tables {
+    tokenizer: Tokenizer,
+    /// `[CHUNKS * CHUNK_ROWS, 512]` u8; row r belongs to chunk r % 17.
+    table: Vec<u8>,
+    scale: Vec<f32>,
+    low: Vec<f32>,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -541,10 +551,12 @@ impl Encoder {
             });
         }
         Ok(Encoder {
-            tokenizer,
-            table,
-            scale,
-            low,
+            tables: Arc::new(Tables {
+                tokenizer,
+                table,
+                scale,
+                low,
+            }),
             proj: Tensor::cat(&proj, 1),
             proj_b: Tensor::cat(&proj_b, 0),
             ln_branch_g: Tensor::cat(&ln_g, 0),
@@ -568,7 +580,43 @@ impl Encoder {
 
     /// The tokenizer.
     pub fn tokenizer(&self) -> &Tokenizer {
-        &self.tokenizer
+        &self.tables.tokenizer
+    }
+
+    /// Another handle on the same weights, for another thread: libtorch tensors are not
+    /// `Sync`, but each thread may read the same storage through its own handles.
+    pub fn share(&self) -> Encoder {
+        let t = |t: &Tensor| t.shallow_clone();
+        Encoder {
+            tables: self.tables.clone(),
+            proj: t(&self.proj),
+            proj_b: t(&self.proj_b),
+            ln_branch_g: t(&self.ln_branch_g),
+            ln_branch_b: t(&self.ln_branch_b),
+            branches: self
+                .branches
+                .iter()
+                .map(|b| Branch {
+                    w1: t(&b.w1),
+                    b1: t(&b.b1),
+                    w2: t(&b.w2),
+                    b2: t(&b.b2),
+                })
+                .collect(),
+            ln_g: t(&self.ln_g),
+            ln_b: t(&self.ln_b),
+            cnn_w: t(&self.cnn_w),
+            cnn_b: t(&self.cnn_b),
+            d0: t(&self.d0),
+            d1: t(&self.d1),
+            p1: t(&self.p1),
+            d2: t(&self.d2),
+            p3: t(&self.p3),
+            d3: t(&self.d3),
+            eps: self.eps,
+            max_tokens: self.max_tokens,
+            sha256: self.sha256.clone(),
+        }
     }
 
     /// Layer norm over the last dimension, as the reference computes it.
@@ -598,7 +646,8 @@ impl Encoder {
 
     /// The sentence embedding `[512]` of one text (L2-normalised).
     pub fn embed_one(&self, text: &str) -> Result<Tensor, SentimentError> {
-        let ids = self.tokenizer.encode(text, self.max_tokens);
+        let tables = &*self.tables;
+        let ids = tables.tokenizer.encode(text, self.max_tokens);
         let n = ids.len() as i64;
         let dim = TOKEN_DIM as usize;
         let mut emb = Vec::with_capacity(ids.len() * dim);
@@ -608,9 +657,9 @@ impl Encoder {
                 .filter(|&r| r < (CHUNKS * CHUNK_ROWS) as usize)
                 .ok_or_else(|| infer_err(format!("token id {id} outside the table")))?;
             let chunk = row % CHUNKS as usize;
-            let (scale, low) = (self.scale[chunk], self.low[chunk]);
+            let (scale, low) = (tables.scale[chunk], tables.low[chunk]);
             emb.extend(
-                self.table[row * dim..(row + 1) * dim]
+                tables.table[row * dim..(row + 1) * dim]
                     .iter()
                     .map(|&q| f32::from(q) * scale + low),
             );
@@ -674,6 +723,41 @@ impl MultilingualBackend {
     pub fn load(model_dir: &Path, encoder_dir: &Path) -> Result<Self, SentimentError> {
         let card = ModelCard::read(model_dir)?;
         let encoder = Encoder::load(encoder_dir, card.max_tokens)?;
+        Self::with_encoder(model_dir, encoder_dir, card, encoder)
+    }
+
+    /// A factory for an inference pool: the first call loads the encoder, the others
+    /// share its weights ([`Encoder::share`]), so that N threads cost one load and one
+    /// copy of the 80 MB of weights.
+    pub fn factory(
+        model_dir: PathBuf,
+        encoder_dir: PathBuf,
+    ) -> impl Fn() -> Result<MultilingualBackend, SentimentError> + Send + Sync {
+        let first: Mutex<Option<Encoder>> = Mutex::new(None);
+        move || {
+            let card = ModelCard::read(&model_dir)?;
+            let encoder = {
+                let mut first = first.lock().unwrap_or_else(|p| p.into_inner());
+                match &*first {
+                    Some(e) if e.max_tokens == card.max_tokens => e.share(),
+                    _ => {
+                        let e = Encoder::load(&encoder_dir, card.max_tokens)?;
+                        let shared = e.share();
+                        *first = Some(e);
+                        shared
+                    }
+                }
+            };
+            Self::with_encoder(&model_dir, &encoder_dir, card, encoder)
+        }
+    }
+
+    fn with_encoder(
+        model_dir: &Path,
+        encoder_dir: &Path,
+        card: ModelCard,
+        encoder: Encoder,
+    ) -> Result<Self, SentimentError> {
         if encoder.sha256 != card.encoder.sha256 {
             return Err(load_err(format!(
                 "{} is not the encoder {} was trained on (sha256 {}, expected {})",

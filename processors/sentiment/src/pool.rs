@@ -227,12 +227,10 @@ impl Scorer {
             scorer
         };
         let multilingual = |choice: &MultilingualChoice, config: &PoolConfig| {
-            let (model, encoder) = (choice.model_dir.clone(), choice.encoder_dir.clone());
+            let load =
+                MultilingualBackend::factory(choice.model_dir.clone(), choice.encoder_dir.clone());
             Scorer::start(
-                std::sync::Arc::new(move || {
-                    MultilingualBackend::load(&model, &encoder)
-                        .map(|b| Box::new(b) as Box<dyn Backend>)
-                }),
+                std::sync::Arc::new(move || load().map(|b| Box::new(b) as Box<dyn Backend>)),
                 config,
             )
         };
