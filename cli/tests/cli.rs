@@ -392,7 +392,8 @@ fn piped_with(args: &[&str], dir: &Path, input: &str, env: &[(&str, &str)]) -> O
 fn sentiment_scores_json_lines_with_either_backend() {
     let input = "{\"text\":\"This is awful, I am furious and want a refund.\"}\n\
                  not json\n\
-                 {\"text\":\"Thank you so much, that was wonderful help!\"}\n";
+                 {\"text\":\"Thank you so much, that was wonderful help!\"}\n\
+                 {\"text\":\"Vielen Dank, der Techniker war großartig!\",\"language\":\"de\"}\n";
     for backend in ["transformer", "lexicon"] {
         let o = piped(
             &["sentiment", "--sentiment-backend", backend],
@@ -410,7 +411,20 @@ fn sentiment_scores_json_lines_with_either_backend() {
             .lines()
             .map(|l| serde_json::from_str(l).expect("JSON"))
             .collect();
-        assert_eq!(out.len(), 3, "one answer per line, in order");
+        assert_eq!(out.len(), 4, "one answer per line, in order");
+        // German goes to the multilingual model beside the transformer; the lexicon
+        // reads everything when it is asked for.
+        let german = if backend == "transformer" {
+            "multilingual"
+        } else {
+            backend
+        };
+        assert_eq!(out[0]["backend"], backend, "{}", out[0]);
+        assert_eq!(out[3]["backend"], german, "{}", out[3]);
+        if backend == "transformer" {
+            assert_eq!(out[3]["label"], "positive", "{}", out[3]);
+            assert_eq!(out[3]["model"], "sentiment-use-multilingual-1.0.0");
+        }
         assert_eq!(out[0]["label"], "negative", "{backend}: {}", out[0]);
         assert!(out[1]["error"].is_string());
         assert_eq!(out[2]["label"], "positive", "{backend}: {}", out[2]);

@@ -90,27 +90,40 @@ async fn sample_interactions_flow_into_the_store_without_personal_data() {
     );
     assert!(store.verify().await.expect("verifies").is_intact());
 
-    // Every scrubbed interaction is scored, by the trained transformer (not the fallback).
+    // Every scrubbed interaction is scored, by a trained model (not the fallback): English
+    // messages by the fine-tuned English model, the samples' German, French, Spanish and
+    // Dutch ones by the multilingual model.
     assert_eq!(
         count("SentimentScored"),
         count("InteractionScrubbed"),
         "{stdout}"
     );
     let mut labels = std::collections::BTreeMap::<String, usize>::new();
+    let mut backends = std::collections::BTreeMap::<&str, usize>::new();
     for e in events
         .iter()
         .filter(|e| e.data.event_type == "SentimentScored")
     {
         let v: serde_json::Value = serde_json::from_slice(&e.data.payload).expect("JSON payload");
         let scored = &v;
-        assert_eq!(scored["backend"], "transformer", "{scored}");
+        let english = scored["context"]["language"]
+            .as_str()
+            .is_none_or(|l| l.starts_with("en"));
+        let (backend, model) = if english {
+            ("transformer", "sentiment-minilm")
+        } else {
+            ("multilingual", "sentiment-use-multilingual")
+        };
+        assert_eq!(scored["backend"], backend, "{scored}");
         assert_eq!(scored["fallback"], false, "{scored}");
-        assert_eq!(scored["model_name"], "sentiment-minilm");
+        assert_eq!(scored["model_name"], model, "{scored}");
+        *backends.entry(backend).or_default() += 1;
         *labels
             .entry(scored["label"].as_str().unwrap_or_default().to_owned())
             .or_default() += 1;
     }
     assert_eq!(labels.len(), 3, "all three labels occur: {labels:?}");
+    assert_eq!(backends.len(), 2, "both models scored: {backends:?}");
 
     // Every scored interaction gets a draft, then exactly one of an automatic approval or
     // a review request; with no LLM configured, retrieval and templates draft.
