@@ -98,7 +98,8 @@ enum TopicsCommand {
 
 #[derive(Debug, Subcommand)]
 enum TrainCommand {
-    /// The sentiment head on the VADER gold-standard sets (reproduces models/sentiment-minilm).
+    /// The sentiment head on the VADER gold-standard sets (reproduces models/sentiment-minilm;
+    /// with --multilingual, models/sentiment-use-multilingual).
     Sentiment(sentiment::TrainSentimentArgs),
     /// The privacy tagger on presidio-evaluator sentences (reproduces
     /// processors/privacy/model/tagger.bin).

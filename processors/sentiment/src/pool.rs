@@ -255,8 +255,8 @@ impl Scorer {
                     Err(e) => return lexicon(Some(e.to_string())),
                 };
                 if let Some(wanted) = &choice.multilingual {
-                    // Its own cache is not needed: this scorer's routing is by text and
-                    // language, and each pool caches what it scores.
+                    // A pool of its own, with its own cache: a text and its language
+                    // always take the same route, so each pool caches what it scores.
                     match multilingual(wanted, config) {
                         Ok(m) => scorer.multilingual = Some(Box::new(m)),
                         Err(e) => scorer.multilingual_error = Some(e.to_string()),
