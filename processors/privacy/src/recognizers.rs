@@ -212,11 +212,14 @@ static SIGN_OFF_REST: LazyLock<Regex> = LazyLock::new(|| {
         r"\A(?:[^\p{L}\n][^\n]{0,40}?)?(?:[,!.]?[ \t]*\n|,|[ \t])[ \t]*(\p{Lu}[\p{L}'’-]+(?:[ -]\p{Lu}[\p{L}'’-]+){0,2})[ \t.!]*\z",
     )
 });
-/// An honorific or a word for a person's role, then a capitalised surname: "Frau Textor",
-/// "Familie Stalder", "Nachbar Mader", "Mme Chevallier", "Sra. Polo", "mevrouw de Hoog".
+/// An honorific or a word for a person's role or kin, then a capitalised surname: "Frau
+/// Textor", "Familie Stalder", "Nachbar Mader", "Mme Chevallier", "Sra. Polo", "mevrouw de
+/// Hoog", "tenant Nichole Moher", "Customer Edwards", "locataire Martin". A capitalised word
+/// after a role is often no name ("Customer Services", "Techniker Termin"): a capture of
+/// the language's common words only is dropped (`names_in_group`).
 static HONORIFIC: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?:^|[^\p{L}])(?:Herrn?|Frau|Familie|Kundin|Kunde|Nachbar(?:in)?|Kolleg(?:e|in)|Mitarbeiter(?:in)?|Monsieur|Madame|Mme|Mlle|famille|Señora?|Sra?\.|Srta\.|familia|[Mm]eneer|[Mm]evrouw|[Dd]e heer|Klant|[Cc]ollega|dhr\.|mevr\.|Mrs?\.?|Ms\.?|Miss)[ \t]+(?:Dr\.[ \t]+)?((?:(?:van der|van den|van de|van|de|den|der|ter|von|zu|del|de la|da|di|le|la)[ \t]+)?\p{Lu}[\p{L}'’-]+(?:[ -]\p{Lu}[\p{L}'’-]+)?)",
+        r"(?:^|[^\p{L}])(?:Herrn?|Frau|Familie|Kundin|Kunde|Nachbar(?:in)?|Kolleg(?:e|in)|Mitarbeiter(?:in)?|Mieter(?:in)?|Vermieter(?:in)?|Empfänger(?:in)?|Techniker(?:in)?|Monteur(?:in)?|Ehemann|Ehefrau|Sohn|Tochter|Monsieur|Madame|Mme|Mlle|famille|[Cc]liente?|[Ll]ocataire|[Dd]estinataire|[Tt]echnicien(?:ne)?|[Vv]oisine?|[Cc]ollègue|Señora?|Sra?\.|Srta\.|familia|[Ii]nquilin[oa]|[Dd]estinatari[oa]|[Tt]écnic[oa]|[Vv]ecin[oa]|[Cc]ompañer[oa]|[Mm]eneer|[Mm]evrouw|[Dd]e heer|Klant|[Cc]ollega|[Hh]uurder|[Oo]ntvanger|[Mm]onteur|[Bb]uurman|[Bb]uurvrouw|dhr\.|mevr\.|Mrs?\.?|Ms\.?|Miss|[Cc]ustomer|[Tt]enant|[Ll]andlord|[Ll]andlady|[Rr]ecipient|[Aa]ddressee|[Cc]aller|[Cc]olleague|[Nn]eighbou?r|[Ee]ngineer|[Tt]echnician|[Aa]ccount holder|[Cc]ardholder|[Hh]usband|[Ww]ife|[Dd]aughter)[ \t]+(?:Dr\.[ \t]+)?((?:(?:van der|van den|van de|van|de|den|der|ter|von|zu|del|de la|da|di|le|la)[ \t]+)?\p{Lu}[\p{L}'’-]+(?:[ -]\p{Lu}[\p{L}'’-]+)?)",
     )
 });
 static DOB: LazyLock<Regex> = LazyLock::new(|| {
@@ -880,7 +883,21 @@ fn names_in_group(
         if let Some(m) = c.get(1)
             && !crate::gazetteer::common_words_only(m.as_str(), language)
         {
-            push(out, "PERSON", m.start(), m.end(), 0.85, recognizer);
+            // "Mrs Costello's neighbours": the name without the possessive.
+            let name = m.as_str();
+            let name = name
+                .strip_suffix("'s")
+                .or_else(|| name.strip_suffix("’s"))
+                .filter(|n| !n.is_empty())
+                .unwrap_or(name);
+            push(
+                out,
+                "PERSON",
+                m.start(),
+                m.start() + name.len(),
+                0.85,
+                recognizer,
+            );
         }
     }
 }
@@ -1192,6 +1209,38 @@ mod tests {
             names("Beste mevrouw de Hoog, dank", "nl"),
             [("PERSON", "de Hoog".to_owned())]
         );
+        // Roles and kin before a name, in each language; a role before common words is
+        // no name; a possessive stays outside the name.
+        for (text, language, name) in [
+            (
+                "address 39 Burnett Terrace, tenant Wendy Clark",
+                "en",
+                "Wendy Clark",
+            ),
+            ("Customer Edwards has already called twice", "en", "Edwards"),
+            (
+                "delivery address 38 Durkin Street, recipient Rachel Storey.",
+                "en",
+                "Rachel Storey",
+            ),
+            (
+                "the whole building, Mrs Costello's neighbours too",
+                "en",
+                "Costello",
+            ),
+            ("Der Mieter Jannik Vogt zieht aus", "de", "Jannik Vogt"),
+            ("le locataire Martin est parti", "fr", "Martin"),
+            ("el técnico Joaquín vino ayer", "es", "Joaquín"),
+            ("de huurder Bram Visser", "nl", "Bram Visser"),
+        ] {
+            assert_eq!(
+                names(text, language),
+                [("PERSON", name.to_owned())],
+                "{text}"
+            );
+        }
+        assert!(names("Please call Customer Services today", "en").is_empty());
+        assert!(names("Bitte nennen Sie dem Techniker Nummer und Vertrag", "de").is_empty());
         let mut out = Vec::new();
         postcode_town(
             "ligt in 4374 SW Geldermalsen, en hij woont in 46011 Tetuán. 10000 Euro",
