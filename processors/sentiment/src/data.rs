@@ -121,29 +121,13 @@ pub fn load_gold(dir: &Path) -> Result<Vec<Example>, SentimentError> {
 /// lines `id<TAB>label<TAB>text`, `#` comments. Set `support`, split like the others by a
 /// hash of (set, id); the rating is nominal (±2, 0) since the label is given.
 pub fn load_support(path: &Path) -> Result<Vec<Example>, SentimentError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| SentimentError::Load(format!("{}: {e}", path.display())))?;
     let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let bad =
-            |what: &str| SentimentError::Load(format!("{}:{}: {what}", path.display(), n + 1));
-        let mut fields = line.splitn(3, '\t');
-        let (Some(id), Some(label), Some(sentence)) = (fields.next(), fields.next(), fields.next())
-        else {
-            return Err(bad("expected id, label and text separated by tabs"));
-        };
-        let (label, rating) = match label {
-            "negative" => (SentimentLabel::Negative, -2.0),
-            "neutral" => (SentimentLabel::Neutral, 0.0),
-            "positive" => (SentimentLabel::Positive, 2.0),
-            other => {
-                return Err(bad(&format!(
-                    "label {other:?} is not negative, neutral or positive"
-                )));
-            }
+    for row in labelled_rows(path, &["id", "label", "text"])? {
+        let (id, label, sentence) = (&row.fields[0], row.label, &row.fields[2]);
+        let rating = match label {
+            SentimentLabel::Negative => -2.0,
+            SentimentLabel::Neutral => 0.0,
+            SentimentLabel::Positive => 2.0,
         };
         out.push(Example {
             set: SUPPORT,
@@ -152,6 +136,50 @@ pub fn load_support(path: &Path) -> Result<Vec<Example>, SentimentError> {
             rating,
             label,
             split: split_of(SUPPORT, id),
+        });
+    }
+    Ok(out)
+}
+
+/// A data line of a labelled tab-separated file: its fields and its label.
+struct LabelledRow {
+    fields: Vec<String>,
+    label: SentimentLabel,
+}
+
+/// The data lines of a tab-separated file of labelled messages (blank lines and `#`
+/// comments skipped), split into `columns` (the last takes the rest of the line), the one
+/// named `label` read as a label.
+fn labelled_rows(path: &Path, columns: &[&str]) -> Result<Vec<LabelledRow>, SentimentError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SentimentError::Load(format!("{}: {e}", path.display())))?;
+    let at = columns.iter().position(|c| *c == "label").unwrap_or(0);
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad =
+            |what: String| SentimentError::Load(format!("{}:{}: {what}", path.display(), n + 1));
+        let fields: Vec<&str> = line.splitn(columns.len(), '\t').collect();
+        if fields.len() < columns.len() {
+            return Err(bad(format!(
+                "expected {} separated by tabs",
+                columns.join(", ")
+            )));
+        }
+        let label = crate::LABELS
+            .into_iter()
+            .find(|l| crate::label_name(*l) == fields[at])
+            .ok_or_else(|| {
+                bad(format!(
+                    "label {:?} is not negative, neutral or positive",
+                    fields[at]
+                ))
+            })?;
+        out.push(LabelledRow {
+            fields: fields.into_iter().map(str::to_owned).collect(),
+            label,
         });
     }
     Ok(out)
@@ -186,33 +214,10 @@ pub struct LanguageExample {
 /// Reads the multilingual messages: lines `id<TAB>language<TAB>label<TAB>text`, `#`
 /// comments.
 pub fn load_multilingual(path: &Path) -> Result<Vec<LanguageExample>, SentimentError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| SentimentError::Load(format!("{}: {e}", path.display())))?;
     let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let bad =
-            |what: &str| SentimentError::Load(format!("{}:{}: {what}", path.display(), n + 1));
-        let mut fields = line.splitn(4, '\t');
-        let (Some(id), Some(language), Some(label), Some(sentence)) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            return Err(bad(
-                "expected id, language, label and text separated by tabs",
-            ));
-        };
-        let label = match label {
-            "negative" => SentimentLabel::Negative,
-            "neutral" => SentimentLabel::Neutral,
-            "positive" => SentimentLabel::Positive,
-            other => {
-                return Err(bad(&format!(
-                    "label {other:?} is not negative, neutral or positive"
-                )));
-            }
-        };
+    for row in labelled_rows(path, &["id", "language", "label", "text"])? {
+        let (id, language, label, sentence) =
+            (&row.fields[0], &row.fields[1], row.label, &row.fields[3]);
         let digest = Sha256::digest(format!("support-multilingual/{id}").as_bytes());
         out.push(LanguageExample {
             id: id.to_owned(),

@@ -18,9 +18,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tch::{Device, Kind, Tensor, nn};
+use tch::{Device, Kind, Tensor};
 
-use crate::transformer::{Head, ModelCard, probabilities, sha256_file};
+use crate::transformer::{ModelCard, TrainedHead, sha256_file};
 use crate::{Backend, BackendKind, ModelInfo, Prediction, SentimentError};
 
 /// The encoder's output width.
@@ -711,9 +711,7 @@ impl Encoder {
 #[derive(Debug)]
 pub struct MultilingualBackend {
     encoder: Encoder,
-    head: Head,
-    _head_vs: nn::VarStore,
-    temperature: f64,
+    head: TrainedHead,
     info: ModelInfo,
 }
 
@@ -767,22 +765,16 @@ impl MultilingualBackend {
                 card.encoder.sha256
             )));
         }
-        let head_file = card
-            .head
-            .as_ref()
-            .ok_or_else(|| load_err(format!("{}: the card names no head", model_dir.display())))?
-            .verified(model_dir)?;
-        let mut head_vs = nn::VarStore::new(Device::Cpu);
-        let head = Head::new(&head_vs.root(), EMBEDDING_DIM, card.hidden, 0.0);
-        head_vs
-            .load(&head_file)
-            .map_err(|e| load_err(format!("{}: {e}", head_file.display())))?;
-        head_vs.freeze();
+        if card.head.is_none() {
+            return Err(load_err(format!(
+                "{}: the card names no head",
+                model_dir.display()
+            )));
+        }
+        let head = TrainedHead::load(model_dir, &card, EMBEDDING_DIM)?;
         Ok(MultilingualBackend {
             encoder,
             head,
-            _head_vs: head_vs,
-            temperature: card.temperature,
             info: ModelInfo {
                 name: card.name,
                 version: card.version,
@@ -801,9 +793,7 @@ impl Backend for MultilingualBackend {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let embeddings = self.encoder.embed(texts)?;
-        let logits = tch::no_grad(|| self.head.logits_rows(&embeddings));
-        probabilities(&logits, self.temperature)
+        self.head.predict(&self.encoder.embed(texts)?)
     }
 }
 

@@ -506,13 +506,48 @@ pub fn probabilities(logits: &Tensor, temperature: f64) -> Result<Vec<Prediction
         .collect())
 }
 
+/// A model directory's trained head, frozen, with its temperature: what turns a
+/// backend's embeddings into calibrated probabilities.
+#[derive(Debug)]
+pub struct TrainedHead {
+    head: Head,
+    _vs: nn::VarStore,
+    temperature: f64,
+}
+
+impl TrainedHead {
+    /// The head `card` names in `model_dir` (checked against its sha256; cards written
+    /// before the checksum was recorded name none, and `head.safetensors` is read
+    /// unchecked), for embeddings `input` wide.
+    pub fn load(model_dir: &Path, card: &ModelCard, input: i64) -> Result<Self, SentimentError> {
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let head = Head::new(&vs.root(), input, card.hidden, 0.0);
+        let file = match &card.head {
+            Some(file) => file.verified(model_dir)?,
+            None => model_dir.join(crate::train::HEAD_FILE),
+        };
+        vs.load(&file)
+            .map_err(|e| load_err(format!("{}: {e}", file.display())))?;
+        vs.freeze();
+        Ok(TrainedHead {
+            head,
+            _vs: vs,
+            temperature: card.temperature,
+        })
+    }
+
+    /// Calibrated probabilities for embeddings `[n, input]`, one row at a time.
+    pub fn predict(&self, embeddings: &Tensor) -> Result<Vec<Prediction>, SentimentError> {
+        let logits = tch::no_grad(|| self.head.logits_rows(embeddings));
+        probabilities(&logits, self.temperature)
+    }
+}
+
 /// The transformer backend.
 #[derive(Debug)]
 pub struct TransformerBackend {
     encoder: Encoder,
-    head: Head,
-    _head_vs: nn::VarStore,
-    temperature: f64,
+    head: TrainedHead,
     info: ModelInfo,
 }
 
@@ -549,21 +584,10 @@ impl TransformerBackend {
                 card.encoder.sha256
             )));
         }
-        let mut head_vs = nn::VarStore::new(Device::Cpu);
-        let head = Head::new(&head_vs.root(), EMBEDDING_DIM, card.hidden, 0.0);
-        let head_file = match &card.head {
-            Some(file) => file.verified(model_dir)?,
-            None => model_dir.join(crate::train::HEAD_FILE),
-        };
-        head_vs
-            .load(&head_file)
-            .map_err(|e| load_err(format!("{}: {e}", head_file.display())))?;
-        head_vs.freeze();
+        let head = TrainedHead::load(model_dir, &card, EMBEDDING_DIM)?;
         Ok(TransformerBackend {
             encoder,
             head,
-            _head_vs: head_vs,
-            temperature: card.temperature,
             info: ModelInfo {
                 name: card.name,
                 version: card.version,
@@ -582,9 +606,7 @@ impl Backend for TransformerBackend {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let embeddings = self.encoder.embed(texts)?;
-        let logits = tch::no_grad(|| self.head.logits_rows(&embeddings));
-        probabilities(&logits, self.temperature)
+        self.head.predict(&self.encoder.embed(texts)?)
     }
 }
 
