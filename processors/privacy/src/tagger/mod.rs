@@ -232,6 +232,28 @@ pub struct Model {
     pub language: &'static str,
 }
 
+/// A tagged span that runs on over a clause naming somebody by role ("… Apt. 333, tenant
+/// Irene Miller": the street went on past its comma) ends at the last comma, semicolon or
+/// line break before the name the honorific rule found, so that the name gets in.
+fn cut_before_named_people(text: &str, rules: &[Finding], tagged: &mut [Finding]) {
+    for t in tagged.iter_mut() {
+        let Some(name) = rules.iter().find(|r| {
+            r.recognizer == "honorific"
+                && r.entity_type != t.entity_type
+                && t.start < r.start
+                && r.end <= t.end
+        }) else {
+            continue;
+        };
+        if let Some(cut) = text[t.start..name.start].rfind([',', ';', '\n']) {
+            let end = t.start + text[t.start..t.start + cut].trim_end().len();
+            if end > t.start {
+                t.end = end;
+            }
+        }
+    }
+}
+
 /// The identity hasher for keys that already are hashes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BuildFnv;
@@ -860,7 +882,8 @@ impl Model {
     /// neither found anything.
     /// `rules` are the rule recognizers' findings on `text` (overlaps resolved).
     pub fn detect(&self, text: &str, rules: Vec<Finding>) -> Vec<Finding> {
-        let tagged = self.tag(text, &rules);
+        let mut tagged = self.tag(text, &rules);
+        cut_before_named_people(text, &rules, &mut tagged);
         let rule_streets: Vec<Finding> = if self.language == "en" {
             Vec::new()
         } else {
@@ -1044,6 +1067,47 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tagged_span_ends_before_a_clause_that_names_somebody_by_role() {
+        let finding = |text: &str, part: &str, entity_type, recognizer| {
+            let start = text.find(part).expect("in the text");
+            Finding {
+                entity_type,
+                start,
+                end: start + part.len(),
+                score: 0.85,
+                recognizer,
+            }
+        };
+        let text = "Meter 4711, address 64331 Wayne Canyon Apt. 333, tenant Irene Miller";
+        let rules = [finding(text, "Irene Miller", "PERSON", "honorific")];
+        let mut tagged = [finding(
+            text,
+            "64331 Wayne Canyon Apt. 333, tenant Irene Miller",
+            "STREET_ADDRESS",
+            "tagger",
+        )];
+        cut_before_named_people(text, &rules, &mut tagged);
+        assert_eq!(
+            &text[tagged[0].start..tagged[0].end],
+            "64331 Wayne Canyon Apt. 333"
+        );
+        // No clause boundary before the name, or a name the tagger found itself: as it was.
+        let text = "tenant Irene Miller";
+        let rules = [finding(text, "Irene Miller", "PERSON", "honorific")];
+        let mut tagged = [finding(
+            text,
+            "tenant Irene Miller",
+            "STREET_ADDRESS",
+            "tagger",
+        )];
+        cut_before_named_people(text, &rules, &mut tagged);
+        assert_eq!(tagged[0].end, text.len());
+        let mut tagged = [finding(text, "tenant Irene Miller", "PERSON", "tagger")];
+        cut_before_named_people(text, &rules, &mut tagged);
+        assert_eq!(tagged[0].end, text.len());
+    }
 
     #[test]
     fn tagger_spans_need_what_their_type_must_have() {
