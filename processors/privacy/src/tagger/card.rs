@@ -45,7 +45,28 @@ pub fn validation_errors(example: &Example, found: &[Finding]) -> Option<String>
             .map(|((ty, s, e), _)| serde_json::json!({"type": ty, "text": &example.text[*s..*e]}))
             .collect()
     };
-    let missed = list(&example.spans, &gold_hit);
+    // A missed span whose letters and digits all lie inside found spans is hidden in the
+    // output all the same (found with other bounds): "hidden" tells the two kinds apart.
+    let hidden = |s: usize, e: usize| {
+        example.text[s..e]
+            .char_indices()
+            .filter(|(_, c)| c.is_alphanumeric())
+            .all(|(i, _)| predicted.iter().any(|p| p.1 <= s + i && s + i < p.2))
+    };
+    let missed: Vec<Value> = list(&example.spans, &gold_hit)
+        .into_iter()
+        .zip(
+            example
+                .spans
+                .iter()
+                .zip(&gold_hit)
+                .filter(|(_, hit)| !**hit),
+        )
+        .map(|(mut v, ((_, s, e), _))| {
+            v["hidden"] = Value::Bool(hidden(*s, *e));
+            v
+        })
+        .collect();
     let wrong = list(&predicted, &predicted_hit);
     (!missed.is_empty() || !wrong.is_empty()).then(|| {
         serde_json::json!({
