@@ -98,6 +98,11 @@ fn lines(text: &'static str) -> Words {
         .collect()
 }
 
+/// Whether the gazetteer knows `text` as a place, whatever else it is ("Paris", "Jordan").
+pub fn is_place(text: &str) -> bool {
+    PLACES.contains(text)
+}
+
 /// Whether `text` is a place of the gazetteer ("Estonia", "New Zealand") none of whose
 /// words is also a first or last name ("Jordan", "Chad" and "Paris" are).
 pub fn place_only(text: &str) -> bool {

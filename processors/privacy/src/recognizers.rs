@@ -104,7 +104,10 @@ static STREET_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     // Not "cours", "passage", "square", "via": in running text they are ordinary words
     // before a number ("3 cours de français").
     let types = "rue|avenue|av\\.|boulevard|bd|chemin|allée|allee|impasse|place|quai|route|sentier|\
-                 calle|c/|avenida|avda\\.|plaza|paseo|camino|carretera|ronda|rambla|travesía|glorieta|\
+                 faubourg|esplanade|promenade|\
+                 calle|c/|c\\.|cl\\.|avenida|avda\\.|plaza|pza\\.|paseo|camino|carretera|ctra\\.|ronda|\
+                 rambla|travesía|glorieta|urbanización|urb\\.|alameda|cuesta|cañada|callejón|pasaje|\
+                 pasadizo|vial|bulevar|costanilla|\
                  carrer|avinguda|plaça|passeig|camí";
     let types: String = types.split_whitespace().collect();
     let article = "(?:(?:de la|de|du|des|del|dels|la|le|les|els)\\s+|(?:de l'|d'|l'))?";
@@ -123,16 +126,16 @@ static STREET_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     // In lower case, German's unmistakable endings only ("lehmannstraße 3/8", "noackstr. 15").
     let lower = "\\p{Ll}[\\p{Ll}-]*(?:straße|strasse|str\\.|gasse|allee|platz)";
     // Then, maybe, the postcode and town ("…, 75011 Paris", "… à 8914 Rapraz").
-    let town = r"(?:,?\s+(?:à\s+|in\s+|en\s+|te\s+)?\d{4,5}\s+\p{L}[\p{L}'’-]*(?:[ -]\p{Lu}[\p{L}'’-]*){0,3})?";
+    let town = r"(?:,?\s+(?:à\s+|in\s+|en\s+|te\s+)?\d{4,5}[ \t]+\p{L}[\p{L}'’-]*(?:[ -]\p{Lu}[\p{L}'’-]*){0,3})?";
     re(&format!(
-        r"(?:(?i:(?-u:\b){number},?\s+(?:{types})\s+{article}){name}|(?i:(?:{types})\s+{article}){name},?\s+{number}(?-u:\b)|(?:\p{{Lu}}[\p{{L}}-]*(?:{suffixes})|\p{{Lu}}[\p{{L}}-]*-(?:{hyphenated})|{lower})\s*\d{{1,4}}(?:[/-]\d{{1,4}}|[a-zA-Z])?(?-u:\b)(?:\s[a-zA-Z](?-u:\b))?){town}"
+        r"(?:(?i:(?-u:\b){number},?\s+(?:{types})\s+{article}){name}|(?i:(?-u:\b)(?:{types})\s+{article}){name},?\s+{number}(?-u:\b)|(?:\p{{Lu}}[\p{{L}}-]*(?:{suffixes})|\p{{Lu}}[\p{{L}}-]*-(?:{hyphenated})|{lower})\s*\d{{1,4}}(?:[/-]\d{{1,4}}|[a-zA-Z])?(?-u:\b)(?:\s[a-zA-Z](?-u:\b))?){town}"
     ))
 });
 /// A French, Spanish or Catalan street without a number: its type word, then a
 /// capitalised name ("chemin de Payet", "Calle Mayor", "boulevard Aurélie Vidal").
 static STREET_NAMED: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?-u:\b)(?i:rue|avenue|boulevard|chemin|allée|impasse|quai|calle|avenida|paseo|camino|carrer|avinguda|passeig)\s+(?i:(?:de la|de|du|des|del|dels)\s+|(?:de l'|d'))?\p{Lu}[\p{L}'’-]*(?:\s+\p{Lu}[\p{L}'’-]*){0,3}",
+        r"(?-u:\b)(?i:rue|avenue|boulevard|chemin|allée|impasse|quai|faubourg|esplanade|promenade|calle|avenida|paseo|camino|urbanización|alameda|cuesta|cañada|callejón|pasaje|pasadizo|bulevar|carrer|avinguda|passeig)\s+(?i:(?:de la|de|du|des|del|dels)\s+|(?:de l'|d'))?\p{Lu}[\p{L}'’-]*(?:\s+\p{Lu}[\p{L}'’-]*){0,3}",
     )
 });
 /// A postcode with its town where nothing else reads so: a Dutch postcode anywhere ("4374
@@ -140,7 +143,7 @@ static STREET_NAMED: LazyLock<Regex> = LazyLock::new(|| {
 /// Tetuán", "à 84318 Montesson").
 static POSTCODE_TOWN: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?:(?-u:\b)\d{4} ?[A-Z]{2}|(?i:(?-u:\b)(?:in|en|à|nach|naar|te)\s+)(\d{4,5}))\s+\p{Lu}[\p{L}'’-]+(?:[ -]\p{Lu}[\p{L}'’-]+){0,2}",
+        r"(?:(?-u:\b)\d{4} ?[A-Z]{2}|(?i:(?-u:\b)(?:in|en|à|nach|naar|te)\s+)(\d{4,5}))[ \t]+\p{Lu}[\p{L}'’-]+(?:[ -]\p{Lu}[\p{L}'’-]+){0,2}",
     )
 });
 /// A UK postcode in capitals, outward and inward code apart ("S6 7YW", "SW1A 1AA"), with
@@ -163,6 +166,16 @@ static POSTCODE_CUE: LazyLock<Regex> = LazyLock::new(|| {
 });
 static POSTCODE: LazyLock<Regex> = LazyLock::new(|| {
     re(r"(?-u:\b)(?:\d{4,5}|\d{4} ?[A-Z]{2}|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})(?-u:\b)")
+});
+/// A move or a route from one place to another, outside English: "von Halver nach
+/// Bernburg", "van Zaltbommel naar Uden", "de Zarautz a Buenavista", "quitté Mougins pour
+/// Frontignan". Both ends are places whether or not the gazetteer knows them; the
+/// construction is what says so (see [`from_to`]).
+static FROM_TO: LazyLock<Regex> = LazyLock::new(|| {
+    let place = r"\p{Lu}[\p{L}'’-]*(?:\s+(?:(?:am|an der|im|ob der|sur|sous|de la|de|del|aan de|aan den|op)\s+)?\p{Lu}[\p{L}'’-]*){0,3}";
+    re(&format!(
+        r"(?-u:\b)(?:von|van|de|quitté)\s+({place})\s+(?:nach|naar|a|à|pour)\s+({place})"
+    ))
 });
 /// A capitalised place after a word that says where ("en Asturias", "de Benicarló a
 /// Melilla", "aus Öhringen"); the gazetteer decides whether it is one.
@@ -439,6 +452,7 @@ pub fn rules_in(text: &str, language: Option<&str>) -> Vec<Finding> {
     postcode_town(text, &mut all);
     uk_postcode(text, language, &mut all);
     place(text, language, &mut all);
+    from_to(text, language, &mut all);
     date_of_birth(text, &mut all);
     age(text, &mut all);
     title(text, &mut all);
@@ -1000,6 +1014,34 @@ fn place(text: &str, language: Option<&str>, out: &mut Vec<Finding>) {
     }
 }
 
+/// Both ends of a [`FROM_TO`] construction where the gazetteer knows one end as a place
+/// (not "de Movistar a Vodafone"), unless either end begins with the language's ordinary
+/// words ("de Lunes a Viernes", "von Herrn Kaya nach …") or reads only as a person's name
+/// ("de Juan a María").
+fn from_to(text: &str, language: Option<&str>, out: &mut Vec<Finding>) {
+    let language = word_language(language);
+    if language == "en" {
+        return;
+    }
+    for c in FROM_TO.captures_iter(text) {
+        let (Some(from), Some(to)) = (c.get(1), c.get(2)) else {
+            continue;
+        };
+        let place = |m: &regex::Match<'_>| {
+            let first = m.as_str().split([' ', '-']).next().unwrap_or("");
+            !crate::gazetteer::common_words_only(first, language)
+                && !crate::gazetteer::name_only(m.as_str())
+        };
+        let known =
+            crate::gazetteer::is_place(from.as_str()) || crate::gazetteer::is_place(to.as_str());
+        if known && place(&from) && place(&to) {
+            for m in [from, to] {
+                push(out, "LOCATION", m.start(), m.end(), 0.8, "from_to");
+            }
+        }
+    }
+}
+
 fn date_of_birth(text: &str, out: &mut Vec<Finding>) {
     for c in DOB.captures_iter(text) {
         if let Some(m) = c.get(1) {
@@ -1504,6 +1546,52 @@ mod tests {
             ["Käthe-Mude-Ring 71"]
         );
         assert!(streets_in("im Spring 2024 und im Ring 5", "de").is_empty());
+        // Both ends of a move, the one the gazetteer does not know too.
+        let places = |text: &str, language: &str| {
+            let mut out = Vec::new();
+            from_to(text, Some(language), &mut out);
+            out.iter()
+                .map(|f| text[f.start..f.end].to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            places("Seit ich von Halver nach Berlin gezogen bin", "de"),
+            ["Halver", "Berlin"]
+        );
+        assert_eq!(
+            places(
+                "desde que me mudé de Zarautz a Madrid internet va lento",
+                "es"
+            ),
+            ["Zarautz", "Madrid"]
+        );
+        assert!(places("me cambié de Movistar a Vodafone", "es").is_empty());
+        assert!(places("abierto de Lunes a Madrid", "es").is_empty());
+        assert!(places("Seit ich von Halver nach Berlin gezogen bin", "en").is_empty());
+        // Spanish street types beyond "Calle", abbreviated ones too, before a name.
+        for street in [
+            "C. de Rosario Bilbao 43",
+            "Urbanización Francisca Castellanos 4",
+            "Cañada de Emigdio Lladó 52",
+            "Alameda Segismundo Vizcaíno 30",
+            "Pasadizo Lucila Navarro 34",
+        ] {
+            assert_eq!(
+                streets_in(&format!("El contador de {street} se leyó"), "es"),
+                [street]
+            );
+        }
+        // A word that only ends in a type's letters is none ("etc. Mayor 5").
+        assert!(streets_in("facturas, etc. Mayor 5 veces", "es").is_empty());
+        // A postcode's town is on its line: the next line is the form's next field.
+        let text = "Postcode: 5976 WR\nWoonplaats: Holten";
+        assert!(
+            rules_in(text, Some("nl"))
+                .iter()
+                .all(|f| !text[f.start..f.end].contains('\n')),
+            "{:?}",
+            rules_in(text, Some("nl"))
+        );
         // A date's year is no building number: the street after it is found whole.
         let text =
             "Enrique Blasco, 6 de septiembre de 1952, Ronda de Quique Gomis 584, 04405 Ceuta";

@@ -675,6 +675,153 @@ fn without_common_edges(
     }
 }
 
+/// Words after which a capitalised word is a place, not a person, in each language's
+/// customer messages ("Saludos desde Burriana", "Grüße aus Halver", "Ik woon nu in Uden").
+fn place_cues(language: &str) -> &'static [&'static str] {
+    match language {
+        "de" => &["aus", "nach", "in"],
+        "fr" => &["depuis"],
+        "es" => &["desde", "en"],
+        "nl" => &["uit", "in", "te"],
+        _ => &[],
+    }
+}
+
+/// Whether a hyphenated word is a town's name by its form: "Saint-Leu", "Sint-Niklaas",
+/// "Sankt-Johann", "Aulnay-sous-Bois", "L'Haÿ-les-Roses", "Châlons-en-Champagne".
+fn town_shaped(word: &str) -> bool {
+    let lower = word.to_lowercase();
+    ["saint-", "sainte-", "st-", "ste-", "sint-", "sankt-"]
+        .iter()
+        .any(|p| lower.starts_with(p))
+        || [
+            "-sur-", "-sous-", "-lès-", "-les-", "-la-", "-le-", "-en-", "-aux-",
+        ]
+        .iter()
+        .any(|i| lower.contains(i))
+}
+
+/// Names and places as whole words, outside English (decoding only, the same weights):
+/// - one ends before an opening bracket ("in Leusden (Dekamarkt)" is the town);
+/// - one begins at its first capitalised word, or at the particles right before it, in
+///   text that is not all lower case ("de buren van mevrouw Groote" is "Groote", "de heer
+///   van Boven" is "van Boven");
+/// - one covers the whole of a hyphenated word ("Saint-Leu", not "Leu"; "L'Haÿ-les-Roses",
+///   not "L'Haÿ"), and a hyphenated word shaped like a town ([`town_shaped`]) is a place;
+/// - a "name" right after a word that only places follow ([`place_cues`]) is a place.
+///
+/// Overlaps this makes keep the earlier span.
+fn names_and_places_whole(text: &str, tokens: &[Token], spans: &mut Vec<Finding>, language: &str) {
+    let cased = text.chars().any(char::is_uppercase);
+    let letter = |c: char| c.is_alphabetic();
+    let mut places = Vec::new();
+    for f in spans.iter_mut() {
+        if !matches!(f.entity_type, "PERSON" | "LOCATION") {
+            continue;
+        }
+        if let Some(at) = text[f.start..f.end].find('(') {
+            f.end = f.start + text[f.start..f.start + at].trim_end().len();
+        }
+        if cased {
+            let inside: Vec<&Token> = tokens
+                .iter()
+                .filter(|t| t.start >= f.start && t.end <= f.end)
+                .collect();
+            let word = |t: &Token| &text[t.start..t.end];
+            if let Some(first) = inside
+                .iter()
+                .position(|t| word(t).chars().next().is_some_and(char::is_uppercase))
+            {
+                let mut begin = first;
+                while begin > 0 && is_particle(word(inside[begin - 1])) {
+                    begin -= 1;
+                }
+                f.start = inside[begin].start.max(f.start);
+            }
+        }
+        // The whole hyphenated word.
+        loop {
+            let before = &text[..f.start];
+            let mut chars = before.chars().rev();
+            match (chars.next(), chars.next()) {
+                (Some('-'), Some(c)) if letter(c) => {
+                    let head = before[..before.len() - 1].trim_end_matches(letter);
+                    f.start = head.len();
+                }
+                // "L'Haÿ", "d'Ornon": an elided article joins the word after it.
+                (Some(apostrophe @ ('\'' | '’')), Some(c)) if letter(c) => {
+                    let stem = &before[..before.len() - apostrophe.len_utf8()];
+                    let head = stem.trim_end_matches(letter);
+                    if stem[head.len()..].chars().count() > 2 {
+                        break;
+                    }
+                    f.start = head.len();
+                }
+                _ => break,
+            }
+        }
+        loop {
+            let rest = &text[f.end..];
+            let last = text[..f.end]
+                .chars()
+                .rev()
+                .take_while(|&c| letter(c))
+                .count();
+            let after = match rest.chars().next() {
+                Some('-') => &rest[1..],
+                Some(c @ ('\'' | '’')) if (1..=2).contains(&last) => &rest[c.len_utf8()..],
+                _ => break,
+            };
+            if !after.starts_with(letter) {
+                break;
+            }
+            f.end = text.len() - after.trim_start_matches(letter).len();
+        }
+        // "Marthe de Saint-Cyr-l'École": the person, then the town she writes from.
+        let span = &text[f.start..f.end];
+        let last_word = span.rsplit(' ').next().unwrap_or(span);
+        if f.entity_type == "PERSON" && last_word.contains('-') && town_shaped(last_word) {
+            let town = f.end - last_word.len();
+            let person_end = span[..town - f.start]
+                .trim_end()
+                .strip_suffix(" de")
+                .or_else(|| span[..town - f.start].trim_end().strip_suffix(" du"))
+                .map(|p| f.start + p.trim_end().len());
+            match person_end {
+                Some(end) if end > f.start => {
+                    places.push(Finding {
+                        entity_type: "LOCATION",
+                        start: town,
+                        ..f.clone()
+                    });
+                    f.end = end;
+                }
+                _ if town == f.start => f.entity_type = "LOCATION",
+                _ => {}
+            }
+        }
+        let previous = text[..f.start]
+            .trim_end()
+            .rsplit(|c: char| !c.is_alphabetic())
+            .next()
+            .unwrap_or("")
+            .to_lowercase();
+        if f.entity_type == "PERSON" && place_cues(language).contains(&previous.as_str()) {
+            f.entity_type = "LOCATION";
+        }
+    }
+    spans.extend(places);
+    spans.retain(|f| f.end > f.start);
+    spans.sort_by_key(|f| f.start);
+    let mut kept: Vec<Finding> = Vec::with_capacity(spans.len());
+    for f in spans.drain(..) {
+        if kept.last().is_none_or(|k| k.end <= f.start) {
+            kept.push(f);
+        }
+    }
+    *spans = kept;
+}
+
 fn allowed(prev: u16, tag: u16) -> bool {
     // I-k (tag 2 + 2k) only continues B-k or I-k.
     if tag == 0 || tag % 2 == 1 {
@@ -818,6 +965,9 @@ impl Model {
             } else if f.entity_type == "LOCATION" && crate::gazetteer::name_only(span) {
                 f.entity_type = "PERSON";
             }
+        }
+        if self.language != "en" {
+            names_and_places_whole(text, &tokens, &mut spans, self.language);
         }
         spans
     }
@@ -1067,6 +1217,110 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_and_places_are_whole_words_and_places_follow_their_cues() {
+        let run = |text: &str, language: &str, spans: &[(&str, &'static str)]| {
+            let mut found: Vec<Finding> = spans
+                .iter()
+                .map(|&(part, entity_type)| {
+                    let start = text.find(part).expect("in the text");
+                    Finding {
+                        entity_type,
+                        start,
+                        end: start + part.len(),
+                        score: 0.9,
+                        recognizer: "tagger",
+                    }
+                })
+                .collect();
+            names_and_places_whole(text, &tokenize(text), &mut found, language);
+            found
+                .iter()
+                .map(|f| (text[f.start..f.end].to_owned(), f.entity_type))
+                .collect::<Vec<_>>()
+        };
+        let one = |part: &str, ty: &'static str| vec![(part.to_owned(), ty)];
+        // Whole hyphenated words, and town-shaped ones are places.
+        assert_eq!(
+            run("Client : 13665, à Saint-Leu.", "fr", &[("Leu", "PERSON")]),
+            one("Saint-Leu", "LOCATION")
+        );
+        assert_eq!(
+            run(
+                "J'habite à L'Haÿ-les-Roses et …",
+                "fr",
+                &[("L'Haÿ", "LOCATION")]
+            ),
+            one("L'Haÿ-les-Roses", "LOCATION")
+        );
+        assert_eq!(
+            run(
+                "Frau Müller-Lüdenscheidt rief an",
+                "de",
+                &[("Müller", "PERSON")]
+            ),
+            one("Müller-Lüdenscheidt", "PERSON")
+        );
+        assert_eq!(
+            run(
+                "Salut, c'est Marthe de Saint-Cyr-l'École. Depuis …",
+                "fr",
+                &[("Marthe de Saint", "PERSON")]
+            ),
+            vec![
+                ("Marthe".to_owned(), "PERSON"),
+                ("Saint-Cyr-l'École".to_owned(), "LOCATION")
+            ]
+        );
+        // A name begins at its first capitalised word or the particles before it, and
+        // ends before a bracket.
+        assert_eq!(
+            run(
+                "ook bij de buren van mevrouw Groote.",
+                "nl",
+                &[("de buren van mevrouw Groote", "PERSON")]
+            ),
+            one("Groote", "PERSON")
+        );
+        assert_eq!(
+            run(
+                "over uw medewerker, de heer van Boven.",
+                "nl",
+                &[("heer van Boven", "PERSON")]
+            ),
+            one("van Boven", "PERSON")
+        );
+        assert_eq!(
+            run(
+                "Wij zijn een praktijk in Leusden (Dekamarkt) en …",
+                "nl",
+                &[("Leusden (Dekamarkt", "LOCATION")]
+            ),
+            one("Leusden", "LOCATION")
+        );
+        // After a word only places follow, a "name" is a place; elsewhere it stays a name.
+        assert_eq!(
+            run(
+                "Saludos desde Burriana,\nElisa",
+                "es",
+                &[("Burriana", "PERSON")]
+            ),
+            one("Burriana", "LOCATION")
+        );
+        assert_eq!(
+            run("Viele Grüße aus Halver", "de", &[("Halver", "PERSON")]),
+            one("Halver", "LOCATION")
+        );
+        assert_eq!(
+            run(
+                "Ich habe mit Halver gesprochen",
+                "de",
+                &[("Halver", "PERSON")]
+            ),
+            one("Halver", "PERSON")
+        );
+    }
 
     #[test]
     fn a_tagged_span_ends_before_a_clause_that_names_somebody_by_role() {
