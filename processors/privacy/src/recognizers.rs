@@ -116,7 +116,7 @@ static STREET_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     let number = "\\d{1,4}(?:\\s?(?:bis|ter)|[a-zA-Z])?";
     // Not "ring" or "berg": "Spring 2024".
     let suffixes = "straße|strasse|str\\.|weg|allee|platz|gasse|damm|ufer|steig|\
-                    straat|laan|plein|gracht|kade|singel|dijk|steeg|pad|hof|markt|dreef|baan";
+                    straat|laan|plein|gracht|kade|singel|dijk|steeg|pad|hof|markt|dreef|baan|boulevard";
     let suffixes: String = suffixes.split_whitespace().collect();
     // The same words capitalised after a hyphen ("Dieter-Kroker-Gasse 65", "Käthe-Mude-Ring
     // 71"): "Ring" too, where a hyphen says it is a name's end.

@@ -582,7 +582,34 @@ pub(crate) fn is_particle(word: &str) -> bool {
 const PARTICLES: &[&str] = &[
     "de", "da", "das", "do", "dos", "del", "della", "di", "du", "des", "la", "le", "les", "van",
     "von", "der", "den", "ter", "ten", "zu", "zum", "zur", "y", "i", "e", "et", "und", "of", "op",
-    "in", "t", "sur", "sous", "près", "lès", "am", "im", "an", "bei", "en",
+    "in", "t", "sur", "sous", "près", "lès", "am", "im", "an", "bei", "en", "het",
+];
+
+/// Honorifics and family words a name follows in German, French, Spanish and Dutch (lower
+/// case); these languages' labels leave them out of the name ("Herrn Klotz" is "Klotz",
+/// "Familie De Pauw" is "De Pauw").
+const HONORIFICS: &[&str] = &[
+    "herr",
+    "herrn",
+    "frau",
+    "familie",
+    "monsieur",
+    "madame",
+    "mme",
+    "mlle",
+    "famille",
+    "señor",
+    "señora",
+    "sr",
+    "sra",
+    "srta",
+    "familia",
+    "meneer",
+    "mevrouw",
+    "mevr",
+    "dhr",
+    "heer",
+    "ondergetekende",
 ];
 
 /// Where a tagger span should end, in text that is not all lower case: a name or a place
@@ -735,6 +762,15 @@ fn names_and_places_whole(text: &str, tokens: &[Token], spans: &mut Vec<Finding>
                 let mut begin = first;
                 while begin > 0 && is_particle(word(inside[begin - 1])) {
                     begin -= 1;
+                }
+                // An honorific first, a capitalised word after it: the name is that word.
+                let name = inside[begin + 1..]
+                    .iter()
+                    .position(|t| word(t).chars().next().is_some_and(char::is_alphabetic));
+                if HONORIFICS.contains(&word(inside[begin]).to_lowercase().as_str())
+                    && let Some(next) = name
+                {
+                    begin += 1 + next;
                 }
                 f.start = inside[begin].start.max(f.start);
             }
@@ -1290,6 +1326,22 @@ mod tests {
                 &[("heer van Boven", "PERSON")]
             ),
             one("van Boven", "PERSON")
+        );
+        assert_eq!(
+            run(
+                "über Ihren Mitarbeiter Herrn Klotz einreichen",
+                "de",
+                &[("Herrn Klotz", "PERSON")]
+            ),
+            one("Klotz", "PERSON")
+        );
+        assert_eq!(
+            run(
+                "De factuur ontbreekt nog. Familie De Pauw",
+                "nl",
+                &[("Familie De Pauw", "PERSON")]
+            ),
+            one("De Pauw", "PERSON")
         );
         assert_eq!(
             run(
