@@ -1254,21 +1254,29 @@ impl<'a> Cursor<'a> {
 mod tests {
     use super::*;
 
+    /// A finding over the first occurrence of `part` in `text`.
+    fn finding(
+        text: &str,
+        part: &str,
+        entity_type: &'static str,
+        recognizer: &'static str,
+    ) -> Finding {
+        let start = text.find(part).expect("in the text");
+        Finding {
+            entity_type,
+            start,
+            end: start + part.len(),
+            score: 0.85,
+            recognizer,
+        }
+    }
+
     #[test]
     fn names_and_places_are_whole_words_and_places_follow_their_cues() {
         let run = |text: &str, language: &str, spans: &[(&str, &'static str)]| {
             let mut found: Vec<Finding> = spans
                 .iter()
-                .map(|&(part, entity_type)| {
-                    let start = text.find(part).expect("in the text");
-                    Finding {
-                        entity_type,
-                        start,
-                        end: start + part.len(),
-                        score: 0.9,
-                        recognizer: "tagger",
-                    }
-                })
+                .map(|&(part, entity_type)| finding(text, part, entity_type, "tagger"))
                 .collect();
             names_and_places_whole(text, &tokenize(text), &mut found, language);
             found
@@ -1376,16 +1384,6 @@ mod tests {
 
     #[test]
     fn a_tagged_span_ends_before_a_clause_that_names_somebody_by_role() {
-        let finding = |text: &str, part: &str, entity_type, recognizer| {
-            let start = text.find(part).expect("in the text");
-            Finding {
-                entity_type,
-                start,
-                end: start + part.len(),
-                score: 0.85,
-                recognizer,
-            }
-        };
         let text = "Meter 4711, address 64331 Wayne Canyon Apt. 333, tenant Irene Miller";
         let rules = [finding(text, "Irene Miller", "PERSON", "honorific")];
         let mut tagged = [finding(
