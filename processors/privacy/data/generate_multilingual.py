@@ -206,6 +206,13 @@ class Values:
             if lang == "en" and f.locales[0] == "en_US":
                 return f"{d.month:02d}{sep}{d.day:02d}{sep}{d.year}"
             return f"{d.day:02d}{sep}{d.month:02d}{sep}{d.year}"
+        suffix = "th" if 11 <= d.day <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(d.day % 10, "th")
+        if not birth and r > 0.85:
+            # A personal date without its year ("am 1. März", "le 15 septembre", "March 2nd"):
+            # customers leave it out for a move or a visit this year.
+            return {"de": f"{d.day}. {month}", "fr": f"{'1er' if d.day == 1 else d.day} {month}",
+                    "es": f"{d.day} de {month}", "nl": f"{d.day} {month}"}.get(
+                lang, f"{month} {d.day}{suffix}" if r > 0.93 else f"{d.day}{suffix} of {month}")
         if lang == "de":
             return f"{d.day}. {month} {d.year}"
         if lang == "fr":
@@ -216,7 +223,6 @@ class Values:
             return f"{d.day} {month} {d.year}"
         if f.locales[0] == "en_US" or r < 0.5:
             return f"{month} {d.day}, {d.year}"
-        suffix = "th" if 11 <= d.day <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(d.day % 10, "th")
         return f"{d.day}{suffix} {month} {d.year}"
 
     def company(self):

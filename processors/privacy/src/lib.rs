@@ -861,6 +861,17 @@ mod tests {
         assert!(found.iter().all(|(_, s)| !s.contains("Ville")), "{found:?}");
         assert!(found.iter().any(|(_, s)| *s == "Loos"), "{found:?}");
         assert!(recognizers::is_form_label("Ville") && !recognizers::is_form_label("Loos"));
+        // A two-field label ("PLZ/Ort:") is a label too; the postcode and town are found.
+        let text = "Name: Lukas Brandt\nPLZ/Ort: 01067 Dresden\nTel.: 0351 4862231";
+        let found: Vec<(&str, &str)> = recognize_in(text, Some("de"))
+            .into_iter()
+            .map(|f| (f.entity_type, &text[f.start..f.end]))
+            .collect();
+        assert!(found.iter().all(|(_, s)| !s.contains("PLZ")), "{found:?}");
+        assert!(
+            found.iter().any(|(_, s)| s.starts_with("01067 Dresden")),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -131,6 +131,19 @@ static STREET_WORDS: LazyLock<Regex> = LazyLock::new(|| {
         r"(?:(?i:(?-u:\b){number},?\s+(?:{types})\s+{article}){name}|(?i:(?-u:\b)(?:{types})\s+{article}){name},?\s+{number}(?-u:\b)|(?:\p{{Lu}}[\p{{L}}-]*(?:{suffixes})|\p{{Lu}}[\p{{L}}-]*-(?:{hyphenated})|{lower})\s*\d{{1,4}}(?:[/-]\d{{1,4}}|[a-zA-Z])?(?-u:\b)(?:\s[a-zA-Z](?-u:\b))?){town}"
     ))
 });
+/// A German street named by a preposition and a noun, with its number ("Am Stadtgraben 3",
+/// "An der Kirche 12a", "Zur Alten Mühle 4"); see [`street`] for what may follow it.
+static DE_PREPOSITION_STREET: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?-u:\b)(?:Am|An der|An den|Im|In der|In den|Zum|Zur|Auf dem|Auf der|Hinter dem|Hinter der|Unter den|Vor dem|Beim)[ \t]+(\p{Lu}\p{Ll}[\p{L}-]*(?:[ \t]+\p{Lu}\p{Ll}[\p{L}-]*)?)[ \t]+\d{1,3}[a-zA-Z]?(?-u:\b)",
+    )
+});
+/// The postcode and town right after a street ("…, 79098 Freiburg im Breisgau").
+static STREET_TOWN: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"^,?[ \t]+\d{4,5}[ \t]+\p{Lu}[\p{L}'’-]*(?:[ \t]+(?:(?:im|am|an der|ob der)[ \t]+)?\p{Lu}[\p{L}'’-]*){0,3}",
+    )
+});
 /// A French, Spanish or Catalan street without a number: its type word, then a
 /// capitalised name ("chemin de Payet", "Calle Mayor", "boulevard Aurélie Vidal").
 static STREET_NAMED: LazyLock<Regex> = LazyLock::new(|| {
@@ -154,14 +167,25 @@ static UK_POSTCODE: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 /// A name spelled out letter by letter: four or more single letters apart ("K O B E L T",
-/// "t-o-v-a-r", "F. A. R. Í. A. S", "E - C - K").
-static SPELLED: LazyLock<Regex> =
-    LazyLock::new(|| re(r"(?:^|[\s:,(])(\p{L}(?:(?:\s?[.-]\s?|\s)\p{L}){3,})\.?(?:$|[\s,;!?)])"));
+/// "t-o-v-a-r", "F. A. R. Í. A. S", "E - C - K"), five or more with commas ("G, U, E, R,
+/// I, N"; "A, B, C and D" is a list).
+static SPELLED: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?:^|[\s:,(])(\p{L}(?:(?:\s?[.-]\s?|\s)\p{L}){3,}|\p{L}(?:,\s?\p{L}){4,})\.?(?:$|[\s,;!?)])",
+    )
+});
 /// What asks for or labels a postcode; the first postcode-like number within the next 80
 /// bytes is one ("Agent: What's your postcode?\nCustomer: 45559, in …").
 static POSTCODE_CUE: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)post ?code|zip(?: code)?|(?-u:\b)plz(?-u:\b)|postleitzahl|code postal|código postal|(?-u:\b)c\.p\.",
+        r"(?i)post ?code|zip(?: code)?|(?-u:\b)plz(?-u:\b)|postleitzahl|code postal|código postal|(?-u:\b)c\.?p(?-u:\b)\.?",
+    )
+});
+/// The town right after a postcode, on its line ("01067 Dresden", "79098 Freiburg im
+/// Breisgau", "46001 València").
+static TOWN_AFTER: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"^[ \t]+\p{Lu}[\p{L}'’-]*(?:[ \t]+(?:(?:im|am|an der|sur|sous|de la|de|del|aan den|aan de)[ \t]+)?\p{Lu}[\p{L}'’-]*){0,3}",
     )
 });
 static POSTCODE: LazyLock<Regex> = LazyLock::new(|| {
@@ -198,13 +222,26 @@ const NAME_LABELS: &str = "first name|given name|surname|last name|full name|nam
 /// The labels of a form's town fields.
 const PLACE_LABELS: &str = "town|city|ort|wohnort|stadt|ville|localité|localidad|ciudad|\
                             población|woonplaats|plaats";
-static FORM_LABEL: LazyLock<Regex> =
-    LazyLock::new(|| re(&format!(r"(?i)^(?:{NAME_LABELS}|{PLACE_LABELS})$")));
+static FORM_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    re(&format!(
+        r"(?i)^(?:{NAME_LABELS}|{PLACE_LABELS}|plz|cp|postcode|post code|zip|zip code|postleitzahl|code postal|código postal)$"
+    ))
+});
+/// What may stand between a label and its colon: the other half of a two-field label
+/// ("PLZ/Ort:", "Postcode/plaats:", "CP / Ciudad :").
+static LABEL_REST: LazyLock<Regex> =
+    LazyLock::new(|| re(r"^[ \t]*(?:/[ \t]*\p{L}[\p{L} ]{0,20}?)?[ \t]*:"));
 
-/// Whether `word` is a form field's label ([`FORM_FIELD`]): before a colon it names the
-/// field ("Ville : Loos"), it is not the value.
+/// Whether `word` is a form field's label ([`FORM_FIELD`], or a postcode's): before a
+/// colon it names the field ("Ville : Loos"), it is not the value.
 pub(crate) fn is_form_label(word: &str) -> bool {
     FORM_LABEL.is_match(word)
+}
+
+/// Whether `after`, the text after a word, makes the word a label: a colon, maybe after a
+/// second label ("PLZ/Ort: …").
+pub(crate) fn label_follows(after: &str) -> bool {
+    LABEL_REST.is_match(after)
 }
 /// The words that close a message ("Danke\nMathilde", "Vielen Dank, Volker", "Grüße aus
 /// Morges\nInês", "Bisous, Claire", "LG Anna"); [`SIGN_OFF_REST`] then reads the name
@@ -240,28 +277,33 @@ static DOB: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)(?:born(?: on)?|date of birth|dob|birthday|geboren(?: am| op)?|geburtsdatum|geb\.|né(?:e)? le|date de naissance|nacid[oa] el|fecha de nacimiento|geboortedatum)[:\s]+(\d{4}-\d{2}-\d{2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{1,2}(?:er)?\.? (?:de )?\p{L}+\.? (?:de )?\d{4})",
     )
 });
+/// English dates: ISO, numeric, and written out with or without the year ("October 19,
+/// 1989", "the 9th of November 1978", "March 2nd", "2 March", "Tuesday the 14th"). Without a year only full
+/// month names count, and "May" only capitalised ("you may 2 …" is no date): a day and a
+/// month are a personal date in a customer's message (a move, a visit, a birthday).
 static DATE: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"(?i)(?-u:\b)(?:\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?|\d{1,2}/\d{1,2}/\d{2,4}|\d{1,2}\.\d{1,2}\.\d{4}|(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|jun(?:e)?|jul(?:y)?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.? \d{1,2}(?:st|nd|rd|th)?,? \d{4}|\d{1,2}(?:st|nd|rd|th)? (?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:tember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?),? \d{4})(?-u:\b)",
-    )
+    let months = "january|february|march|april|june|july|august|september|october|november|december|(?-i:May)";
+    re(&format!(
+        r"(?i)(?-u:\b)(?:\d{{4}}-\d{{2}}-\d{{2}}(?:[ T]\d{{2}}:\d{{2}}(?::\d{{2}}(?:\.\d+)?)?)?|\d{{1,2}}/\d{{1,2}}/\d{{2,4}}|\d{{1,2}}\.\d{{1,2}}\.\d{{4}}|(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|jun(?:e)?|jul(?:y)?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.? \d{{1,2}}(?:st|nd|rd|th)?,? \d{{4}}|\d{{1,2}}(?:st|nd|rd|th)? (?:of )?(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:tember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?),? \d{{4}}|(?:{months}) \d{{1,2}}(?:st|nd|rd|th)?|\d{{1,2}}(?:st|nd|rd|th)? (?:of )?(?:{months})|(?:mon|tues|wednes|thurs|fri|satur|sun)day,? the \d{{1,2}}(?:st|nd|rd|th))(?-u:\b)",
+    ))
 });
 /// Dates written out in German, French, Spanish and Dutch ("17. Januar 2024", "1er
-/// juillet 1983", "3 de mayo de 1990", "14 maart 1981"), and day-month-year with dashes
-/// ("14-03-1981").
+/// juillet 1983", "3 de mayo de 1990", "14 maart 1981"), also without the year ("1. März",
+/// "15 septembre", "1 de abril", "1 mei"; in Spanish only with "de": "3 mayo" is no date),
+/// and day-month-year with dashes ("14-03-1981").
 static DATE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     let months = [
         // German
         "januar|jänner|februar|märz|maerz|april|mai|juni|juli|august|september|oktober|november|dezember",
         // French
         "janvier|février|fevrier|mars|avril|mai|juin|juillet|août|aout|septembre|octobre|novembre|décembre|decembre",
-        // Spanish
-        "enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre|noviembre|diciembre",
         // Dutch
         "januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december",
     ]
     .join("|");
+    let spanish = "enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre|noviembre|diciembre";
     re(&format!(
-        r"(?i)(?-u:\b)(?:\d{{1,2}}(?:er|\.)? (?:de )?(?:{months}),? (?:de )?\d{{4}}|\d{{1,2}}-\d{{1,2}}-\d{{4}})(?-u:\b)"
+        r"(?i)(?-u:\b)(?:\d{{1,2}}(?:er|\.)? (?:(?:de )?(?:{months}|{spanish}),? (?:de )?\d{{4}}|(?:{months})|de (?:{spanish}))|\d{{1,2}}-\d{{1,2}}-\d{{4}})(?-u:\b)"
     ))
 });
 static YEAR: LazyLock<Regex> = LazyLock::new(|| {
@@ -448,7 +490,7 @@ pub fn rules_in(text: &str, language: Option<&str>) -> Vec<Finding> {
     form_field(text, language, &mut all);
     sign_off(text, language, &mut all);
     honorific(text, language, &mut all);
-    postcode(text, &mut all);
+    postcode(text, language, &mut all);
     postcode_town(text, &mut all);
     uk_postcode(text, language, &mut all);
     place(text, language, &mut all);
@@ -805,6 +847,44 @@ fn street(text: &str, language: Option<&str>, dates: &[(usize, usize)], out: &mu
             push(out, "STREET_ADDRESS", m.start(), m.end(), 0.85, "street");
             at = m.end();
         }
+        // Only where the number ends the phrase ("Am Stadtgraben 3, 79098 Freiburg"), not
+        // where a count goes on ("Im Haushalt 3 Personen") or the noun is a time ("Am
+        // Montag 3").
+        if word_language(language) == "de" {
+            for c in DE_PREPOSITION_STREET.captures_iter(text) {
+                let (Some(m), Some(noun)) = (c.get(0), c.get(1)) else {
+                    continue;
+                };
+                let rest = &text[m.end()..];
+                let ends = rest.is_empty()
+                    || rest.starts_with([',', ';', '\n', ')'])
+                    || rest.starts_with(". ")
+                    || rest == "."
+                    || rest.starts_with(" in ");
+                let time = DATE_WORDS.is_match(&format!("1. {}", noun.as_str()))
+                    || matches!(
+                        noun.as_str(),
+                        "Montag"
+                            | "Dienstag"
+                            | "Mittwoch"
+                            | "Donnerstag"
+                            | "Freitag"
+                            | "Samstag"
+                            | "Sonntag"
+                            | "Wochenende"
+                            | "Jahr"
+                            | "Tag"
+                            | "Monat"
+                            | "Ende"
+                            | "Anfang"
+                    );
+                if ends && !time {
+                    // With the postcode and town after it, if they follow.
+                    let end = m.end() + STREET_TOWN.find(rest).map_or(0, |t| t.end());
+                    push(out, "STREET_ADDRESS", m.start(), end, 0.85, "street");
+                }
+            }
+        }
         for m in STREET_NAMED.find_iter(text) {
             push(
                 out,
@@ -967,7 +1047,7 @@ fn uk_postcode(text: &str, language: Option<&str>, out: &mut Vec<Finding>) {
     }
 }
 
-fn postcode(text: &str, out: &mut Vec<Finding>) {
+fn postcode(text: &str, language: Option<&str>, out: &mut Vec<Finding>) {
     for cue in POSTCODE_CUE.find_iter(text) {
         let mut end = (cue.end() + 80).min(text.len());
         while !text.is_char_boundary(end) {
@@ -975,7 +1055,21 @@ fn postcode(text: &str, out: &mut Vec<Finding>) {
         }
         if let Some(m) = POSTCODE.find(&text[cue.end()..end]) {
             let start = cue.end() + m.start();
-            push(out, "ZIP_CODE", start, start + m.len(), 0.8, "postcode");
+            // With its town on its line ("PLZ/Ort: 01067 Dresden", "CP: 46001 Valencia") a
+            // postcode is the end of an address, as the templates label it; a capitalised
+            // word of the language ("PLZ: 80331 Bitte …") is no town.
+            match TOWN_AFTER.find(&text[start + m.len()..]) {
+                Some(town)
+                    if !crate::gazetteer::common_words_only(
+                        town.as_str(),
+                        word_language(language),
+                    ) =>
+                {
+                    let end = start + m.len() + town.end();
+                    push(out, "STREET_ADDRESS", start, end, 0.8, "postcode");
+                }
+                _ => push(out, "ZIP_CODE", start, start + m.len(), 0.8, "postcode"),
+            }
         }
     }
 }
@@ -1145,6 +1239,82 @@ mod tests {
     }
 
     #[test]
+    fn dates_without_a_year_postcodes_with_their_town_and_german_streets_by_preposition() {
+        let of = |text: &str, language: &str, ty: &str| {
+            rules_in(text, Some(language))
+                .into_iter()
+                .filter(|f| f.entity_type == ty)
+                .map(|f| text[f.start..f.end].to_owned())
+                .collect::<Vec<_>>()
+        };
+        for (text, language, date) in [
+            ("I moved on March 2nd and", "en", "March 2nd"),
+            ("the 9th of November 1978", "en", "9th of November 1978"),
+            ("on Tuesday the 14th", "en", "Tuesday the 14th"),
+            ("ab dem 1. März wohne ich", "de", "1. März"),
+            ("je déménage le 15 septembre", "fr", "15 septembre"),
+            ("el 1 de abril me mudo", "es", "1 de abril"),
+            ("per 1 mei woon ik", "nl", "1 mei"),
+        ] {
+            assert_eq!(of(text, language, "DATE_TIME"), [date], "{text}");
+        }
+        for (text, language) in [
+            ("you may 2 times try", "en"),
+            ("El 3 mayo compré mayonesa", "es"),
+            ("im März bestellt", "de"),
+        ] {
+            assert!(of(text, language, "DATE_TIME").is_empty(), "{text}");
+        }
+        // A postcode asked for, with its town on its line: the end of an address.
+        assert_eq!(
+            of("PLZ/Ort: 01067 Dresden\nTel.: 0351", "de", "STREET_ADDRESS"),
+            ["01067 Dresden"]
+        );
+        assert_eq!(
+            of("CP: 46001 Valencia", "es", "STREET_ADDRESS"),
+            ["46001 Valencia"]
+        );
+        assert_eq!(of("CP: 46001 Gracias", "es", "ZIP_CODE"), ["46001"]);
+        assert_eq!(
+            of("Kunde: 80331, München.", "de", "ZIP_CODE").len(),
+            0,
+            "no cue"
+        );
+        assert_eq!(
+            of("Postleitzahl? 80331, München.", "de", "ZIP_CODE"),
+            ["80331"]
+        );
+        // German streets named by a preposition, where the number ends the phrase.
+        for (text, street) in [
+            (
+                "an Hannelore, Am Stadtgraben 3, 79098 Freiburg im Breisgau.",
+                "Am Stadtgraben 3, 79098 Freiburg im Breisgau",
+            ),
+            ("Ich wohne Zur Alten Mühle 4 in Bochum", "Zur Alten Mühle 4"),
+            ("Adresse: An der Kirche 12a", "An der Kirche 12a"),
+        ] {
+            assert!(
+                of(text, "de", "STREET_ADDRESS").contains(&street.to_owned()),
+                "{text}: {:?}",
+                of(text, "de", "STREET_ADDRESS")
+            );
+        }
+        for text in [
+            "Im Haushalt 3 Personen",
+            "Am Montag 3, dann",
+            "Im Jahr 2024, dann",
+            "Am Stadtgraben 3",
+        ] {
+            let language = if text.starts_with("Am Stadtgraben") {
+                "en"
+            } else {
+                "de"
+            };
+            assert!(of(text, language, "STREET_ADDRESS").is_empty(), "{text}");
+        }
+    }
+
+    #[test]
     fn spelled_names_postcodes_asked_for_and_places_after_where_words() {
         let of = |text: &str, language: &str, ty: &str| {
             rules_in(text, Some(language))
@@ -1160,6 +1330,11 @@ mod tests {
             ["F. A. R. Í. A. S"]
         );
         assert!(of("il y a à faire", "fr", "PERSON").is_empty());
+        assert_eq!(
+            of("Client : G, U, E, R, I, N.", "fr", "PERSON"),
+            ["G, U, E, R, I, N"]
+        );
+        assert!(of("plans A, B, C and D", "en", "PERSON").is_empty());
         assert_eq!(
             of(
                 "Agent: What's your postcode?\nCustomer: SW1A 1AA, in London.",

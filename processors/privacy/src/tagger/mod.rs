@@ -490,6 +490,219 @@ fn street_end(text: &str, f: &Finding) -> usize {
     f.end
 }
 
+/// English words that make a lower-case span an address ("12 oak road", "flat 3").
+const STREET_TYPES: &[&str] = &[
+    "street",
+    "st",
+    "road",
+    "rd",
+    "lane",
+    "ln",
+    "avenue",
+    "ave",
+    "drive",
+    "dr",
+    "way",
+    "close",
+    "court",
+    "ct",
+    "place",
+    "pl",
+    "crescent",
+    "terrace",
+    "boulevard",
+    "blvd",
+    "square",
+    "sq",
+    "apt",
+    "apartment",
+    "flat",
+    "suite",
+    "unit",
+    "floor",
+    "highway",
+    "hwy",
+    "parkway",
+    "row",
+    "walk",
+    "hill",
+    "park",
+    "gardens",
+    "grove",
+    "mews",
+];
+
+/// Whether an English span the tagger calls an address is a number among lower-case
+/// ordinary words: it has words, all of them lower-case common English words, none a
+/// [`STREET_TYPES`] word.
+fn prose_number(span: &str) -> bool {
+    let mut words = span
+        .split(|c: char| !c.is_alphabetic())
+        .filter(|w| !w.is_empty())
+        .peekable();
+    words.peek().is_some()
+        && words.all(|w| {
+            w.chars().all(char::is_lowercase)
+                && !STREET_TYPES.contains(&w)
+                && crate::gazetteer::common_words_only(w, "en")
+        })
+}
+
+/// A span the tagger carries over a line break ends at the break where a rule found a phone
+/// number, e-mail address or other identifier beginning on the next line inside it: a
+/// signature's address line, then its phone ("…, 08008 Barcelona\n93 487 65 43" is no
+/// street running on into "93").
+fn cut_before_identifiers(text: &str, rules: &[Finding], tagged: &mut [Finding]) {
+    for f in tagged.iter_mut() {
+        let first = rules
+            .iter()
+            .filter(|r| {
+                !matches!(
+                    r.entity_type,
+                    "PERSON"
+                        | "LOCATION"
+                        | "STREET_ADDRESS"
+                        | "ZIP_CODE"
+                        | "ORGANIZATION"
+                        | "TITLE"
+                ) && r.entity_type != f.entity_type
+                    && f.start < r.start
+                    && r.start < f.end
+            })
+            .map(|r| r.start)
+            .min();
+        if let Some(at) = first
+            && let Some(line) = text[f.start..at].rfind('\n')
+        {
+            f.end = f.start + text[f.start..f.start + line].trim_end().len();
+        }
+    }
+}
+
+/// A place the gazetteer knows whole, of which the tagger found a part ("Den Haag" where it
+/// found "Haag", "Alcalá de Henares" where it found "Alcalá", "San Sebastián" where it read
+/// "Sebastián" as a name): the span grows, by up to three words either way on its line, to
+/// the longest known place, which it then is. It stops at the spans beside it.
+fn known_places_whole(text: &str, spans: &mut [Finding]) {
+    const MOST: usize = 3;
+    for i in 0..spans.len() {
+        if !matches!(spans[i].entity_type, "PERSON" | "LOCATION") {
+            continue;
+        }
+        let low = if i > 0 { spans[i - 1].end } else { 0 };
+        let high = spans.get(i + 1).map_or(text.len(), |n| n.start);
+        let (start, end) = (spans[i].start, spans[i].end);
+        let word = |c: char| c.is_alphabetic() || matches!(c, '\'' | '’' | '-' | '.');
+        let mut starts = vec![start];
+        let mut at = start;
+        while starts.len() <= MOST && text[low..at].ends_with(' ') {
+            let head = text[low..at - 1].trim_end_matches(word);
+            let begin = low + head.len();
+            if begin == at - 1 {
+                break;
+            }
+            starts.push(begin);
+            at = begin;
+        }
+        let mut ends = vec![end];
+        let mut at = end;
+        while ends.len() <= MOST && text[at..high].starts_with(' ') {
+            let tail = text[at + 1..high].trim_start_matches(word);
+            let finish = high - tail.len();
+            if finish == at + 1 {
+                break;
+            }
+            ends.push(finish);
+            at = finish;
+        }
+        let best = starts
+            .iter()
+            .flat_map(|&s| ends.iter().map(move |&e| (s, e)))
+            .filter(|&(s, e)| (s, e) != (start, end))
+            .filter(|&(s, e)| crate::gazetteer::is_place(text[s..e].trim_end_matches('.')))
+            .max_by_key(|&(s, e)| e - s);
+        if let Some((s, e)) = best {
+            let f = &mut spans[i];
+            f.start = s;
+            f.end = s + text[s..e].trim_end_matches('.').len();
+            f.entity_type = "LOCATION";
+        }
+    }
+}
+
+/// Words that join two addresses ("from 14 Harrow Lane, Leeds LS6 2QP to Flat 3, 27
+/// Victoria Road, …", "von Hauptstr. 7 nach Ringstr. 9").
+const ADDRESS_JOINS: &[&str] = &[
+    " to ", " and ", " or ", " nach ", " und ", " oder ", " naar ", " en ", " of ", " vers ",
+    " et ", " ou ", " à ", " a ", " y ", " o ",
+];
+
+/// Where a street address the tagger proposes runs on: two addresses joined by a word are
+/// two (the part before ends in a number or postcode, the part after has a number and a
+/// word: "Hauptstraße 5 und 7" stays one, so does "…, bât. 3 à 75011 Paris"); and an address ends before a part after a
+/// comma that opens with three lower-case ordinary words ("ticket 44817, the engineer
+/// never showed up on Tuesday the 14th").
+fn streets_apart(text: &str, spans: &mut Vec<Finding>, language: &str) {
+    let mut more = Vec::new();
+    for f in spans
+        .iter_mut()
+        .filter(|f| f.entity_type == "STREET_ADDRESS")
+    {
+        let mut at = 0;
+        for part in text[f.start..f.end].split(',') {
+            let opens_prose = at > 0 && {
+                let words: Vec<&str> = part.split_whitespace().take(3).collect();
+                words.len() == 3
+                    && words.iter().all(|w| {
+                        w.chars().all(char::is_lowercase)
+                            && crate::gazetteer::common_words_only(w, language)
+                    })
+            };
+            if opens_prose {
+                f.end = f.start + text[f.start..f.start + at - 1].trim_end().len();
+                break;
+            }
+            at += part.len() + 1;
+        }
+        loop {
+            let span = &text[f.start..f.end];
+            let Some((cut, join)) = ADDRESS_JOINS
+                .iter()
+                .filter_map(|j| span.find(j).map(|at| (at, j.len())))
+                .filter(|&(at, len)| {
+                    let (before, after) = (span[..at].trim_end_matches(','), &span[at + len..]);
+                    before.ends_with(|c: char| c.is_alphanumeric())
+                        && before
+                            .rsplit(' ')
+                            .next()
+                            .is_some_and(|w| w.contains(|c: char| c.is_ascii_digit()))
+                        && after.contains(|c: char| c.is_ascii_digit())
+                        // "…, bât. 3 à 75011 Paris": a postcode and its town end the one
+                        // address.
+                        && (after.bytes().take_while(u8::is_ascii_digit).count() < 4
+                            || after.contains(','))
+                        && after
+                            .split(|c: char| !c.is_alphabetic())
+                            .any(|w| w.chars().count() >= 2)
+                })
+                .min()
+            else {
+                break;
+            };
+            more.push(Finding {
+                start: f.start + cut + join,
+                ..f.clone()
+            });
+            f.end = f.start + cut;
+            // The rest may join a third.
+            let last = more.pop().expect("just pushed");
+            more.push(std::mem::replace(f, last));
+        }
+    }
+    spans.extend(more);
+    spans.sort_by_key(|f| f.start);
+}
+
 /// Street addresses the rules read whole where the tagger kept a part ("Lehmannstraße
 /// 3/8, 17987 Berlin" where it found "17987 Berlin"): the union; and a name or place inside
 /// one is the street's ("4, rue Thibault Gillet" where it found the person). Overlapping
@@ -914,13 +1127,15 @@ impl Model {
         // 33777" ends at "8").
         for f in &mut spans {
             let span = &text[f.start..f.end];
+            // The label may go on past the span ("…Dresden\nTel" of "Tel.: 0351").
             if let Some((at, _)) = span
                 .match_indices('\n')
-                .find(|(at, _)| is_label_line(&span[at + 1..]))
+                .find(|(at, _)| is_label_line(&text[f.start + at + 1..]))
             {
                 f.end = f.start + span[..at].trim_end().len();
             }
         }
+        streets_apart(text, &mut spans, self.language);
         spans.retain(|f| f.end > f.start);
         // "Anna aus Graz", "Jan uit Ede": a name, then where the person is from (not "de":
         // "Maarten de Vries").
@@ -990,6 +1205,11 @@ impl Model {
                 !matches!(f.entity_type, "PERSON" | "LOCATION")
                     || !crate::gazetteer::common_words_only(&text[f.start..f.end], "en")
             });
+            // Nor is a number among lower-case ordinary words an address ("she is 84 and
+            // not the account holder"), unless a word says street ("12 oak road").
+            spans.retain(|f| {
+                f.entity_type != "STREET_ADDRESS" || !prose_number(&text[f.start..f.end])
+            });
         }
         // What the context suggests against what the gazetteer knows: a "name" it knows
         // only as a place ("hear that Estonia is moving …") is the place, a "place" whose
@@ -1005,6 +1225,7 @@ impl Model {
         if self.language != "en" {
             names_and_places_whole(text, &tokens, &mut spans, self.language);
         }
+        known_places_whole(text, &mut spans);
         spans
     }
 
@@ -1070,6 +1291,8 @@ impl Model {
     pub fn detect(&self, text: &str, rules: Vec<Finding>) -> Vec<Finding> {
         let mut tagged = self.tag(text, &rules);
         cut_before_named_people(text, &rules, &mut tagged);
+        cut_before_identifiers(text, &rules, &mut tagged);
+        tagged.retain(|f| f.end > f.start);
         let rule_streets: Vec<Finding> = if self.language == "en" {
             Vec::new()
         } else {
@@ -1099,13 +1322,11 @@ impl Model {
         }
         kept.sort_by_key(|f| f.start);
         whole_streets(&rule_streets, &mut kept);
-        // A form's label before its colon is no name or town ("Ville : Loos"), whether the
-        // tagger or a gazetteer read it so.
+        // A form's label before its colon is no name or town ("Ville : Loos", "PLZ/Ort:
+        // …"), whether the tagger or a gazetteer read it so.
         kept.retain(|f| {
             !(matches!(f.entity_type, "PERSON" | "LOCATION")
-                && text[f.end..]
-                    .trim_start_matches([' ', '\t'])
-                    .starts_with(':')
+                && crate::recognizers::label_follows(&text[f.end..])
                 && crate::recognizers::is_form_label(&text[f.start..f.end]))
         });
         if self.language == "en" {
@@ -1647,6 +1868,99 @@ mod tests {
         whole_streets(&[finding("STREET_ADDRESS", 9, 31)], &mut kept);
         assert_eq!(kept[0].entity_type, "STREET_ADDRESS");
         assert_eq!(&text[kept[0].start..kept[0].end], "4, rue Thibault Gillet");
+    }
+
+    #[test]
+    fn two_addresses_are_two_and_an_address_ends_before_prose() {
+        let apart = |text: &str, language: &str| {
+            let mut spans = vec![finding(text, text, "STREET_ADDRESS", "tagger")];
+            streets_apart(text, &mut spans, language);
+            spans
+                .iter()
+                .map(|f| text[f.start..f.end].to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            apart(
+                "14 Harrow Lane, Leeds LS6 2QP to Flat 3, 27 Victoria Road, Sheffield S10 2DL",
+                "en"
+            ),
+            [
+                "14 Harrow Lane, Leeds LS6 2QP",
+                "Flat 3, 27 Victoria Road, Sheffield S10 2DL"
+            ]
+        );
+        assert_eq!(
+            apart(
+                "Hauptstr. 7 nach Ringstr. 9 und Am Hang 2, 01067 Dresden",
+                "de"
+            ),
+            ["Hauptstr. 7", "Ringstr. 9", "Am Hang 2, 01067 Dresden"]
+        );
+        for one in [
+            "Hauptstraße 5 und 7",
+            "12, rue des Lilas, bât. 3 à 75011 Paris",
+            "Burgemeester en Wethouderslaan 5",
+        ] {
+            assert_eq!(apart(one, "de"), [one]);
+        }
+        assert_eq!(
+            apart(
+                "44817, the engineer never showed up on Tuesday the 14th",
+                "en"
+            ),
+            ["44817"]
+        );
+        assert_eq!(
+            apart("12 oak road, leeds ls6 2qp", "en"),
+            ["12 oak road, leeds ls6 2qp"]
+        );
+        assert!(prose_number("84 and not"));
+        assert!(!prose_number("12 oak road") && !prose_number("44817") && !prose_number("9 Elm"));
+        // A signature's address, then its phone on the next line: the address ends at the
+        // line break.
+        let text = "Carrer de Balmes 132, 08008 Barcelona\n93 487 65 43";
+        let mut tagged = vec![finding(
+            text,
+            "Carrer de Balmes 132, 08008 Barcelona\n93",
+            "STREET_ADDRESS",
+            "tagger",
+        )];
+        let phone = finding(text, "93 487 65 43", "PHONE_NUMBER", "phone");
+        cut_before_identifiers(text, &[phone], &mut tagged);
+        assert_eq!(
+            &text[tagged[0].start..tagged[0].end],
+            "Carrer de Balmes 132, 08008 Barcelona"
+        );
+    }
+
+    #[test]
+    fn a_place_the_gazetteer_knows_whole_grows_from_the_part_found() {
+        let grown = |text: &str, part: &str, ty: &'static str| {
+            let mut spans = vec![finding(text, part, ty, "tagger")];
+            known_places_whole(text, &mut spans);
+            (
+                spans[0].entity_type,
+                text[spans[0].start..spans[0].end].to_owned(),
+            )
+        };
+        assert_eq!(
+            grown("Wij verhuizen naar Den Haag, kan dat?", "Haag", "LOCATION"),
+            ("LOCATION", "Den Haag".into())
+        );
+        assert_eq!(
+            grown("vive en Alcalá de Henares y no", "Alcalá", "LOCATION"),
+            ("LOCATION", "Alcalá de Henares".into())
+        );
+        assert_eq!(
+            grown("Ich komme aus Frankfurt am Main.", "Frankfurt", "PERSON"),
+            ("LOCATION", "Frankfurt am Main".into())
+        );
+        // Nothing known to grow into: as found.
+        assert_eq!(
+            grown("Mein Name ist Anna Schmidt.", "Schmidt", "PERSON"),
+            ("PERSON", "Schmidt".into())
+        );
     }
 
     #[test]
