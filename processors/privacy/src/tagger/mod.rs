@@ -490,6 +490,104 @@ fn street_end(text: &str, f: &Finding) -> usize {
     f.end
 }
 
+/// Words that name a document or a case, in the five languages: the number after one is
+/// its number ("Invoice 88213", "Rechnung 2024-118", "factuur 2024-0912", "ticket 44817"),
+/// not a phone number or an address.
+const DOCUMENT_WORDS: &[&str] = &[
+    "invoice",
+    "bill",
+    "order",
+    "ticket",
+    "case",
+    "reference",
+    "ref",
+    "contract",
+    "receipt",
+    "complaint",
+    "claim",
+    "rechnung",
+    "bestellung",
+    "auftrag",
+    "vertrag",
+    "vorgang",
+    "rechnungsnummer",
+    "kundennummer",
+    "vertragsnummer",
+    "auftragsnummer",
+    "bestellnummer",
+    "ticketnummer",
+    "vorgangsnummer",
+    "referenznummer",
+    "facture",
+    "commande",
+    "dossier",
+    "contrat",
+    "référence",
+    "réclamation",
+    "factura",
+    "pedido",
+    "contrato",
+    "referencia",
+    "incidencia",
+    "expediente",
+    "reclamación",
+    "factuur",
+    "bestelling",
+    "referentie",
+    "klantnummer",
+    "factuurnummer",
+    "ordernummer",
+    "bestelnummer",
+    "contractnummer",
+    "dossiernummer",
+];
+
+/// Words between a document word and its number ("Invoice no. 5531", "Rechnung Nr. 7").
+const NUMBER_WORDS: &[&str] = &[
+    "no", "nr", "number", "nummer", "numéro", "número", "nº", "n°",
+];
+
+/// Whether a span the tagger calls a phone number, address or postcode is a document's
+/// number: digits and separators only (after a leading [`DOCUMENT_WORDS`] word of its own),
+/// right after a document word (maybe with "no.", "Nr.", "#", ":" between).
+fn document_number(text: &str, f: &Finding) -> bool {
+    if !matches!(
+        f.entity_type,
+        "PHONE_NUMBER" | "STREET_ADDRESS" | "ZIP_CODE"
+    ) {
+        return false;
+    }
+    let is_document = |w: &str| DOCUMENT_WORDS.contains(&w.to_lowercase().as_str());
+    let span = &text[f.start..f.end];
+    let (own, number) = match span.split_once(' ') {
+        Some((word, rest)) if is_document(word) => (true, rest),
+        _ => (false, span),
+    };
+    let numeric = number.contains(|c: char| c.is_ascii_digit())
+        && number
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '/' | '.'));
+    if !numeric {
+        return false;
+    }
+    own || text[..f.start]
+        .split(|c: char| c.is_whitespace() || matches!(c, '#' | ':' | '.'))
+        .rev()
+        .filter(|w| !w.is_empty())
+        .find(|w| !NUMBER_WORDS.contains(&w.to_lowercase().as_str()))
+        .is_some_and(is_document)
+}
+
+/// Whether a name, place or company stands in a path through an app's menus ("Ajustes >
+/// Llamadas", "Settings > Calls > Advanced"): a screen's name, not personal data.
+fn in_menu_path(text: &str, f: &Finding) -> bool {
+    const ARROWS: [char; 3] = ['>', '›', '→'];
+    matches!(f.entity_type, "PERSON" | "LOCATION" | "ORGANIZATION")
+        && (text[..f.start].trim_end().ends_with(ARROWS)
+            || text[f.end..].trim_start().starts_with(ARROWS)
+            || text[f.start..f.end].contains(ARROWS))
+}
+
 /// English words that make a lower-case span an address ("12 oak road", "flat 3").
 const STREET_TYPES: &[&str] = &[
     "street",
@@ -1292,7 +1390,7 @@ impl Model {
         let mut tagged = self.tag(text, &rules);
         cut_before_named_people(text, &rules, &mut tagged);
         cut_before_identifiers(text, &rules, &mut tagged);
-        tagged.retain(|f| f.end > f.start);
+        tagged.retain(|f| f.end > f.start && !document_number(text, f) && !in_menu_path(text, f));
         let rule_streets: Vec<Finding> = if self.language == "en" {
             Vec::new()
         } else {
@@ -1316,7 +1414,11 @@ impl Model {
             }
         }
         for f in rest {
-            if f.score >= self.fallback_score && disjoint(&kept, &f) {
+            if f.score >= self.fallback_score
+                && disjoint(&kept, &f)
+                && !document_number(text, &f)
+                && !in_menu_path(text, &f)
+            {
                 kept.push(f);
             }
         }
@@ -1932,6 +2034,57 @@ mod tests {
             &text[tagged[0].start..tagged[0].end],
             "Carrer de Balmes 132, 08008 Barcelona"
         );
+    }
+
+    #[test]
+    fn document_numbers_and_menu_paths_are_no_personal_data() {
+        let number = |text: &str, part: &str, ty: &'static str| {
+            document_number(text, &finding(text, part, ty, "tagger"))
+        };
+        assert!(number(
+            "on Invoice 88213, I only",
+            "Invoice 88213",
+            "STREET_ADDRESS"
+        ));
+        assert!(number(
+            "Auf der Rechnung 2024-118 stehen",
+            "2024-118",
+            "PHONE_NUMBER"
+        ));
+        assert!(number(
+            "Op factuur nr. 2024-0912 staan",
+            "2024-0912",
+            "PHONE_NUMBER"
+        ));
+        assert!(number(
+            "about ticket #44817, the",
+            "44817",
+            "STREET_ADDRESS"
+        ));
+        assert!(!number(
+            "Call me on 0171 2345678",
+            "0171 2345678",
+            "PHONE_NUMBER"
+        ));
+        assert!(!number(
+            "phone number 0171 2345678",
+            "0171 2345678",
+            "PHONE_NUMBER"
+        ));
+        assert!(!number(
+            "Rechnung an Hauptstr. 7",
+            "Hauptstr. 7",
+            "STREET_ADDRESS"
+        ));
+        assert!(!number("invoice 88213", "88213", "DATE_TIME"));
+        let menu =
+            |text: &str, part: &str| in_menu_path(text, &finding(text, part, "LOCATION", "tagger"));
+        assert!(menu(
+            "En Ajustes > Llamadas solo sale",
+            "Ajustes > Llamadas"
+        ));
+        assert!(menu("Settings > Calls > Advanced only", "Calls"));
+        assert!(!menu("I live in Leeds, so", "Leeds"));
     }
 
     #[test]
