@@ -1238,15 +1238,17 @@ mod tests {
             .collect()
     }
 
+    /// What the rules find of type `ty` in `text` written in `language`.
+    fn of(text: &str, language: &str, ty: &str) -> Vec<String> {
+        rules_in(text, Some(language))
+            .into_iter()
+            .filter(|f| f.entity_type == ty)
+            .map(|f| text[f.start..f.end].to_owned())
+            .collect()
+    }
+
     #[test]
     fn dates_without_a_year_postcodes_with_their_town_and_german_streets_by_preposition() {
-        let of = |text: &str, language: &str, ty: &str| {
-            rules_in(text, Some(language))
-                .into_iter()
-                .filter(|f| f.entity_type == ty)
-                .map(|f| text[f.start..f.end].to_owned())
-                .collect::<Vec<_>>()
-        };
         for (text, language, date) in [
             ("I moved on March 2nd and", "en", "March 2nd"),
             ("the 9th of November 1978", "en", "9th of November 1978"),
@@ -1316,13 +1318,6 @@ mod tests {
 
     #[test]
     fn spelled_names_postcodes_asked_for_and_places_after_where_words() {
-        let of = |text: &str, language: &str, ty: &str| {
-            rules_in(text, Some(language))
-                .into_iter()
-                .filter(|f| f.entity_type == ty)
-                .map(|f| text[f.start..f.end].to_owned())
-                .collect::<Vec<_>>()
-        };
         assert_eq!(of("Kunde: K O B E L T.", "de", "PERSON"), ["K O B E L T"]);
         assert_eq!(of("cliente: t-o-v-a-r.", "es", "PERSON"), ["t-o-v-a-r"]);
         assert_eq!(
