@@ -112,6 +112,8 @@ static STREET_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     let types: String = types.split_whitespace().collect();
     let article = "(?:(?:de la|de|du|des|del|dels|la|le|les|els)\\s+|(?:de l'|d'|l'))?";
     let name = "\\p{L}[\\p{L}'’-]*(?:\\s+(?:de |del |la |le )?\\p{Lu}[\\p{L}'’-]*){0,3}";
+    // Between a Spanish street's name and its number: "Urbanización Los Olivos, portal 3".
+    let unit = "(?:portal|bloque|edificio|nº|núm\\.|número)";
     // "12 bis", "12b"; not "4 a" ("boulevard Humbert 4 a été …").
     let number = "\\d{1,4}(?:\\s?(?:bis|ter)|[a-zA-Z])?";
     // Not "ring" or "berg": "Spring 2024".
@@ -128,7 +130,7 @@ static STREET_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     // Then, maybe, the postcode and town ("…, 75011 Paris", "… à 8914 Rapraz").
     let town = r"(?:,?\s+(?:à\s+|in\s+|en\s+|te\s+)?\d{4,5}[ \t]+\p{L}[\p{L}'’-]*(?:[ -]\p{Lu}[\p{L}'’-]*){0,3})?";
     re(&format!(
-        r"(?:(?i:(?-u:\b){number},?\s+(?:{types})\s+{article}){name}|(?i:(?-u:\b)(?:{types})\s+{article}){name},?\s+{number}(?-u:\b)|(?:\p{{Lu}}[\p{{L}}-]*(?:{suffixes})|\p{{Lu}}[\p{{L}}-]*-(?:{hyphenated})|{lower})\s*\d{{1,4}}(?:[/-]\d{{1,4}}|[a-zA-Z])?(?-u:\b)(?:\s[a-zA-Z](?-u:\b))?){town}"
+        r"(?:(?i:(?-u:\b){number},?\s+(?:{types})\s+{article}){name}|(?i:(?-u:\b)(?:{types})\s+{article}){name},?\s+(?i:{unit}\s*)?{number}(?-u:\b)|(?:\p{{Lu}}[\p{{L}}-]*(?:{suffixes})|\p{{Lu}}[\p{{L}}-]*-(?:{hyphenated})|{lower})\s*\d{{1,4}}(?:[/-]\d{{1,4}}|[a-zA-Z])?(?-u:\b)(?:\s[a-zA-Z](?-u:\b))?){town}"
     ))
 });
 /// A German street named by a preposition and a noun, with its number ("Am Stadtgraben 3",
@@ -165,6 +167,24 @@ static UK_POSTCODE: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"(?:(\p{Lu}[\p{L}'’-]+(?:[ -]\p{Lu}[\p{L}'’-]+){0,2}),? )?((?-u:\b)[A-Z]{1,2}\d[A-Z\d]? \d[A-Z]{2})(?-u:\b)",
     )
+});
+/// An Irish Eircode ("P31 KX82", "D02 AF30", "D6W 1234"): a routing key, then four letters
+/// and digits with both in them.
+static EIRCODE: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?-u:\b)(?:[AC-FHKNPRTV-Y]\d{2}|D6W) ([0-9AC-FHKNPRTV-Y]{4})(?-u:\b)"));
+/// A number read out digit by digit, as a call transcript writes it ("oh seven seven one
+/// two, three four five …", "null eins sieben eins …"): seven or more digit words of one of
+/// the five languages in a row ("double" and "triple" count as one).
+static SPOKEN_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
+    let digits = "zero|oh|one|two|three|four|five|six|seven|eight|nine|double|triple|\
+                  null|eins|zwei|zwo|drei|vier|fünf|sechs|sieben|acht|neun|\
+                  zéro|un|deux|trois|quatre|cinq|sept|huit|neuf|\
+                  cero|uno|dos|tres|cuatro|cinco|seis|siete|ocho|nueve|\
+                  nul|een|één|twee|drie|vijf|zes|zeven|negen";
+    let digits: String = digits.split_whitespace().collect();
+    re(&format!(
+        r"(?i)(?-u:\b)(?:{digits})(?:[ \t,.-]+(?:{digits})){{6,}}(?-u:\b)"
+    ))
 });
 /// A name spelled out letter by letter: four or more single letters apart ("K O B E L T",
 /// "t-o-v-a-r", "F. A. R. Í. A. S", "E - C - K"), five or more with commas ("G, U, E, R,
@@ -493,6 +513,8 @@ pub fn rules_in(text: &str, language: Option<&str>) -> Vec<Finding> {
     postcode(text, language, &mut all);
     postcode_town(text, &mut all);
     uk_postcode(text, language, &mut all);
+    eircode(text, &mut all);
+    spoken_number(text, &mut all);
     place(text, language, &mut all);
     from_to(text, language, &mut all);
     date_of_birth(text, &mut all);
@@ -1047,6 +1069,34 @@ fn uk_postcode(text: &str, language: Option<&str>, out: &mut Vec<Finding>) {
     }
 }
 
+fn eircode(text: &str, out: &mut Vec<Finding>) {
+    for c in EIRCODE.captures_iter(text) {
+        let (Some(all), Some(unique)) = (c.get(0), c.get(1)) else {
+            continue;
+        };
+        let part = unique.as_str();
+        if part.contains(|c: char| c.is_ascii_digit())
+            && part.contains(|c: char| c.is_ascii_uppercase())
+            || all.as_str().starts_with("D6W")
+        {
+            push(out, "ZIP_CODE", all.start(), all.end(), 0.8, "eircode");
+        }
+    }
+}
+
+fn spoken_number(text: &str, out: &mut Vec<Finding>) {
+    for m in SPOKEN_NUMBER.find_iter(text) {
+        push(
+            out,
+            "PHONE_NUMBER",
+            m.start(),
+            m.end(),
+            0.8,
+            "spoken_number",
+        );
+    }
+}
+
 fn postcode(text: &str, language: Option<&str>, out: &mut Vec<Finding>) {
     for cue in POSTCODE_CUE.find_iter(text) {
         let mut end = (cue.end() + 80).min(text.len());
@@ -1286,6 +1336,41 @@ mod tests {
             of("Postleitzahl? 80331, München.", "de", "ZIP_CODE"),
             ["80331"]
         );
+        assert!(
+            of(
+                "Entrega en Urbanización Los Olivos, portal 3, 2º izquierda",
+                "es",
+                "STREET_ADDRESS"
+            )
+            .iter()
+            .any(|s| s.starts_with("Urbanización Los Olivos, portal 3")),
+            "{:?}",
+            of(
+                "Entrega en Urbanización Los Olivos, portal 3, 2º izquierda",
+                "es",
+                "STREET_ADDRESS"
+            )
+        );
+        // Irish Eircodes; numbers read out digit by digit.
+        assert_eq!(of("Co. Cork, P31 KX82", "en", "ZIP_CODE"), ["P31 KX82"]);
+        assert!(of("model A12 B345 router", "en", "ZIP_CODE").is_empty());
+        assert_eq!(
+            of(
+                "it's oh seven seven one two, three four five six seven eight ok",
+                "en",
+                "PHONE_NUMBER"
+            ),
+            ["oh seven seven one two, three four five six seven eight"]
+        );
+        assert_eq!(
+            of(
+                "meine Nummer ist null eins sieben eins zwei drei vier fünf",
+                "de",
+                "PHONE_NUMBER"
+            ),
+            ["null eins sieben eins zwei drei vier fünf"]
+        );
+        assert!(of("one two three, go", "en", "PHONE_NUMBER").is_empty());
         // German streets named by a preposition, where the number ends the phrase.
         for (text, street) in [
             (

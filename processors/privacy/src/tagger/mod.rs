@@ -490,6 +490,20 @@ fn street_end(text: &str, f: &Finding) -> usize {
     f.end
 }
 
+/// Articles of the five languages ("de" is left out: it is also a name's particle).
+const ARTICLES: &[&str] = &[
+    "the", "a", "an", "le", "la", "les", "l", "un", "une", "du", "des", "el", "los", "las", "una",
+    "unos", "unas", "der", "die", "das", "den", "dem", "ein", "eine", "einen", "einem", "einer",
+    "het", "een",
+];
+
+/// Whether the word before `at` is one of [`ARTICLES`] (any case; "l'" elided too).
+fn after_article(text: &str, at: usize) -> bool {
+    let before = text[..at].trim_end_matches([' ', '\'', '’']);
+    let word = &before[before.trim_end_matches(char::is_alphabetic).len()..];
+    ARTICLES.contains(&word.to_lowercase().as_str())
+}
+
 /// Words that name a document or a case, in the five languages: the number after one is
 /// its number ("Invoice 88213", "Rechnung 2024-118", "factuur 2024-0912", "ticket 44817"),
 /// not a phone number or an address.
@@ -1264,6 +1278,15 @@ impl Model {
             }
         }
         spans.retain(|f| plausible(f.entity_type, &text[f.start..f.end]));
+        // In text that capitalises, a lower-case "name" right after an article is a noun ("le
+        // lien renvoie": "Lien" is also a first name).
+        if text.chars().any(char::is_uppercase) {
+            spans.retain(|f| {
+                f.entity_type != "PERSON"
+                    || text[f.start..f.end].chars().any(char::is_uppercase)
+                    || !after_article(text, f.start)
+            });
+        }
         // The taggers of the other languages learned from a hundred templates each: a
         // capitalised word they never saw in context reads to them as a name. One made of
         // the language's ordinary words only is not one.
@@ -2077,6 +2100,8 @@ mod tests {
             "STREET_ADDRESS"
         ));
         assert!(!number("invoice 88213", "88213", "DATE_TIME"));
+        assert!(after_article("le lien renvoie", 3) && after_article("l'appli", 2));
+        assert!(!after_article("avec lien", 5) && !after_article("lien", 0));
         let menu =
             |text: &str, part: &str| in_menu_path(text, &finding(text, part, "LOCATION", "tagger"));
         assert!(menu(
