@@ -2,9 +2,10 @@
 //! emits `SentimentScored`.
 //!
 //! Two backends behind one trait, [`Backend`]:
-//! - **transformer** (default): the all-MiniLM-L6-v2 sentence encoder run by rust-bert
-//!   (tch/libtorch), mean-pooled, and a classification head this project trains itself
-//!   ([`train`], `insights train sentiment`) on the VADER gold-standard sets;
+//! - **transformer** (default): the all-MiniLM-L6-v2 sentence encoder on libtorch (tch;
+//!   rust-bert's BERT while fine-tuning, a packed forward pass of our own for inference),
+//!   mean-pooled, and a classification head this project trains itself ([`train`],
+//!   `insights train sentiment`) on the VADER gold-standard sets;
 //! - **lexicon**: a rule-for-rule port of VADER 3.3.2 ([`lexicon`]), also the fallback when
 //!   the model cannot load (flagged on the event);
 //! - **multilingual**: Google's multilingual Universal Sentence Encoder and a head trained
@@ -16,9 +17,9 @@
 //! one model each, fed through a bounded channel with dynamic batching and a content-hash
 //! cache in front ([`pool::Scorer`]).
 
+mod bert;
 pub mod data;
 pub mod finetune;
-mod int8;
 pub mod lexicon;
 pub mod multilingual;
 pub mod pool;

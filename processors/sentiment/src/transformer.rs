@@ -5,7 +5,6 @@
 //! `head.safetensors`; the encoder's weights live elsewhere (installed by
 //! `scripts/setup.sh`) and are checked against the sha256 the card names.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor, nn, nn::ModuleT};
 
+use crate::bert::{Arithmetic, PackedBert};
 use crate::{Backend, BackendKind, ModelInfo, Prediction, SentimentError};
 
 /// The encoder's output width.
@@ -146,7 +146,7 @@ pub enum Precision {
     /// bfloat16 weights and activations.
     Bf16,
     /// The encoder's linear layers with int8 weights (dynamic quantization: FBGEMM's int8
-    /// GEMM, activations quantized per call), the rest in f32 ([`crate::int8`]).
+    /// GEMM, activations quantized per call), the rest in f32 ([`crate::bert`]).
     Int8,
 }
 
@@ -206,8 +206,9 @@ const WORD_EMBEDDINGS: &str = "embeddings.word_embeddings.weight";
 pub struct Encoder {
     tokenizer: BertTokenizer,
     bert: BertModel<BertEmbeddings>,
-    /// The int8 forward pass, at [`Precision::Int8`].
-    int8: Option<crate::int8::Int8Bert>,
+    /// The inference forward pass over packed texts ([`crate::bert`]); absent in an
+    /// encoder being fine-tuned, which runs rust-bert's `bert` with gradients.
+    packed: Option<PackedBert>,
     layers: i64,
     heads: i64,
     vs: nn::VarStore,
@@ -236,18 +237,21 @@ impl Encoder {
     ) -> Result<Encoder, SentimentError> {
         let mut encoder = Self::load_f32(dir, fine_tuned, max_tokens)?;
         encoder.vs.freeze();
-        match precision.resolve() {
-            Precision::Bf16 => encoder.vs.bfloat16(),
-            Precision::Int8 => {
-                encoder.int8 = Some(crate::int8::Int8Bert::new(
-                    &encoder.vs.variables(),
-                    encoder.layers,
-                    encoder.heads,
-                    LAYER_NORM_EPS,
-                )?);
+        let arithmetic = match precision.resolve() {
+            Precision::Bf16 => {
+                encoder.vs.bfloat16();
+                Arithmetic::Float
             }
-            _ => {}
-        }
+            Precision::Int8 => Arithmetic::Int8,
+            _ => Arithmetic::Float,
+        };
+        encoder.packed = Some(PackedBert::new(
+            &encoder.vs.variables(),
+            encoder.layers,
+            encoder.heads,
+            LAYER_NORM_EPS,
+            arithmetic,
+        )?);
         Ok(encoder)
     }
 
@@ -298,7 +302,7 @@ impl Encoder {
         Ok(Encoder {
             tokenizer,
             bert,
-            int8: None,
+            packed: None,
             layers: config.num_hidden_layers,
             heads: config.num_attention_heads,
             vs,
@@ -365,65 +369,28 @@ impl Encoder {
     /// Sentence embeddings `[n, 384]`: mean of the last hidden states over the tokens,
     /// L2-normalised (what sentence-transformers computes for this model).
     ///
-    /// A text's embedding does not depend on the texts it is embedded with: texts of one
-    /// token count go through the encoder together, with no padding, so the shapes a text
-    /// meets (and with them the order of every sum) follow from its own length; the rows
-    /// of one forward pass are computed independently (matrix rows, per-token layer norm,
-    /// per-sentence attention). `a_text_scores_the_same_alone_and_in_any_batch` checks
-    /// bit-for-bit equality.
+    /// The texts go through the encoder packed, without padding ([`crate::bert`]): what
+    /// a text's embedding may depend on beside the text is the last bits of the float
+    /// matrix products, never its neighbours' tokens.
+    /// `a_text_scores_the_same_alone_and_in_any_batch` checks the tolerance, and int8's
+    /// bit-for-bit equality. An encoder being fine-tuned has no packed pass and embeds as
+    /// in training ([`Encoder::embed_t`]), without dropout.
     pub fn embed(&self, texts: &[&str]) -> Result<Tensor, SentimentError> {
+        let Some(packed) = &self.packed else {
+            return tch::no_grad(|| self.embed_t(texts, false));
+        };
         let encoded = self.tokenizer.encode_list(
             texts,
             self.max_tokens,
             &TruncationStrategy::LongestFirst,
             0,
         );
-        let mut by_length: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for (i, e) in encoded.iter().enumerate() {
-            by_length.entry(e.token_ids.len()).or_default().push(i);
-        }
-        let mut rows: Vec<Option<Tensor>> = (0..texts.len()).map(|_| None).collect();
-        for (length, members) in by_length {
-            let ids: Vec<i64> = members
-                .iter()
-                .flat_map(|&i| encoded[i].token_ids.iter().copied())
-                .collect();
-            let shape = [members.len() as i64, length as i64];
-            let ids = Tensor::from_slice(&ids).view(shape);
-            let mask = Tensor::ones(shape, (Kind::Int64, Device::Cpu));
-            let pooled = tch::no_grad(|| {
-                let hidden = match &self.int8 {
-                    // One text per pass: FBGEMM quantizes a pass's activations with one
-                    // scale, which would make a text's scores depend on its neighbours.
-                    Some(int8) => Tensor::cat(
-                        &(0..shape[0])
-                            .map(|j| int8.forward(&ids.narrow(0, j, 1)))
-                            .collect::<Result<Vec<_>, _>>()?,
-                        0,
-                    ),
-                    None => {
-                        self.bert
-                            .forward_t(Some(&ids), Some(&mask), None, None, None, None, None, false)
-                            .map_err(infer_err)?
-                            .hidden_state
-                    }
-                };
-                let mean = hidden.mean_dim(1, false, Kind::Float);
-                let norm = mean.norm_scalaropt_dim(2, 1, true).clamp_min(1e-12);
-                Ok::<_, SentimentError>(mean / norm)
-            })?;
-            for (j, &i) in members.iter().enumerate() {
-                rows[i] = Some(pooled.get(j as i64));
-            }
-        }
-        let rows: Vec<Tensor> = rows.into_iter().flatten().collect();
-        if rows.is_empty() {
-            return Ok(Tensor::zeros(
-                [0, EMBEDDING_DIM],
-                (Kind::Float, Device::Cpu),
-            ));
-        }
-        Ok(Tensor::stack(&rows, 0))
+        let ids: Vec<&[i64]> = encoded.iter().map(|e| e.token_ids.as_slice()).collect();
+        tch::no_grad(|| {
+            let mean = packed.mean_hidden(&ids)?;
+            let norm = mean.norm_scalaropt_dim(2, 1, true).clamp_min(1e-12);
+            Ok(mean / norm)
+        })
     }
 }
 
@@ -646,6 +613,30 @@ mod tests {
     #[test]
     fn a_text_scores_the_same_alone_and_in_any_batch() {
         scores_do_not_depend_on_the_batch(Precision::Auto, BATCH_TOLERANCE);
+    }
+
+    #[test]
+    fn an_f32_text_scores_the_same_alone_and_in_any_batch() {
+        scores_do_not_depend_on_the_batch(Precision::F32, BATCH_TOLERANCE);
+    }
+
+    /// The packed inference pass computes what rust-bert's BERT (the training forward, with
+    /// padding and an attention mask) computes: same embeddings to float rounding.
+    #[test]
+    fn the_packed_pass_embeds_like_the_training_forward() {
+        let model = shipped(Precision::F32);
+        let texts = [
+            "no",
+            "The router keeps dropping and support never calls back.",
+            "Thanks, <PERSON> fixed it in five minutes!",
+            "ok",
+            "It works now, but it took three weeks and five calls to get here.",
+        ];
+        let packed = model.encoder.embed(&texts).expect("embeds");
+        let padded = tch::no_grad(|| model.encoder.embed_t(&texts, false)).expect("embeds");
+        assert_eq!(packed.size(), vec![5, EMBEDDING_DIM]);
+        let worst = (&packed - &padded).abs().max().double_value(&[]);
+        assert!(worst < 1e-5, "the packed pass is off by {worst:e}");
     }
 
     #[test]
