@@ -57,7 +57,7 @@ if [ $# -eq 0 ]; then
     .tools/sentiment-venv/bin/pip install --quiet torch==2.4.0 transformers==4.44.2 'numpy<2' \
       safetensors vaderSentiment==3.3.2
   fi
-  .tools/sentiment-venv/bin/python benches/sentiment_eval.py --sentences 256 --insights "${CARGO_TARGET_DIR:-target}/release/insights"
+  .tools/sentiment-venv/bin/python benches/sentiment_eval.py --sentences 1000 --insights "${CARGO_TARGET_DIR:-target}/release/insights"
   # The same test split read as two classes (the review-sentence target).
   python3 benches/sentiment_binary.py --insights "${CARGO_TARGET_DIR:-target}/release/insights"
   # German, French, Spanish and Dutch: the multilingual model against the English one, and
