@@ -34,6 +34,13 @@ pub use insights_schemas::SentimentLabel;
 pub use pool::{PoolConfig, Scorer};
 pub use processor::{SentimentConfig, SentimentProcessor};
 
+/// How far a text's probabilities may move with the texts it is batched with (f32 and
+/// bf16; int8 is bit for bit): the encoders pack a call's texts into shared matrix
+/// products, and a CPU's GEMM kernels may block their sums by the number of rows (seen on
+/// an AMD EPYC without AVX-512: 3e-9), so labels are identical and probabilities within
+/// this of each other.
+pub const BATCH_TOLERANCE: f64 = 1e-6;
+
 /// The labels in the order of every probability vector.
 pub const LABELS: [SentimentLabel; 3] = [
     SentimentLabel::Negative,

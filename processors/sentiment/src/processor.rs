@@ -470,9 +470,8 @@ mod tests {
                 (a.label, &a.backend, &a.model_name),
                 (b.label, &b.backend, &b.model_name)
             );
-            // The English model's tolerance between batch sizes (transformer.rs).
             for (x, y) in a.scores.values().zip(b.scores.values()) {
-                assert!((x - y).abs() <= 1e-6, "{a:?} vs {b:?}");
+                assert!((x - y).abs() <= crate::BATCH_TOLERANCE, "{a:?} vs {b:?}");
             }
         }
     }

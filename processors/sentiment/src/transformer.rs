@@ -604,11 +604,7 @@ mod tests {
         .expect("the shipped model loads (scripts/setup.sh installs the encoder)")
     }
 
-    /// f32 and bf16 run the texts of one token count in one pass: on a CPU whose GEMM
-    /// kernels block by the row count (seen on an AMD EPYC without AVX-512, where `Auto`
-    /// is f32) the last bits of a score then depend on how many texts share the pass, so
-    /// labels must be identical and probabilities within this of each other.
-    const BATCH_TOLERANCE: f64 = 1e-6;
+    use crate::BATCH_TOLERANCE;
 
     #[test]
     fn a_text_scores_the_same_alone_and_in_any_batch() {
