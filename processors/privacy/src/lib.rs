@@ -9,6 +9,10 @@
 //! - [`national`] — national identifiers of Spain, the Netherlands, France, Germany, the
 //!   UK and the US, validated by their check digits, and passports and driving licences
 //!   after their names in five languages.
+//! - `checks` — last checks on the combined findings in every language: digit-only
+//!   postcodes shorter than any served country's, numbers before a unit ("67 Mbps"), names
+//!   inside a "+" brand ("Canal+") or, in English, inside a title-case phrase of common words
+//!   ("the Early Termination Fee"); a date or an address found in parts becomes one finding.
 //! - `gazetteer` — names and places without context words, from Faker's locale data and
 //!   the tz database (`data/`), with a stoplist of common words.
 //! - [`tagger`] — a learned sequence tagger (averaged perceptron over sparse features,
@@ -29,6 +33,7 @@
 //!   out, with the spans (after replacement, char offsets) and counts, never the values;
 //!   declared demographics are kept as structured fields, never derived from text.
 //!
+mod checks;
 mod gazetteer;
 pub mod national;
 pub mod recognizers;
@@ -178,7 +183,11 @@ pub fn recognize_in(text: &str, language: Option<&str>) -> Vec<Finding> {
     let rules = recognizers::rules_in(text, Some(language));
     match model_for(language) {
         Some(model) => model.detect(text, rules),
-        None => rules,
+        None => {
+            let mut rules = rules;
+            checks::apply(text, language, &mut rules);
+            rules
+        }
     }
 }
 

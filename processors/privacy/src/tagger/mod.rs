@@ -1462,6 +1462,7 @@ impl Model {
             // tagger's are.
             kept.retain(|f| f.entity_type != "TITLE");
         }
+        crate::checks::apply(text, self.language, &mut kept);
         kept
     }
 

@@ -1,0 +1,379 @@
+//! Last checks on one text's combined findings (tagger, rules and gazetteers), in every
+//! language: shapes no served country's data has, numbers that measure something, brand and
+//! plan names read as names or places, and a date or an address found in parts.
+//!
+//! Written from the hand-written messages' dev half (`benches/data/privacy_handwritten.txt`)
+//! as kinds of error, not as its words: "Fibre Ultra 900" read as a postcode, "67 Mbps" as
+//! an age, "Canal+" as a name, "the Early Termination Fee" as a person, "14 Main Street,
+//! Ballincollig, Co. Cork, P31 KX82" as four findings that leave "Ballincollig" in clear.
+
+use crate::recognizers::Finding;
+
+/// Applies every check to `findings` (any order; returned in text order).
+pub(crate) fn apply(text: &str, language: &str, findings: &mut Vec<Finding>) {
+    findings.retain(|f| {
+        let english_phrase = language == "en" && inside_title_case_phrase(text, f);
+        !(short_postcode(text, f) || measured(text, f) || brand(text, f) || english_phrase)
+    });
+    findings.sort_by_key(|f| f.start);
+    join_dates(text, findings);
+    join_address_parts(text, findings);
+}
+
+/// A postcode of digits alone with fewer than four: no country the product serves writes
+/// one (the shortest are Belgium's, Austria's, Switzerland's and the Netherlands' four).
+fn short_postcode(text: &str, f: &Finding) -> bool {
+    let span = &text[f.start..f.end];
+    f.entity_type == "ZIP_CODE"
+        && span.chars().all(|c| c.is_ascii_digit() || c == ' ')
+        && span.chars().filter(char::is_ascii_digit).count() < 4
+}
+
+/// Units of data, speed, money and short durations, lower case, in the five languages:
+/// a number right before one is a quantity ("67 Mbps", "20 GB", "2,99 €", "45 Minuten"),
+/// not an age, a postcode or a phone number. Years, months and days are left out: "67 years"
+/// is an age.
+const UNITS: &[&str] = &[
+    "kb", "mb", "gb", "tb", "kbit", "mbit", "gbit", "kbits", "mbits", "gbits", "kbps", "mbps",
+    "gbps", "kbit/s", "mbit/s", "gbit/s", "kb/s", "mb/s", "gb/s", "mo", "go", "to", "ghz", "mhz",
+    "ms", "%", "€", "£", "$", "eur", "euro", "euros", "usd", "gbp", "pence", "cents", "ct", "min",
+    "mins", "minutes", "minute", "minuten", "minutos", "sec", "secs", "seconds", "sekunden",
+    "secondes", "segundos", "seconden", "gig", "gigs", "megs",
+];
+
+/// Whether `f` is an age, postcode or phone number of digits only, followed by a unit.
+fn measured(text: &str, f: &Finding) -> bool {
+    if !matches!(f.entity_type, "AGE" | "ZIP_CODE" | "PHONE_NUMBER")
+        || !text[f.start..f.end]
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | ',' | ' '))
+    {
+        return false;
+    }
+    let after = text[f.end..].trim_start_matches(' ');
+    let unit: String = after
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || matches!(c, '/' | '%' | '€' | '£' | '$'))
+        .flat_map(char::to_lowercase)
+        .collect();
+    // "9.99€" has no space; a unit is its own word ("5 Gbps", not "5 Gbpsx").
+    UNITS.contains(&unit.as_str())
+        && !after[unit.len().min(after.len())..]
+            .chars()
+            .next()
+            .is_some_and(char::is_alphanumeric)
+}
+
+/// Whether a name or place is part of a brand written with a trailing "+" ("Canal+",
+/// "Movistar Plus+", "Disney+"): the capitalised words after it on its line end in one.
+fn brand(text: &str, f: &Finding) -> bool {
+    if !matches!(f.entity_type, "PERSON" | "LOCATION") {
+        return false;
+    }
+    let mut rest = &text[f.end..];
+    loop {
+        if rest.starts_with('+') {
+            return true;
+        }
+        let Some(next) = rest.strip_prefix(' ') else {
+            return false;
+        };
+        if !next.chars().next().is_some_and(char::is_uppercase) {
+            return false;
+        }
+        rest = next.trim_start_matches(char::is_alphanumeric);
+    }
+}
+
+/// English only: whether a name or place continues a title-case phrase of ordinary words
+/// that begins inside a sentence ("the Early Termination Fee", "the new Account Centre"):
+/// the word before it is a capitalised common word, neither a first name nor a function
+/// word, with a word before it on its line that does not end a sentence; and the finding's
+/// own first word is no first name ("Support Agent Rose" keeps Rose).
+fn inside_title_case_phrase(text: &str, f: &Finding) -> bool {
+    if !matches!(f.entity_type, "PERSON" | "LOCATION") {
+        return false;
+    }
+    let is_first_name = |w: &str| crate::gazetteer::classes(w, &w.to_lowercase(), "en") & 1 != 0;
+    let first = text[f.start..f.end]
+        .split(|c: char| !c.is_alphabetic())
+        .next()
+        .unwrap_or("");
+    if first.is_empty() || is_first_name(first) {
+        return false;
+    }
+    let Some(before) = text[..f.start].strip_suffix(' ') else {
+        return false;
+    };
+    let word_start = before.rfind(|c: char| !c.is_alphabetic()).map_or(0, |i| {
+        i + before[i..].chars().next().map_or(1, char::len_utf8)
+    });
+    let word = &before[word_start..];
+    let mut chars = word.chars();
+    let capitalised = chars.next().is_some_and(char::is_uppercase) && chars.all(char::is_lowercase);
+    let classes = crate::gazetteer::classes(word, &word.to_lowercase(), "en");
+    // Not after a function word: a title capitalises those too ("Carry Me Back To Spain").
+    let function_word = FUNCTION_WORDS.contains(&word);
+    if !capitalised || function_word || classes & (1 << 6) == 0 || classes & 1 != 0 {
+        return false;
+    }
+    // What comes before that word on its line: a word that does not end a sentence.
+    let earlier = before[..word_start].trim_end_matches(' ');
+    earlier
+        .chars()
+        .next_back()
+        .is_some_and(|c| c.is_alphanumeric() || c == ',')
+        && !earlier.ends_with('\n')
+}
+
+/// English articles, conjunctions and prepositions as a title capitalises them.
+const FUNCTION_WORDS: &[&str] = &[
+    "A", "An", "The", "And", "Or", "But", "Nor", "Of", "To", "In", "On", "At", "For", "From",
+    "With", "By", "Into", "Onto", "Near", "Via", "Over", "Under", "Than",
+];
+
+/// Dates found in parts with only a comma or a space between them ("twenty-first of May",
+/// "1969") are one date.
+fn join_dates(text: &str, findings: &mut Vec<Finding>) {
+    let mut out: Vec<Finding> = Vec::with_capacity(findings.len());
+    for f in findings.drain(..) {
+        if let Some(last) = out.last_mut()
+            && last.entity_type == "DATE_TIME"
+            && f.entity_type == "DATE_TIME"
+            && f.start >= last.end
+            && matches!(&text[last.end..f.start], " " | ", " | ",")
+        {
+            last.end = f.end;
+            last.score = last.score.max(f.score);
+            continue;
+        }
+        out.push(f);
+    }
+    *findings = out;
+}
+
+/// An address is one finding from its street to its postcode: a street, then on its line
+/// up to two comma-separated parts of a few capitalised words without digits (a district,
+/// a county: "Ballincollig", "Co. Cork", "Col. Crédito Constructor"), then a part that
+/// begins with a postcode and was found ("P31 KX82", "03940 Ciudad de México") become one
+/// street address, the findings inside it dropped.
+fn join_address_parts(text: &str, findings: &mut Vec<Finding>) {
+    let mut i = 0;
+    while i < findings.len() {
+        if findings[i].entity_type == "STREET_ADDRESS"
+            && let Some(end) = address_goes_on(text, findings[i].end, findings)
+        {
+            let (start, score) = (findings[i].start, findings[i].score);
+            let joined = Finding {
+                end,
+                score: findings
+                    .iter()
+                    .filter(|f| f.start >= start && f.end <= end)
+                    .fold(score, |s, f| s.max(f.score)),
+                ..findings[i].clone()
+            };
+            findings.retain(|f| f.end <= start || f.start >= end);
+            findings.insert(i, joined);
+        }
+        i += 1;
+    }
+}
+
+/// Where the address whose street ends at `at` ends, if its postcode follows as described
+/// at [`join_address_parts`].
+fn address_goes_on(text: &str, at: usize, findings: &[Finding]) -> Option<usize> {
+    let line_end = text[at..].find('\n').map_or(text.len(), |n| at + n);
+    let mut pos = at;
+    for part in 0..3 {
+        let after_comma = text[pos..line_end].strip_prefix(',')?;
+        let start = line_end - after_comma.trim_start().len();
+        let end = text[start..line_end]
+            .find(',')
+            .map_or(line_end, |n| start + n);
+        let segment = &text[start..end];
+        let first = segment.split_whitespace().next()?;
+        if postcode_like(first) {
+            let found = |f: &&Finding| {
+                matches!(f.entity_type, "ZIP_CODE" | "STREET_ADDRESS" | "LOCATION")
+                    && f.start >= start
+                    && f.start < end
+            };
+            if !findings.iter().any(|f| f.start == start && found(&f)) {
+                return None;
+            }
+            return findings.iter().filter(found).map(|f| f.end).max();
+        }
+        let words: Vec<&str> = segment.split_whitespace().collect();
+        let district = part < 2
+            && words.len() <= 4
+            && !segment.chars().any(|c| c.is_ascii_digit())
+            && words.iter().all(|w| {
+                w.chars().next().is_some_and(char::is_uppercase)
+                    || crate::tagger::is_particle(w)
+            })
+            // A full stop only after a short abbreviation ("Co.", "Col."), not a sentence's.
+            && words
+                .iter()
+                .all(|w| !w.ends_with('.') || w.chars().count() <= 4);
+        if !district {
+            return None;
+        }
+        pos = end;
+    }
+    None
+}
+
+/// A postcode's first word: four or five digits, or a UK or Irish outward code ("LS6",
+/// "SW1A", "P31", "D6W").
+fn postcode_like(word: &str) -> bool {
+    let n = word.chars().count();
+    (word.chars().all(|c| c.is_ascii_digit()) && (4..=5).contains(&n))
+        || ((2..=4).contains(&n)
+            && word.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            && word.chars().any(|c| c.is_ascii_digit())
+            && word
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(text: &str, entity_type: &'static str, part: &str) -> Finding {
+        let start = text.find(part).expect("the part is in the text");
+        Finding {
+            entity_type,
+            start,
+            end: start + part.len(),
+            score: 0.7,
+            recognizer: "test",
+        }
+    }
+
+    fn checked(
+        text: &str,
+        language: &str,
+        found: &[(&'static str, &str)],
+    ) -> Vec<(String, String)> {
+        let mut findings: Vec<Finding> = found.iter().map(|(t, p)| finding(text, t, p)).collect();
+        apply(text, language, &mut findings);
+        findings
+            .iter()
+            .map(|f| (f.entity_type.to_string(), text[f.start..f.end].to_string()))
+            .collect()
+    }
+
+    fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+        expected
+            .iter()
+            .map(|(t, p)| (t.to_string(), p.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_postcode_of_fewer_than_four_digits_is_none() {
+        let text = "I upgraded to Fibre Ultra 900, postcode 10115 or 1015 CJ";
+        let found = [
+            ("ZIP_CODE", "900"),
+            ("ZIP_CODE", "10115"),
+            ("ZIP_CODE", "1015 CJ"),
+        ];
+        assert_eq!(
+            checked(text, "en", &found),
+            pairs(&[("ZIP_CODE", "10115"), ("ZIP_CODE", "1015 CJ")])
+        );
+    }
+
+    #[test]
+    fn a_number_before_a_unit_is_a_quantity_not_an_age_or_postcode() {
+        let text = "the app says 67 Mbps, 20GB left, 45 Minuten, she is 67 years old";
+        let found = [
+            ("AGE", "67"),
+            ("ZIP_CODE", "20"),
+            ("AGE", "45"),
+            ("AGE", "67 years"),
+        ];
+        // Only the age in years stays.
+        let kept = checked(text, "en", &found);
+        assert_eq!(kept, pairs(&[("AGE", "67 years")]));
+        // A unit is a word of its own.
+        let text = "call 4471 Mbpsx";
+        assert_eq!(checked(text, "en", &[("PHONE_NUMBER", "4471")]).len(), 1);
+    }
+
+    #[test]
+    fn a_name_inside_a_brand_with_a_plus_is_none() {
+        let text = "Canal+ Essentiel, Movistar Plus+ Fútbol, and Rosa Plus told me";
+        let found = [
+            ("PERSON", "Canal"),
+            ("PERSON", "Movistar"),
+            ("PERSON", "Rosa"),
+        ];
+        assert_eq!(checked(text, "es", &found), pairs(&[("PERSON", "Rosa")]));
+    }
+
+    #[test]
+    fn in_english_a_name_inside_a_title_case_phrase_of_common_words_is_none() {
+        let text = "I was charged the Early Termination Fee. Where is the new Account Centre?";
+        let found = [("PERSON", "Termination Fee"), ("LOCATION", "Centre")];
+        assert!(checked(text, "en", &found).is_empty());
+        // A first name stays, and so does a name after a greeting that starts the line.
+        let text = "I spoke to Support Agent Rose about it.\nThanks Baker";
+        let found = [("PERSON", "Rose"), ("PERSON", "Baker")];
+        assert_eq!(checked(text, "en", &found).len(), 2);
+        // Other languages capitalise their nouns: the check is English only.
+        let text = "an old song, Carry Me Back To Spain";
+        assert_eq!(checked(text, "en", &[("LOCATION", "Spain")]).len(), 1);
+        let text = "Die neue Kunden Centre";
+        assert_eq!(checked(text, "de", &[("LOCATION", "Centre")]).len(), 1);
+    }
+
+    #[test]
+    fn a_date_found_in_parts_is_one_date() {
+        let text = "born twenty-first of May, 1969.";
+        let found = [("DATE_TIME", "twenty-first of May"), ("DATE_TIME", "1969")];
+        assert_eq!(
+            checked(text, "en", &found),
+            pairs(&[("DATE_TIME", "twenty-first of May, 1969")])
+        );
+    }
+
+    #[test]
+    fn an_address_with_a_district_before_its_postcode_is_one_address() {
+        let text = "the address is 14 Main Street, Ballincollig, Co. Cork, P31 KX82 thanks";
+        let found = [
+            ("STREET_ADDRESS", "14 Main Street"),
+            ("ORGANIZATION", "Ballincollig, Co."),
+            ("LOCATION", "Cork"),
+            ("ZIP_CODE", "P31 KX82"),
+        ];
+        assert_eq!(
+            checked(text, "en", &found),
+            pairs(&[(
+                "STREET_ADDRESS",
+                "14 Main Street, Ballincollig, Co. Cork, P31 KX82"
+            )])
+        );
+        let text =
+            "Av. Insurgentes Sur 1602, Col. Crédito Constructor, 03940 Ciudad de México, teléfono";
+        let found = [
+            ("STREET_ADDRESS", "Av. Insurgentes Sur 1602"),
+            ("STREET_ADDRESS", "03940 Ciudad de México"),
+        ];
+        assert_eq!(checked(text, "es", &found).len(), 1);
+        // No postcode found after the parts, or a sentence between: nothing joins.
+        let text = "14 Main Street, Ballincollig, and then P31 KX82";
+        let found = [
+            ("STREET_ADDRESS", "14 Main Street"),
+            ("ZIP_CODE", "P31 KX82"),
+        ];
+        assert_eq!(checked(text, "en", &found).len(), 2);
+        let text = "14 Main Street, Cork\nP31 KX82";
+        let found = [
+            ("STREET_ADDRESS", "14 Main Street"),
+            ("ZIP_CODE", "P31 KX82"),
+        ];
+        assert_eq!(checked(text, "en", &found).len(), 2);
+    }
+}
