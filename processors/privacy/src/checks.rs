@@ -17,6 +17,7 @@ pub(crate) fn apply(text: &str, language: &str, findings: &mut Vec<Finding>) {
     });
     findings.sort_by_key(|f| f.start);
     join_dates(text, findings);
+    postcode_with_town(text, language, findings);
     join_address_parts(text, findings);
 }
 
@@ -150,6 +151,63 @@ fn join_dates(text: &str, findings: &mut Vec<Finding>) {
         out.push(f);
     }
     *findings = out;
+}
+
+/// A postcode with its town is one street address, as the labels have it ("75011 Paris",
+/// "5687 XM Heerhugowaard"): a postcode followed, after one space on its line, by a town (a
+/// found place, or capitalised words, "im"/"de"-like particles between them, that are not
+/// only common words and end before a lower-case word, a comma, a full stop or the line's end)
+/// becomes one, the place inside it dropped.
+fn postcode_with_town(text: &str, language: &str, findings: &mut Vec<Finding>) {
+    let mut i = 0;
+    while i < findings.len() {
+        if findings[i].entity_type == "ZIP_CODE"
+            && let Some(end) = town_after(text, findings[i].end, language, findings)
+        {
+            let start = findings[i].start;
+            findings[i].entity_type = "STREET_ADDRESS";
+            findings[i].end = end;
+            let mut at = 0;
+            findings.retain(|f| {
+                at += 1;
+                at - 1 == i || f.end <= start || f.start >= end
+            });
+        }
+        i += 1;
+    }
+}
+
+/// Where the town that follows a postcode ending at `at` ends (see [`postcode_with_town`]).
+fn town_after(text: &str, at: usize, language: &str, findings: &[Finding]) -> Option<usize> {
+    text[at..].strip_prefix(' ')?;
+    let start = at + 1;
+    let place = findings
+        .iter()
+        .find(|f| f.start == start && f.entity_type == "LOCATION")
+        .map(|f| f.end);
+    let (mut end, mut pos) = (start, start);
+    loop {
+        let len = text[pos..]
+            .find(|c: char| !(c.is_alphabetic() || matches!(c, '-' | '\'' | '’')))
+            .unwrap_or(text.len() - pos);
+        let word = &text[pos..pos + len];
+        if word.chars().next().is_some_and(char::is_uppercase) {
+            end = pos + len;
+        } else if len == 0 || end == start || !crate::tagger::is_particle(word) {
+            break;
+        }
+        match text[pos + len..].strip_prefix(' ') {
+            Some(_) => pos += len + 1,
+            None => break,
+        }
+    }
+    let town = &text[start..end];
+    let ends_cleanly = !text[end..].starts_with(|c: char| c.is_alphanumeric());
+    let words = end > start && ends_cleanly && !crate::gazetteer::common_words_only(town, language);
+    match place {
+        Some(place) => Some(if words { end.max(place) } else { place }),
+        None => words.then_some(end),
+    }
 }
 
 /// An address is one finding from its street to its postcode: a street, then on its line
@@ -337,6 +395,43 @@ mod tests {
             checked(text, "en", &found),
             pairs(&[("DATE_TIME", "twenty-first of May, 1969")])
         );
+    }
+
+    #[test]
+    fn a_postcode_with_its_town_is_one_address() {
+        let text = "Postcode en plaats: 5687 XM Heerhugowaard\nTelefoon";
+        assert_eq!(
+            checked(text, "nl", &[("ZIP_CODE", "5687 XM")]),
+            pairs(&[("STREET_ADDRESS", "5687 XM Heerhugowaard")])
+        );
+        let text = "ik woon in 79098 Freiburg im Breisgau en heb een vraag";
+        let found = [("ZIP_CODE", "79098"), ("LOCATION", "Freiburg")];
+        assert_eq!(
+            checked(text, "de", &found),
+            pairs(&[("STREET_ADDRESS", "79098 Freiburg im Breisgau")])
+        );
+        let text = "CP 46001 Valencia, gracias";
+        let found = [("ZIP_CODE", "46001"), ("LOCATION", "Valencia")];
+        assert_eq!(
+            checked(text, "es", &found),
+            pairs(&[("STREET_ADDRESS", "46001 Valencia")])
+        );
+        // Not a common word, not over a comma or a line break.
+        for text in [
+            "postcode 45559 Thanks",
+            "PLZ 80331, München",
+            "PLZ 80331\nMünchen",
+        ] {
+            let kept = checked(
+                text,
+                "en",
+                &[(
+                    "ZIP_CODE",
+                    &text[text.find(char::is_numeric).unwrap()..][..5],
+                )],
+            );
+            assert_eq!(kept[0].0, "ZIP_CODE", "{text}");
+        }
     }
 
     #[test]

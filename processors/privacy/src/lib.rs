@@ -12,7 +12,8 @@
 //! - `checks` — last checks on the combined findings in every language: digit-only
 //!   postcodes shorter than any served country's, numbers before a unit ("67 Mbps"), names
 //!   inside a "+" brand ("Canal+") or, in English, inside a title-case phrase of common words
-//!   ("the Early Termination Fee"); a date or an address found in parts becomes one finding.
+//!   ("the Early Termination Fee"); a date, a postcode and its town, or an address found in
+//!   parts becomes one finding.
 //! - `gazetteer` — names and places without context words, from Faker's locale data and
 //!   the tz database (`data/`), with a stoplist of common words.
 //! - [`tagger`] — a learned sequence tagger (averaged perceptron over sparse features,
