@@ -28,8 +28,9 @@ pub struct ScrubArgs {
     /// random key for this run only.
     #[arg(long, default_value = "data/privacy.key")]
     privacy_key_file: PathBuf,
-    /// Declared language of the lines (a line's "language" wins); the learned tagger runs
-    /// on English and undeclared text only.
+    /// Declared language of the lines, BCP 47 (a line's "language" wins): English, German,
+    /// French, Spanish and Dutch each have a learned tagger, other languages get the rules
+    /// alone; without one each line's language is detected.
     #[arg(long)]
     language: Option<String>,
     /// Least score for an entity type, e.g. `--threshold PERSON=0.6` (repeatable).

@@ -159,16 +159,45 @@ pub fn more_english_than(text: &str, language: &str) -> bool {
 /// detector where the words leave no doubt; `None` otherwise (and for English, whose
 /// reading also depends on how sure the detector is).
 pub fn clear_language(text: &str) -> Option<&'static str> {
-    const OTHERS: [&str; 4] = ["de", "fr", "es", "nl"];
+    let counts = common_word_counts(text, 1);
+    let (best, top, runner_up) = leader(&counts)?;
+    (top >= 3 && 2 * top >= 3 * runner_up && top >= runner_up + 3).then(|| OTHERS[best - 1])
+}
+
+/// A weaker vote than [`clear_language`], for text the detector is unsure of: the one of
+/// German, French, Spanish and Dutch whose common words are the most among the text's
+/// lower-case words of two letters or more, at least two and more than English's and every
+/// other language's ("Graag bezorgen op mijn werkadres: …, t.a.v. Linde De Groote": the
+/// names outweigh the words for the detector, and "t.a.v." spells three English "words").
+pub fn word_vote(text: &str) -> Option<&'static str> {
+    let counts = common_word_counts(text, 2);
+    let (best, top, runner_up) = leader(&counts)?;
+    (top >= 2 && top > runner_up).then(|| OTHERS[best - 1])
+}
+
+/// The languages [`common_word_counts`] counts after English.
+const OTHERS: [&str; 4] = ["de", "fr", "es", "nl"];
+
+/// How many of the lower-case words of `text` with at least `min_chars` letters are common
+/// words of English, then of each of [`OTHERS`].
+fn common_word_counts(text: &str, min_chars: usize) -> [usize; 5] {
     let mut counts = [0usize; 5];
     for w in text.split(|c: char| !c.is_alphabetic()) {
-        if w.chars().next().is_some_and(char::is_lowercase) {
+        if w.chars().next().is_some_and(char::is_lowercase)
+            && w.chars().nth(min_chars - 1).is_some()
+        {
             counts[0] += usize::from(COMMON.contains(w));
             for (i, l) in OTHERS.iter().enumerate() {
                 counts[i + 1] += usize::from(common(l).contains(w));
             }
         }
     }
+    counts
+}
+
+/// The index of the non-English language with the most words (on a tie either: the runner-up
+/// then has as many), its count, and the highest count of the others, English included.
+fn leader(counts: &[usize; 5]) -> Option<(usize, usize, usize)> {
     let (best, &top) = counts.iter().enumerate().skip(1).max_by_key(|(_, c)| **c)?;
     let runner_up = counts
         .iter()
@@ -177,7 +206,7 @@ pub fn clear_language(text: &str) -> Option<&'static str> {
         .map(|(_, c)| *c)
         .max()
         .unwrap_or(0);
-    (top >= 3 && 2 * top >= 3 * runner_up && top >= runner_up + 3).then(|| OTHERS[best - 1])
+    Some((best, top, runner_up))
 }
 
 /// Whether every word of `text` is a first or last name and the whole is no place.
@@ -354,6 +383,17 @@ mod tests {
         );
         assert_eq!(clear_language("Danke, Jürgen Müller"), None);
         assert_eq!(clear_language(""), None);
+    }
+
+    #[test]
+    fn the_weaker_vote_needs_two_words_of_two_letters_and_a_lead() {
+        let dutch = "Graag bezorgen op mijn werkadres: Segerszoen & van Leeuwen, t.a.v. \
+                     Linde De Groote, Elisaweg 5-4, 1658 RN Maria Hoop.";
+        assert_eq!(clear_language(dutch), None);
+        assert_eq!(word_vote(dutch), Some("nl"));
+        assert_eq!(word_vote("I am ukrainian but I live in Denmark."), None);
+        assert_eq!(word_vote("Merci, Jean"), None);
+        assert_eq!(word_vote(""), None);
     }
 
     fn found(text: &str) -> Vec<(&'static str, String)> {
