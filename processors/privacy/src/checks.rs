@@ -30,16 +30,20 @@ fn short_postcode(text: &str, f: &Finding) -> bool {
         && span.chars().filter(char::is_ascii_digit).count() < 4
 }
 
-/// Units of data, speed, money and short durations, lower case, in the five languages:
-/// a number right before one is a quantity ("67 Mbps", "20 GB", "2,99 €", "45 Minuten"),
-/// not an age, a postcode or a phone number. Years, months and days are left out: "67 years"
-/// is an age.
+/// Units of data, speed, money and short durations in the five languages, as written: a
+/// number right before one is a quantity ("67 Mbps", "20 GB", "20 Go", "2,99 €", "45
+/// Minuten"), not an age, a postcode or a phone number. Case matters where a spelling is
+/// also a word ("to", "go", "Ms": "call 0612 345678 to confirm", "0612 345678 Ms Smith").
+/// Years, months and days are left out: "67 years" is an age.
 const UNITS: &[&str] = &[
-    "kb", "mb", "gb", "tb", "kbit", "mbit", "gbit", "kbits", "mbits", "gbits", "kbps", "mbps",
-    "gbps", "kbit/s", "mbit/s", "gbit/s", "kb/s", "mb/s", "gb/s", "mo", "go", "to", "ghz", "mhz",
-    "ms", "%", "€", "£", "$", "eur", "euro", "euros", "usd", "gbp", "pence", "cents", "ct", "min",
-    "mins", "minutes", "minute", "minuten", "minutos", "sec", "secs", "seconds", "sekunden",
-    "secondes", "segundos", "seconden", "gig", "gigs", "megs",
+    "kb", "KB", "Kb", "mb", "MB", "Mb", "gb", "GB", "Gb", "tb", "TB", "Tb", "kbit", "Kbit", "mbit",
+    "Mbit", "MBit", "gbit", "Gbit", "GBit", "kbps", "Kbps", "mbps", "Mbps", "MBps", "gbps", "Gbps",
+    "kbit/s", "Kbit/s", "mbit/s", "Mbit/s", "gbit/s", "Gbit/s", "kb/s", "Kb/s", "mb/s", "Mb/s",
+    "MB/s", "gb/s", "Gb/s", "GB/s", "Ko", "Mo", "Go", "To", "GHz", "MHz", "ghz", "mhz", "ms", "%",
+    "€", "£", "$", "EUR", "eur", "euro", "euros", "Euro", "Euros", "USD", "usd", "GBP", "gbp",
+    "pence", "cents", "ct", "min", "mins", "minutes", "minute", "Minuten", "minuten", "minutos",
+    "sec", "secs", "seconds", "Sekunden", "secondes", "segundos", "seconden", "gig", "gigs",
+    "megs",
 ];
 
 /// Whether `f` is an age, postcode or phone number of digits only, followed by a unit.
@@ -52,17 +56,11 @@ fn measured(text: &str, f: &Finding) -> bool {
         return false;
     }
     let after = text[f.end..].trim_start_matches(' ');
-    let unit: String = after
-        .chars()
-        .take_while(|c| c.is_alphanumeric() || matches!(c, '/' | '%' | '€' | '£' | '$'))
-        .flat_map(char::to_lowercase)
-        .collect();
     // "9.99€" has no space; a unit is its own word ("5 Gbps", not "5 Gbpsx").
-    UNITS.contains(&unit.as_str())
-        && !after[unit.len().min(after.len())..]
-            .chars()
-            .next()
-            .is_some_and(char::is_alphanumeric)
+    let len = after
+        .find(|c: char| !(c.is_alphanumeric() || matches!(c, '/' | '%' | '€' | '£' | '$')))
+        .unwrap_or(after.len());
+    UNITS.contains(&&after[..len])
 }
 
 /// Whether a name or place is part of a brand written with a trailing "+" ("Canal+",
@@ -90,17 +88,19 @@ fn brand(text: &str, f: &Finding) -> bool {
 /// that begins inside a sentence ("the Early Termination Fee", "the new Account Centre"):
 /// the word before it is a capitalised common word, neither a first name nor a function
 /// word, with a word before it on its line that does not end a sentence; and the finding's
-/// own first word is no first name ("Support Agent Rose" keeps Rose).
+/// own first word is no first name or surname ("Support Agent Rose", "Agent Patel" stay).
 fn inside_title_case_phrase(text: &str, f: &Finding) -> bool {
     if !matches!(f.entity_type, "PERSON" | "LOCATION") {
         return false;
     }
-    let is_first_name = |w: &str| crate::gazetteer::classes(w, &w.to_lowercase(), "en") & 1 != 0;
     let first = text[f.start..f.end]
         .split(|c: char| !c.is_alphabetic())
         .next()
         .unwrap_or("");
-    if first.is_empty() || is_first_name(first) {
+    // A name's first word, a first name or a surname, keeps it ("Support Agent Rose", "spoke
+    // with Agent Patel").
+    if first.is_empty() || crate::gazetteer::classes(first, &first.to_lowercase(), "en") & 0b11 != 0
+    {
         return false;
     }
     let Some(before) = text[..f.start].strip_suffix(' ') else {
@@ -355,9 +355,21 @@ mod tests {
         // Only the age in years stays.
         let kept = checked(text, "en", &found);
         assert_eq!(kept, pairs(&[("AGE", "67 years")]));
-        // A unit is a word of its own.
-        let text = "call 4471 Mbpsx";
-        assert_eq!(checked(text, "en", &[("PHONE_NUMBER", "4471")]).len(), 1);
+        // A unit is a word of its own, and written as units are: "to", "go" and "Ms" are
+        // words.
+        for text in [
+            "call 4471 Mbpsx",
+            "call 0612 345678 to confirm",
+            "ring 0612 345678 Ms Smith",
+        ] {
+            let number = &text[text.find(char::is_numeric).unwrap()..][..4];
+            assert_eq!(
+                checked(text, "en", &[("PHONE_NUMBER", number)]).len(),
+                1,
+                "{text}"
+            );
+        }
+        assert!(checked("plus 20 Go de data", "fr", &[("AGE", "20")]).is_empty());
     }
 
     #[test]
@@ -377,9 +389,9 @@ mod tests {
         let found = [("PERSON", "Termination Fee"), ("LOCATION", "Centre")];
         assert!(checked(text, "en", &found).is_empty());
         // A first name stays, and so does a name after a greeting that starts the line.
-        let text = "I spoke to Support Agent Rose about it.\nThanks Baker";
-        let found = [("PERSON", "Rose"), ("PERSON", "Baker")];
-        assert_eq!(checked(text, "en", &found).len(), 2);
+        let text = "I spoke to Support Agent Rose about it.\nThanks Baker, and Agent Patel";
+        let found = [("PERSON", "Rose"), ("PERSON", "Baker"), ("PERSON", "Patel")];
+        assert_eq!(checked(text, "en", &found).len(), 3);
         // Other languages capitalise their nouns: the check is English only.
         let text = "an old song, Carry Me Back To Spain";
         assert_eq!(checked(text, "en", &[("LOCATION", "Spain")]).len(), 1);
