@@ -999,6 +999,14 @@ mod tests {
     }
 
     #[test]
+    fn quantities_and_product_names_are_no_personal_data_and_phones_before_words_stay() {
+        let text = "Fibre Ultra 900 still says 67 Mbps. Call 07700 900461 to confirm.";
+        assert_eq!(found(text), vec![("PHONE_NUMBER", "07700 900461")]);
+        let text = "I was charged the Early Termination Fee on the new Account Centre screen.";
+        assert_eq!(found(text), vec![]);
+    }
+
+    #[test]
     fn the_shipped_tagger_finds_what_the_rules_alone_miss() {
         let m = model();
         assert!(m.features() > 1000, "{} features", m.features());
