@@ -164,14 +164,8 @@ fn postcode_with_town(text: &str, language: &str, findings: &mut Vec<Finding>) {
         if findings[i].entity_type == "ZIP_CODE"
             && let Some(end) = town_after(text, findings[i].end, language, findings)
         {
-            let start = findings[i].start;
             findings[i].entity_type = "STREET_ADDRESS";
-            findings[i].end = end;
-            let mut at = 0;
-            findings.retain(|f| {
-                at += 1;
-                at - 1 == i || f.end <= start || f.start >= end
-            });
+            absorb(findings, i, end);
         }
         i += 1;
     }
@@ -221,20 +215,28 @@ fn join_address_parts(text: &str, findings: &mut Vec<Finding>) {
         if findings[i].entity_type == "STREET_ADDRESS"
             && let Some(end) = address_goes_on(text, findings[i].end, findings)
         {
-            let (start, score) = (findings[i].start, findings[i].score);
-            let joined = Finding {
-                end,
-                score: findings
-                    .iter()
-                    .filter(|f| f.start >= start && f.end <= end)
-                    .fold(score, |s, f| s.max(f.score)),
-                ..findings[i].clone()
-            };
-            findings.retain(|f| f.end <= start || f.start >= end);
-            findings.insert(i, joined);
+            let score = absorb(findings, i, end);
+            findings[i].score = findings[i].score.max(score);
         }
         i += 1;
     }
+}
+
+/// Makes finding `i` of `findings` (in text order, none overlapping) end at `end`, drops the
+/// others it now covers, and returns the highest score among them (0 if none).
+fn absorb(findings: &mut Vec<Finding>, i: usize, end: usize) -> f64 {
+    let start = findings[i].start;
+    findings[i].end = end;
+    let (mut at, mut covered) = (0, 0f64);
+    findings.retain(|f| {
+        let keep = at == i || f.end <= start || f.start >= end;
+        if !keep {
+            covered = covered.max(f.score);
+        }
+        at += 1;
+        keep
+    });
+    covered
 }
 
 /// Where the address whose street ends at `at` ends, if its postcode follows as described
