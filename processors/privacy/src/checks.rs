@@ -15,7 +15,22 @@ pub(crate) fn apply(text: &str, language: &str, findings: &mut Vec<Finding>) {
         let english_phrase = language == "en" && inside_title_case_phrase(text, f);
         !(short_postcode(text, f) || measured(text, f) || brand(text, f) || english_phrase)
     });
+    split_person_from_place(text, findings);
     findings.sort_by_key(|f| f.start);
+    let mut i = 0;
+    while i < findings.len() {
+        if let Some(start) = weekday_before_date(text, &findings[i]) {
+            let end = findings[i].end;
+            findings[i].start = start;
+            absorb(findings, i, end);
+            // A finding of the weekday alone came before it and is gone: find it again.
+            i = findings
+                .iter()
+                .position(|f| f.start == start && f.end == end)
+                .unwrap_or(i);
+        }
+        i += 1;
+    }
     join_dates(text, findings);
     postcode_with_town(text, language, findings);
     join_address_parts(text, findings);
@@ -125,6 +140,102 @@ fn inside_title_case_phrase(text: &str, f: &Finding) -> bool {
         .next_back()
         .is_some_and(|c| c.is_alphanumeric() || c == ',')
         && !earlier.ends_with('\n')
+}
+
+/// The days of the week in the five languages, in lower case.
+const WEEKDAYS: &[&str] = &[
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "montag",
+    "dienstag",
+    "mittwoch",
+    "donnerstag",
+    "freitag",
+    "samstag",
+    "sonnabend",
+    "sonntag",
+    "lundi",
+    "mardi",
+    "mercredi",
+    "jeudi",
+    "vendredi",
+    "samedi",
+    "dimanche",
+    "lunes",
+    "martes",
+    "miércoles",
+    "miercoles",
+    "jueves",
+    "viernes",
+    "sábado",
+    "sabado",
+    "domingo",
+    "maandag",
+    "dinsdag",
+    "woensdag",
+    "donderdag",
+    "vrijdag",
+    "zaterdag",
+    "zondag",
+];
+
+/// A date's day of the week is part of it ("Montag, den 3. November", "Monday the 14th",
+/// "el lunes 3 de noviembre"): a date right after a weekday, maybe a comma and an article
+/// between them, starts at the weekday. Returns where it starts, if it moves.
+fn weekday_before_date(text: &str, f: &Finding) -> Option<usize> {
+    if f.entity_type != "DATE_TIME" {
+        return None;
+    }
+    let mut before = text[..f.start].trim_end_matches(' ');
+    for article in ["den", "der", "the", "le", "el"] {
+        if let Some(rest) = before.strip_suffix(article)
+            && rest.ends_with(' ')
+        {
+            before = rest.trim_end_matches(' ');
+            break;
+        }
+    }
+    let before = before.strip_suffix(',').unwrap_or(before);
+    let start = before.rfind(|c: char| !c.is_alphabetic()).map_or(0, |i| {
+        i + before[i..].chars().next().map_or(1, char::len_utf8)
+    });
+    (start < before.len()
+        && before.len() < f.start
+        && WEEKDAYS.contains(&before[start..].to_lowercase().as_str()))
+    .then_some(start)
+}
+
+/// Words that put a person in a place and are never part of a name ("fenna uit
+/// leeuwarden", "Sabine aus Hamburg", "Mike from Leeds").
+const FROM_WORDS: &[&str] = &["from", "aus", "uit"];
+
+/// A name found across such a word is a name, then a place: "fenna uit leeuwarden" as one
+/// PERSON becomes PERSON "fenna" and LOCATION "leeuwarden".
+fn split_person_from_place(text: &str, findings: &mut Vec<Finding>) {
+    let mut places = Vec::new();
+    for f in findings.iter_mut().filter(|f| f.entity_type == "PERSON") {
+        let span = &text[f.start..f.end];
+        let Some((at, word)) = FROM_WORDS
+            .iter()
+            .filter_map(|w| span.find(&format!(" {w} ")).map(|at| (at, *w)))
+            .min()
+        else {
+            continue;
+        };
+        let place_start = f.start + at + word.len() + 2;
+        places.push(Finding {
+            entity_type: "LOCATION",
+            start: place_start,
+            ..*f
+        });
+        f.end = f.start + at;
+    }
+    findings.extend(places);
 }
 
 /// English articles, conjunctions and prepositions as a title capitalises them.
@@ -329,6 +440,36 @@ mod tests {
             .iter()
             .map(|(t, p)| (t.to_string(), p.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn a_date_starts_at_its_weekday() {
+        let text = "Der Techniker war am Montag, den 3. November da, nicht am Dienstag";
+        let found = [("DATE_TIME", "Montag"), ("DATE_TIME", "3. November")];
+        assert_eq!(
+            checked(text, "de", &found),
+            pairs(&[("DATE_TIME", "Montag, den 3. November")])
+        );
+        let text = "the engineer never came on Tuesday the 14th, not Tuesday";
+        assert_eq!(
+            checked(text, "en", &[("DATE_TIME", "14th")]),
+            pairs(&[("DATE_TIME", "Tuesday the 14th")])
+        );
+        let text = "Ich komme garden 3. November";
+        assert_eq!(
+            checked(text, "de", &[("DATE_TIME", "3. November")]),
+            pairs(&[("DATE_TIME", "3. November")]),
+            "no weekday before it"
+        );
+    }
+
+    #[test]
+    fn a_name_across_from_is_a_name_then_a_place() {
+        let text = "ik ben fenna uit leeuwarden en mijn tv werkt niet";
+        assert_eq!(
+            checked(text, "nl", &[("PERSON", "fenna uit leeuwarden")]),
+            pairs(&[("PERSON", "fenna"), ("LOCATION", "leeuwarden")])
+        );
     }
 
     #[test]

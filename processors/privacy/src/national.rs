@@ -38,14 +38,19 @@ const CONTEXT: f64 = 0.85;
 
 /// The letter in capitals (maybe after a space or a dash), or in lower case attached ("y"
 /// after a number is Spanish for "and").
+/// What may stand between a context word and its number: up to 30 characters without a
+/// digit, on the word's line or, once, across a line break, as a call transcript answers
+/// on the next line ("Agent: May I have your BSN?\nCustomer: 111222333").
+const GAP: &str = r"[^\d\n]{0,30}?(?:\n[^\d\n]{0,30}?)?";
+
 static DNI: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?-u:\b)(\d{8})(?:[- ]?([A-Z])|-?([a-z]))(?-u:\b)"));
 static NIE: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?-u:\b)([XYZxyz])[- ]?(\d{7})[- ]?([A-Za-z])(?-u:\b)"));
 static BSN: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"(?i)(?-u:\b)(?:bsn|burgerservicenummer|sofi-?nummer|citizen service number)(?-u:\b)[^\d\n]{0,30}?(\d[\d .]{7,11}\d)(?-u:\b)",
-    )
+    re(&format!(
+        r"(?i)(?-u:\b)(?:bsn|burgerservicenummer|sofi-?nummer|citizen service number)(?-u:\b){GAP}(\d[\d .]{{7,11}}\d)(?-u:\b)"
+    ))
 });
 static NIR: LazyLock<Regex> = LazyLock::new(|| {
     re(
@@ -56,32 +61,34 @@ static TAX_ID: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?-u:\b)([1-9]\d) ?(\d{3}) ?(\d{3}) ?(\d{3})(?-u:\b)"));
 static TAX_ID_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)(?:steuer-?id|steuer-?identifikationsnummer|steueridentifikationsnummer|identifikationsnummer|(?-u:\b)idnr(?-u:\b)|tax id)[^\d\n]{0,30}$",
+        r"(?i)(?:steuer-?id|steuer-?identifikationsnummer|steueridentifikationsnummer|identifikationsnummer|(?-u:\b)idnr(?-u:\b)|tax id)[^\d\n]{0,30}(?:\n[^\d\n]{0,30})?$",
     )
 });
 static ID_CARD: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"(?i)(?-u:\b)(?:personalausweis(?:es|nummer|-?nr\.?)?|ausweis(?:es|-?(?:nummer|nr\.?))?|id card number)(?-u:\b)[^\d\n]{0,30}?(?-u:\b)([CFGHJKLMNPRTVWXYZ0-9]{9}\d)(?-u:\b)",
-    )
+    re(&format!(
+        r"(?i)(?-u:\b)(?:personalausweis(?:es|nummer|-?nr\.?)?|ausweis(?:es|-?(?:nummer|nr\.?))?|id card number)(?-u:\b){GAP}(?-u:\b)([CFGHJKLMNPRTVWXYZ0-9]{{9}}\d)(?-u:\b)"
+    ))
 });
 static NINO: LazyLock<Regex> = LazyLock::new(|| {
     re(r"(?-u:\b)([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]) ?(\d{2}) ?(\d{2}) ?(\d{2}) ?([A-D])(?-u:\b)")
 });
 static NHS: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?i)(?-u:\b)nhs(?-u:\b)[^\d\n]{0,30}?(?-u:\b)(\d{3}[ -]?\d{3}[ -]?\d{4})(?-u:\b)")
+    re(&format!(
+        r"(?i)(?-u:\b)nhs(?-u:\b){GAP}(?-u:\b)(\d{{3}}[ -]?\d{{3}}[ -]?\d{{4}})(?-u:\b)"
+    ))
 });
 static ITIN: LazyLock<Regex> = LazyLock::new(|| {
     re(r"(?-u:\b)9\d{2}([- ])(?:5\d|6[0-5]|7\d|8[0-8]|9[0-2]|9[4-9])([- ])\d{4}(?-u:\b)")
 });
 static PASSPORT: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"(?i)(?-u:\b)(?:passport|reisepass(?:nummer)?|passnummer|pass-nr\.?|passeport|pasaporte|paspoort(?:nummer)?)[^\d\n]{0,30}?(?-u:\b)([A-Z0-9]*\d[A-Z0-9]*)(?-u:\b)",
-    )
+    re(&format!(
+        r"(?i)(?-u:\b)(?:passport|reisepass(?:nummer)?|passnummer|pass-nr\.?|passeport|pasaporte|paspoort(?:nummer)?){GAP}(?-u:\b)([A-Z0-9]*\d[A-Z0-9]*)(?-u:\b)"
+    ))
 });
 static DRIVER_LICENSE: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"(?i)(?-u:\b)(?:driver'?s licen[cs]e|driving licen[cs]e|licen[cs]e (?:number|no\.?)|führerschein(?:nummer)?|permis de conduire|permiso de conducir|carnet de conducir|rijbewijs(?:nummer)?)[^\d\n]{0,30}?(?-u:\b)([A-Z0-9-]*\d[A-Z0-9-]*)(?-u:\b)",
-    )
+    re(&format!(
+        r"(?i)(?-u:\b)(?:driver'?s licen[cs]e|driving licen[cs]e|licen[cs]e (?:number|no\.?)|führerschein(?:nummer)?|permis de conduire|permiso de conducir|carnet de conducir|rijbewijs(?:nummer)?){GAP}(?-u:\b)([A-Z0-9-]*\d[A-Z0-9-]*)(?-u:\b)"
+    ))
 });
 
 /// Every national identifier in `text`.
@@ -385,6 +392,23 @@ mod tests {
         assert!(found("BSN 111222334").is_empty(), "fails the 11-test");
         assert!(found("ordernummer 111222333").is_empty(), "no context word");
         assert!(found("BSN 000000000").is_empty());
+    }
+
+    #[test]
+    fn a_transcript_answers_on_the_next_line() {
+        assert_eq!(
+            found("Medewerker: Mag ik uw BSN?\nKlant: 111222333"),
+            [("NL_BSN", "111222333".into())]
+        );
+        assert_eq!(
+            found("Agent: And your passport number?\nCaller: yes, 533412088"),
+            [("PASSPORT", "533412088".into())]
+        );
+        assert!(
+            found("Agent: And your passport number?\n\nCaller: I don't have it\nOrder 533412088")
+                .is_empty(),
+            "one line break at most"
+        );
     }
 
     #[test]
