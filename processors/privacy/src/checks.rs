@@ -13,10 +13,15 @@ use crate::recognizers::Finding;
 pub(crate) fn apply(text: &str, language: &str, findings: &mut Vec<Finding>) {
     findings.retain(|f| {
         let english_phrase = language == "en" && inside_title_case_phrase(text, f);
-        !(short_postcode(text, f) || measured(text, f) || brand(text, f) || english_phrase)
+        !(short_postcode(text, f)
+            || measured(text, f)
+            || brand(text, f)
+            || english_phrase
+            || versioned(text, f))
     });
     split_person_from_place(text, findings);
     findings.sort_by_key(|f| f.start);
+    digits_only_address_is_a_phone(text, language, findings);
     let mut i = 0;
     while i < findings.len() {
         if let Some(start) = weekday_before_date(text, &findings[i]) {
@@ -43,6 +48,15 @@ fn short_postcode(text: &str, f: &Finding) -> bool {
     f.entity_type == "ZIP_CODE"
         && span.chars().all(|c| c.is_ascii_digit() || c == ' ')
         && span.chars().filter(char::is_ascii_digit).count() < 4
+}
+
+/// A street address with a decimal or version number in it ("Firmware 4.2", "iOS 17.4.1",
+/// "Tarif 9.99") is none: no served country numbers a house that way.
+fn versioned(text: &str, f: &Finding) -> bool {
+    f.entity_type == "STREET_ADDRESS"
+        && text.as_bytes()[f.start..f.end]
+            .windows(3)
+            .any(|w| w[0].is_ascii_digit() && w[1] == b'.' && w[2].is_ascii_digit())
 }
 
 /// Units of data, speed, money and short durations in the five languages, as written: a
@@ -140,6 +154,44 @@ fn inside_title_case_phrase(text: &str, f: &Finding) -> bool {
         .next_back()
         .is_some_and(|c| c.is_alphanumeric() || c == ',')
         && !earlier.ends_with('\n')
+}
+
+/// An address has a word: street address findings of digits alone, one or a few side by
+/// side ("07911 204338" read as two), that make a phone number valid in libphonenumber's
+/// plans of the language's countries are that phone number.
+fn digits_only_address_is_a_phone(text: &str, language: &str, findings: &mut Vec<Finding>) {
+    let digits_only = |f: &Finding| {
+        f.entity_type == "STREET_ADDRESS"
+            && text[f.start..f.end]
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '.' | '-'))
+    };
+    let regions = crate::recognizers::regions(Some(language));
+    let mut i = 0;
+    while i < findings.len() {
+        if !digits_only(&findings[i]) {
+            i += 1;
+            continue;
+        }
+        // The run of such findings with only spaces between them.
+        let mut last = i;
+        while last + 1 < findings.len()
+            && digits_only(&findings[last + 1])
+            && text[findings[last].end..findings[last + 1].start]
+                .chars()
+                .all(|c| c == ' ')
+        {
+            last += 1;
+        }
+        let start = findings[i].start;
+        let end = findings[last].end;
+        let number = text[start..end].trim_end_matches(['.', ' ', '-']);
+        if crate::recognizers::phone_valid(number, &regions) {
+            findings[i].entity_type = "PHONE_NUMBER";
+            absorb(findings, i, start + number.len());
+        }
+        i += 1;
+    }
 }
 
 /// The days of the week in the five languages, in lower case.
@@ -460,6 +512,42 @@ mod tests {
             checked(text, "de", &[("DATE_TIME", "3. November")]),
             pairs(&[("DATE_TIME", "3. November")]),
             "no weekday before it"
+        );
+    }
+
+    #[test]
+    fn an_address_of_digits_alone_that_dials_is_a_phone_number() {
+        let text = "The account is under Bill Turner, 07911 204338.";
+        let found = [("STREET_ADDRESS", "07911"), ("STREET_ADDRESS", "204338.")];
+        assert_eq!(
+            checked(text, "en", &found),
+            pairs(&[("PHONE_NUMBER", "07911 204338")])
+        );
+        let text = "Building 083, 12 Main Street";
+        let found = [
+            ("STREET_ADDRESS", "083"),
+            ("STREET_ADDRESS", "12 Main Street"),
+        ];
+        assert_eq!(
+            checked(text, "en", &found),
+            pairs(&[
+                ("STREET_ADDRESS", "083"),
+                ("STREET_ADDRESS", "12 Main Street")
+            ]),
+            "no phone number"
+        );
+    }
+
+    #[test]
+    fn an_address_with_a_version_number_is_none() {
+        let text = "Is there a known issue with Firmware 4.2? I live at 12 Main Street.";
+        let found = [
+            ("STREET_ADDRESS", "Firmware 4.2"),
+            ("STREET_ADDRESS", "12 Main Street"),
+        ];
+        assert_eq!(
+            checked(text, "en", &found),
+            pairs(&[("STREET_ADDRESS", "12 Main Street")])
         );
     }
 

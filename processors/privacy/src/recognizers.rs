@@ -718,7 +718,7 @@ fn ip(text: &str, out: &mut Vec<Finding>) {
 /// plan tried is another parse of the number (with libphonenumber's pattern cache at its
 /// default 100 patterns, more plans also made it recompile them: 2.5× slower scrubbing;
 /// [`phone_valid`] now gives it room).
-fn regions(language: Option<&str>) -> Vec<phonenumber::country::Id> {
+pub(crate) fn regions(language: Option<&str>) -> Vec<phonenumber::country::Id> {
     use phonenumber::country::Id;
     let tag = language.unwrap_or("").trim();
     let mut parts = tag.split(['-', '_']);
