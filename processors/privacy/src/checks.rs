@@ -22,20 +22,7 @@ pub(crate) fn apply(text: &str, language: &str, findings: &mut Vec<Finding>) {
     split_person_from_place(text, findings);
     findings.sort_by_key(|f| f.start);
     digits_only_address_is_a_phone(text, language, findings);
-    let mut i = 0;
-    while i < findings.len() {
-        if let Some(start) = weekday_before_date(text, &findings[i]) {
-            let end = findings[i].end;
-            findings[i].start = start;
-            absorb(findings, i, end);
-            // A finding of the weekday alone came before it and is gone: find it again.
-            i = findings
-                .iter()
-                .position(|f| f.start == start && f.end == end)
-                .unwrap_or(i);
-        }
-        i += 1;
-    }
+    dates_from_their_weekday(text, findings);
     join_dates(text, findings);
     postcode_with_town(text, language, findings);
     join_address_parts(text, findings);
@@ -166,7 +153,8 @@ fn digits_only_address_is_a_phone(text: &str, language: &str, findings: &mut Vec
                 .chars()
                 .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '.' | '-'))
     };
-    let regions = crate::recognizers::regions(Some(language));
+    // The plans are looked up only for a text that has such a finding (most have none).
+    let mut regions = None;
     let mut i = 0;
     while i < findings.len() {
         if !digits_only(&findings[i]) {
@@ -186,7 +174,8 @@ fn digits_only_address_is_a_phone(text: &str, language: &str, findings: &mut Vec
         let start = findings[i].start;
         let end = findings[last].end;
         let number = text[start..end].trim_end_matches(['.', ' ', '-']);
-        if crate::recognizers::phone_valid(number, &regions) {
+        let regions = regions.get_or_insert_with(|| crate::recognizers::regions(Some(language)));
+        if crate::recognizers::phone_valid(number, regions) {
             findings[i].entity_type = "PHONE_NUMBER";
             absorb(findings, i, start + number.len());
         }
@@ -236,6 +225,25 @@ const WEEKDAYS: &[&str] = &[
     "zondag",
 ];
 
+/// Each date right after its day of the week starts at the weekday (see
+/// [`weekday_before_date`]); a finding of the weekday alone goes into it.
+fn dates_from_their_weekday(text: &str, findings: &mut Vec<Finding>) {
+    let mut i = 0;
+    while i < findings.len() {
+        if let Some(start) = weekday_before_date(text, &findings[i]) {
+            let end = findings[i].end;
+            findings[i].start = start;
+            absorb(findings, i, end);
+            // A finding of the weekday alone came before it and is gone: find it again.
+            i = findings
+                .iter()
+                .position(|f| f.start == start && f.end == end)
+                .unwrap_or(i);
+        }
+        i += 1;
+    }
+}
+
 /// A date's day of the week is part of it ("Montag, den 3. November", "Monday the 14th",
 /// "el lunes 3 de noviembre"): a date right after a weekday, maybe a comma and an article
 /// between them, starts at the weekday. Returns where it starts, if it moves.
@@ -263,8 +271,8 @@ fn weekday_before_date(text: &str, f: &Finding) -> Option<usize> {
 }
 
 /// Words that put a person in a place and are never part of a name ("fenna uit
-/// leeuwarden", "Sabine aus Hamburg", "Mike from Leeds").
-const FROM_WORDS: &[&str] = &["from", "aus", "uit"];
+/// leeuwarden", "Sabine aus Hamburg", "Mike from Leeds"), with the spaces around them.
+const FROM_WORDS: &[&str] = &[" from ", " aus ", " uit "];
 
 /// A name found across such a word is a name, then a place: "fenna uit leeuwarden" as one
 /// PERSON becomes PERSON "fenna" and LOCATION "leeuwarden".
@@ -274,12 +282,12 @@ fn split_person_from_place(text: &str, findings: &mut Vec<Finding>) {
         let span = &text[f.start..f.end];
         let Some((at, word)) = FROM_WORDS
             .iter()
-            .filter_map(|w| span.find(&format!(" {w} ")).map(|at| (at, *w)))
+            .filter_map(|w| span.find(w).map(|at| (at, *w)))
             .min()
         else {
             continue;
         };
-        let place_start = f.start + at + word.len() + 2;
+        let place_start = f.start + at + word.len();
         places.push(Finding {
             entity_type: "LOCATION",
             start: place_start,

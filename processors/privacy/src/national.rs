@@ -36,13 +36,13 @@ const CHECKED_WITHOUT_CONTEXT: f64 = 0.8;
 /// A number after its context word, with no checksum to confirm it.
 const CONTEXT: f64 = 0.85;
 
-/// The letter in capitals (maybe after a space or a dash), or in lower case attached ("y"
-/// after a number is Spanish for "and").
 /// What may stand between a context word and its number: up to 30 characters without a
 /// digit, on the word's line or, once, across a line break, as a call transcript answers
 /// on the next line ("Agent: May I have your BSN?\nCustomer: 111222333").
 const GAP: &str = r"[^\d\n]{0,30}?(?:\n[^\d\n]{0,30}?)?";
 
+/// The letter in capitals (maybe after a space or a dash), or in lower case attached ("y"
+/// after a number is Spanish for "and").
 static DNI: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?-u:\b)(\d{8})(?:[- ]?([A-Z])|-?([a-z]))(?-u:\b)"));
 static NIE: LazyLock<Regex> =
