@@ -4,6 +4,7 @@ beside it on the same sentences.
 
     benches/privacy_multilingual.py [--count 1000] [--seed 42] [--insights target/release/insights]
     benches/privacy_multilingual.py --split train --insights OLD --insights NEW [--seed 42]
+    benches/privacy_multilingual.py --throughput-only [--insights B] [--rounds 3]
 
 Run with the evaluation venv (.tools/eval-venv; benches/run.sh creates it). Sentences come
 from processors/privacy/data/generate_multilingual.py: our own templates in English, German,
@@ -29,6 +30,12 @@ on all five languages' sentences together. Ours twice: a fresh process over the 
 (start-up on one sentence subtracted; what the process builds as it first meets the text
 still counts), and steady state (a process given the sentences four times over, less one
 pass: a running privacy processor).
+
+`--throughput-only` times, on the training templates' sentences (no figures, so no look at
+the held-out templates), ours on one thread (`--threads 1`) and on every core (the
+default), and Presidio in one process and in one process per core (each with its own
+analyzer, warmed up before the clock starts, the sentences dealt out in turn): like for
+like per core and per machine.
 """
 import argparse
 import json
@@ -57,14 +64,14 @@ def sentences(language, split, count, seed):
     return [(r["text"], [(s["type"], s["start"], s["end"]) for s in r["spans"]]) for r in rows]
 
 
-def throughput(binary, texts, startup):
+def throughput(binary, texts, startup, threads=None):
     """(sentences/s of a fresh process over `texts`, start-up subtracted; sentences/s in
     steady state: the three more passes of a process given `texts` four times over, against
     the one pass). The first counts what a fresh process pays as it meets the text (models
     of the other languages loaded on first use, regex states built as patterns meet new
     text, libphonenumber's plans compiled); the second is a long-running privacy processor."""
-    once = scrub(binary, texts)[1]
-    four = scrub(binary, list(texts) * 4)[1]
+    once = scrub(binary, texts, threads=threads)[1]
+    four = scrub(binary, list(texts) * 4, threads=threads)[1]
     return len(texts) / max(once - startup, 1e-6), 3 * len(texts) / max(four - once, 1e-6)
 
 
@@ -72,21 +79,82 @@ def median(values):
     return sorted(values)[len(values) // 2]
 
 
-def scrub(binary, texts, language=None):
-    """(spans per text, seconds)"""
+def scrub(binary, texts, language=None, threads=None):
+    """(spans per text, seconds); `threads` None: the binary's default."""
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as f:
         for t in texts:
             f.write(json.dumps({"text": t, **({"language": language} if language else {})}) + "\n")
         path = f.name
     env = {**os.environ, "INSIGHTS_PRIVACY_KEY": "00" * 32}
     started = time.perf_counter()
-    out = subprocess.run([binary, "scrub", "--file", path], capture_output=True, text=True, env=env)
+    extra = ["--threads", str(threads)] if threads else []
+    out = subprocess.run([binary, "scrub", "--file", path, *extra], capture_output=True, text=True,
+                         env=env)
     seconds = time.perf_counter() - started
     if out.returncode != 0:
         sys.exit(f"{binary} scrub failed: {out.stderr}")
     spans = [[(s["type"], s["start"], s["end"]) for s in json.loads(line)["spans"]]
              for line in out.stdout.splitlines()]
     return spans, seconds
+
+
+_ANALYZER = None
+
+
+def _presidio_worker_start(barrier):
+    global _ANALYZER
+    _ANALYZER = presidio_analyzer()
+    barrier.wait()
+
+
+def _presidio_ready(_):
+    return _ANALYZER is not None
+
+
+def _presidio_analyze(texts):
+    return sum(len(_ANALYZER.analyze(text=t, language="en")) for t in texts)
+
+
+def presidio_rate(texts, processes):
+    """Presidio's sentences/s over `texts` in `processes` worker processes, each with its
+    own analyzer built and warmed up before the clock starts."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(processes)
+    with ctx.Pool(processes, initializer=_presidio_worker_start, initargs=(barrier,)) as pool:
+        # No worker takes a task before its analyzer is built; the barrier holds each until
+        # every one is, so after this every worker is warm.
+        assert all(pool.map(_presidio_ready, range(processes), chunksize=1))
+        started = time.perf_counter()
+        pool.map(_presidio_analyze, [texts[i::processes] for i in range(processes)], chunksize=1)
+        return len(texts) / (time.perf_counter() - started)
+
+
+def throughput_only(args, data):
+    all_texts = [t for lang in LANGUAGES for t, _ in data[lang]]
+    cores = os.cpu_count() or 1
+    print(f"{len(all_texts):,} sentences from the TRAINING templates (seed {args.seed}), all five "
+          f"languages, undeclared; {cores} cores; medians of {args.rounds} rounds\n")
+    rows = []
+    for binary in args.insights:
+        for threads in (1, cores):
+            startup = min(scrub(binary, all_texts[:1], threads=threads)[1] for _ in range(3))
+            runs = [throughput(binary, all_texts, startup, threads) for _ in range(args.rounds)]
+            fresh, steady = (median([r[i] for r in runs]) for i in (0, 1))
+            rows.append((f"insights scrub --threads {threads} ({binary})", fresh, steady, startup))
+    os.environ.setdefault("TLDEXTRACT_CACHE", str(pathlib.Path(".tools/tldextract-cache").resolve()))
+    logging.getLogger("tldextract").setLevel(logging.CRITICAL)
+    presidio = {n: median([presidio_rate(all_texts, n) for _ in range(args.rounds)])
+                for n in (1, cores)}
+    print("| system | start-up s | sentences/s, fresh process | sentences/s, steady state | "
+          f"fresh / Presidio 1 process | fresh / Presidio {cores} processes |\n"
+          "|---|---:|---:|---:|---:|---:|")
+    for name, fresh, steady, startup in rows:
+        print(f"| {name} | {startup:.2f} | {fresh:,.0f} | {steady:,.0f} | "
+              f"{fresh / presidio[1]:.0f}x | {fresh / presidio[cores]:.0f}x |")
+    for n, rate in presidio.items():
+        print(f"| Presidio + spaCy sm, {n} process{'es' if n > 1 else ''} | | {rate:,.0f} | | | |")
 
 
 def figures(gold, pred):
@@ -108,11 +176,18 @@ def main():
     ap.add_argument("--insights", action="append")
     ap.add_argument("--split", choices=["test", "train"], default="test")
     ap.add_argument("--no-presidio", action="store_true")
+    ap.add_argument("--throughput-only", action="store_true",
+                    help="time ours (one thread, every core) and Presidio (one process, one "
+                         "per core) on the training templates' sentences; no figures")
     ap.add_argument("--rounds", type=int, default=3,
                     help="with --split train: timed runs per binary (alternating), median taken")
     args = ap.parse_args()
     args.insights = args.insights or ["target/release/insights"]
+    if args.throughput_only:
+        args.split = "train"
     data = {lang: sentences(lang, args.split, args.count, args.seed) for lang in LANGUAGES}
+    if args.throughput_only:
+        return throughput_only(args, data)
     header = "| | any-PII precision | any-PII recall | typed F2 | any-PII F2 |\n|---|---:|---:|---:|---:|"
     if args.split == "train":
         print(f"{args.count} sentences per language from the TRAINING templates (seed {args.seed}); "

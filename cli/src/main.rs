@@ -12,6 +12,7 @@ mod inspect;
 mod jsonl;
 mod model;
 mod output;
+mod parallel;
 mod produce;
 mod replay;
 mod run;

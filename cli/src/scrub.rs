@@ -11,6 +11,7 @@ use insights_privacy::{PrivacyConfig, Scope, scrub};
 use serde_json::{Value, json};
 
 use crate::jsonl::{json_lines, text_field};
+use crate::parallel::map_in_order;
 
 /// `insights scrub`.
 #[derive(Debug, Args)]
@@ -36,7 +37,15 @@ pub struct ScrubArgs {
     /// Least score for an entity type, e.g. `--threshold PERSON=0.6` (repeatable).
     #[arg(long = "threshold", value_name = "TYPE=SCORE", value_parser = parse_threshold)]
     thresholds: Vec<(&'static str, f64)>,
+    /// Threads that scrub lines at once; 0, the default, one per core. The answers come out
+    /// in the lines' order and are the same on any number of threads.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
+
+/// Lines a thread takes at a time at most: a file's lines change threads in batches (a
+/// handover per line cost a fifth of the time on two cores), stdin's as they come.
+const BATCH: usize = 64;
 
 /// `TYPE=SCORE` with a known entity type and a score in [0, 1].
 pub(crate) fn parse_threshold(s: &str) -> Result<(&'static str, f64), String> {
@@ -68,49 +77,69 @@ pub fn run(args: ScrubArgs) -> Result<ExitCode> {
         }
     };
     let mut config = PrivacyConfig::new(key);
-    config.thresholds.extend(args.thresholds);
+    config.thresholds.extend(args.thresholds.iter().copied());
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut failed = 0usize;
-    for line in json_lines(&args.file)? {
-        let (n, line) = line?;
-        let (parsed, text) = match text_field(&line) {
-            Ok(found) => found,
-            Err(error) => {
+    map_in_order(
+        threads,
+        || Ok(json_lines(&args.file)?.batches(BATCH)),
+        |(n, line): (usize, String)| scrub_line(&config, &args, n, &line),
+        |answer| {
+            if let Err((n, error)) = &answer {
                 failed += 1;
                 eprintln!("insights: line {n}: {error}");
-                writeln!(out, "{}", json!({ "error": error }))?;
-                continue;
             }
-        };
-        let conversation = parsed
-            .get("conversation_id")
-            .and_then(Value::as_str)
-            .unwrap_or(&args.conversation);
-        let language = parsed
-            .get("language")
-            .and_then(Value::as_str)
-            .or(args.language.as_deref());
-        let scope = Scope {
-            language,
-            ..Scope::new(&args.tenant, conversation)
-        };
-        let s = scrub(&config, &scope, &text)?;
-        let spans: Vec<Value> = s
-            .original
-            .iter()
-            .map(|sp| {
-                json!({"type": sp.entity_type, "start": sp.start, "end": sp.end, "score": sp.score,
-                       "recognizer": sp.recognizer})
-            })
-            .collect();
-        writeln!(out, "{}", json!({"text": s.text, "spans": spans}))?;
-    }
+            let line = answer.unwrap_or_else(|(_, error)| json!({ "error": error }).to_string());
+            writeln!(out, "{line}")?;
+            Ok(())
+        },
+    )?;
     out.flush()?;
     if failed > 0 {
         eprintln!("insights: {failed} lines could not be scrubbed");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The answer to line `n`: its scrubbed text and spans as a JSON line, or (the line's
+/// number and) why it is not a line to scrub. Scrubbing itself failing stops the run.
+fn scrub_line(
+    config: &PrivacyConfig,
+    args: &ScrubArgs,
+    n: usize,
+    line: &str,
+) -> Result<Result<String, (usize, &'static str)>> {
+    let (parsed, text) = match text_field(line) {
+        Ok(found) => found,
+        Err(error) => return Ok(Err((n, error))),
+    };
+    let conversation = parsed
+        .get("conversation_id")
+        .and_then(Value::as_str)
+        .unwrap_or(&args.conversation);
+    let language = parsed
+        .get("language")
+        .and_then(Value::as_str)
+        .or(args.language.as_deref());
+    let scope = Scope {
+        language,
+        ..Scope::new(&args.tenant, conversation)
+    };
+    let s = scrub(config, &scope, &text)?;
+    let spans: Vec<Value> = s
+        .original
+        .iter()
+        .map(|sp| {
+            json!({"type": sp.entity_type, "start": sp.start, "end": sp.end, "score": sp.score,
+                   "recognizer": sp.recognizer})
+        })
+        .collect();
+    Ok(Ok(json!({"text": s.text, "spans": spans}).to_string()))
 }
 
 /// `insights train privacy`.

@@ -232,6 +232,44 @@ fn scrub_reports_spans_on_the_original_text_in_chars() {
 }
 
 #[test]
+fn scrub_answers_the_same_in_the_same_order_on_any_number_of_threads() {
+    // Sample interactions in five languages, with a bad line among them.
+    let samples = std::fs::read_to_string(repo_root().join("samples/interactions.jsonl"))
+        .expect("reads the samples");
+    let mut lines: Vec<&str> = samples.lines().take(400).collect();
+    lines.insert(150, "{\"no_text\": true}");
+    let input = lines.join("\n") + "\n";
+    let run = |threads: &str| {
+        piped_with(
+            &["scrub", "--threads", threads],
+            repo_root(),
+            &input,
+            &[("INSIGHTS_PRIVACY_KEY", &"22".repeat(32))],
+        )
+    };
+    let one = run("1");
+    assert_eq!(one.status.code(), Some(1), "one bad line: {}", stderr(&one));
+    assert!(stderr(&one).contains("line 151:"), "{}", stderr(&one));
+    let out = String::from_utf8_lossy(&one.stdout).into_owned();
+    assert_eq!(out.lines().count(), 401, "one answer per line");
+    assert!(
+        out.lines()
+            .nth(150)
+            .expect("line 151")
+            .starts_with("{\"error\"")
+    );
+    for threads in ["3", "0"] {
+        let many = run(threads);
+        assert_eq!(many.status.code(), Some(1), "--threads {threads}");
+        assert_eq!(stderr(&many), stderr(&one), "--threads {threads}");
+        assert!(
+            many.stdout == one.stdout,
+            "--threads {threads} answered differently from one thread"
+        );
+    }
+}
+
+#[test]
 fn train_privacy_writes_a_model_its_card_and_the_validation_errors() {
     let dir = tempfile::tempdir().expect("temp dir");
     // Templates 2–4 train; template 1 (`% 5 == 1`) validates; the first and last names
