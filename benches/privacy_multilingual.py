@@ -87,7 +87,8 @@ def scrub(binary, texts, language=None, threads=None):
         path = f.name
     env = {**os.environ, "INSIGHTS_PRIVACY_KEY": "00" * 32}
     started = time.perf_counter()
-    extra = ["--threads", str(threads)] if threads else []
+    # A binary from before `--threads` runs on one thread and does not know the flag.
+    extra = ["--threads", str(threads)] if threads and knows_threads(binary) else []
     out = subprocess.run([binary, "scrub", "--file", path, *extra], capture_output=True, text=True,
                          env=env)
     seconds = time.perf_counter() - started
@@ -133,28 +134,49 @@ def presidio_rate(texts, processes):
 
 def throughput_only(args, data):
     all_texts = [t for lang in LANGUAGES for t, _ in data[lang]]
-    cores = os.cpu_count() or 1
     print(f"{len(all_texts):,} sentences from the TRAINING templates (seed {args.seed}), all five "
-          f"languages, undeclared; {cores} cores; medians of {args.rounds} rounds\n")
+          f"languages, undeclared\n")
+    throughput_table(args.insights, all_texts, args.rounds, presidio=True)
+
+
+def throughput_table(binaries, texts, rounds, presidio):
+    """Ours on one thread and on every core, fresh process and steady state (medians of
+    `rounds`), and with `presidio` Presidio in one process and in one per core."""
+    cores = os.cpu_count() or 1
     rows = []
-    for binary in args.insights:
+    for binary in binaries:
         for threads in (1, cores):
-            startup = min(scrub(binary, all_texts[:1], threads=threads)[1] for _ in range(3))
-            runs = [throughput(binary, all_texts, startup, threads) for _ in range(args.rounds)]
+            startup = min(scrub(binary, texts[:1], threads=threads)[1] for _ in range(3))
+            runs = [throughput(binary, texts, startup, threads) for _ in range(rounds)]
             fresh, steady = (median([r[i] for r in runs]) for i in (0, 1))
             rows.append((f"insights scrub --threads {threads} ({binary})", fresh, steady, startup))
+    print(f"Throughput, {len(texts):,} sentences, all languages, undeclared; {cores} cores; medians "
+          f"of {rounds} rounds (start-up on one sentence, best of three, subtracted)\n")
+    if not presidio:
+        print("| system | start-up s | sentences/s, fresh process | sentences/s, steady state |\n"
+              "|---|---:|---:|---:|")
+        for name, fresh, steady, startup in rows:
+            print(f"| {name} | {startup:.2f} | {fresh:,.0f} | {steady:,.0f} |")
+        return
     os.environ.setdefault("TLDEXTRACT_CACHE", str(pathlib.Path(".tools/tldextract-cache").resolve()))
     logging.getLogger("tldextract").setLevel(logging.CRITICAL)
-    presidio = {n: median([presidio_rate(all_texts, n) for _ in range(args.rounds)])
-                for n in (1, cores)}
+    rate = {n: median([presidio_rate(texts, n) for _ in range(rounds)]) for n in (1, cores)}
     print("| system | start-up s | sentences/s, fresh process | sentences/s, steady state | "
-          f"fresh / Presidio 1 process | fresh / Presidio {cores} processes |\n"
+          f"fresh, steady / Presidio 1 process | fresh, steady / Presidio {cores} processes |\n"
           "|---|---:|---:|---:|---:|---:|")
     for name, fresh, steady, startup in rows:
         print(f"| {name} | {startup:.2f} | {fresh:,.0f} | {steady:,.0f} | "
-              f"{fresh / presidio[1]:.0f}x | {fresh / presidio[cores]:.0f}x |")
-    for n, rate in presidio.items():
-        print(f"| Presidio + spaCy sm, {n} process{'es' if n > 1 else ''} | | {rate:,.0f} | | | |")
+              f"{fresh / rate[1]:.0f}x, {steady / rate[1]:.0f}x | "
+              f"{fresh / rate[cores]:.0f}x, {steady / rate[cores]:.0f}x |")
+    for n, r in rate.items():
+        print(f"| Presidio + spaCy sm, {n} process{'es' if n > 1 else ''} | | {r:,.0f} | | | |")
+
+
+def knows_threads(binary, _known={}):
+    if binary not in _known:
+        help_text = subprocess.run([binary, "scrub", "--help"], capture_output=True, text=True).stdout
+        _known[binary] = "--threads" in help_text
+    return _known[binary]
 
 
 def figures(gold, pred):
@@ -176,6 +198,9 @@ def main():
     ap.add_argument("--insights", action="append")
     ap.add_argument("--split", choices=["test", "train"], default="test")
     ap.add_argument("--no-presidio", action="store_true")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="with --split train: `insights scrub --threads` of the timed runs (a "
+                         "binary from before the flag runs one thread)")
     ap.add_argument("--throughput-only", action="store_true",
                     help="time ours (one thread, every core) and Presidio (one process, one "
                          "per core) on the training templates' sentences; no figures")
@@ -207,17 +232,18 @@ def main():
         # the rounds, so paired comparisons never need the test split.
         all_texts = [t for lang in LANGUAGES for t, _ in data[lang]]
         timings = {b: [] for b in args.insights}
-        startup = {b: min(scrub(b, all_texts[:1])[1] for _ in range(3)) for b in args.insights}
+        startup = {b: min(scrub(b, all_texts[:1], threads=args.threads)[1] for _ in range(3))
+                   for b in args.insights}
         for _ in range(args.rounds):
             for b in args.insights:
-                timings[b].append(throughput(b, all_texts, startup[b]))
+                timings[b].append(throughput(b, all_texts, startup[b], args.threads))
         print("| binary | sentences/s, fresh process | sentences/s, steady state |\n"
               "|---|---:|---:|")
         for b in args.insights:
             fresh, steady = (median([t[i] for t in timings[b]]) for i in (0, 1))
             print(f"| {b} | {fresh:,.0f} | {steady:,.0f} |")
-        print(f"\n(undeclared, all languages, {len(all_texts):,} sentences; median of "
-              f"{args.rounds} rounds)")
+        print(f"\n(undeclared, all languages, {len(all_texts):,} sentences; {args.threads} "
+              f"thread(s); median of {args.rounds} rounds)")
         return
 
     binary = args.insights[0]
@@ -230,35 +256,22 @@ def main():
         all_texts.extend(texts)
         lines["declared"].append(row(lang, figures(gold, scrub(binary, texts, lang)[0])))
         lines["undeclared"].append(row(lang, figures(gold, scrub(binary, texts)[0])))
-    # Start-up (process, gazetteers, models) measured on one sentence, best of three.
-    startup = min(scrub(binary, all_texts[:1])[1] for _ in range(3))
-    runs = [throughput(binary, all_texts, startup) for _ in range(3)]
-    ours_rate, ours_steady = (median([r[i] for r in runs]) for i in (0, 1))
     print(f"### insights scrub, language declared\n\n{header}\n" + "\n".join(lines["declared"]) + "\n")
     print(f"### insights scrub, language undeclared (detected)\n\n{header}\n"
           + "\n".join(lines["undeclared"]) + "\n")
-    if args.no_presidio:
-        print(f"insights scrub: {ours_rate:,.0f} sentences/s in a fresh process, "
-              f"{ours_steady:,.0f}/s in steady state (undeclared)")
-        return
-    os.environ.setdefault("TLDEXTRACT_CACHE", str(pathlib.Path(".tools/tldextract-cache").resolve()))
-    logging.getLogger("tldextract").setLevel(logging.CRITICAL)
-    analyzer = presidio_analyzer()
-    started = time.perf_counter()
-    for lang in LANGUAGES:
-        texts, gold = zip(*data[lang])
-        pred = [[(r.entity_type, r.start, r.end) for r in analyzer.analyze(text=t, language="en")]
-                for t in texts]
-        lines["presidio"].append(row(lang, figures(gold, pred)))
-    pres_rate = len(all_texts) / (time.perf_counter() - started)
-    print(f"### Presidio + spaCy en_core_web_sm, same sentences\n\n{header}\n"
-          + "\n".join(lines["presidio"]) + "\n")
-    print("| system | sentences/s (all languages, undeclared) | ratio to Presidio |\n"
-          "|---|---:|---:|")
-    print(f"| insights scrub, fresh process | {ours_rate:,.0f} | {ours_rate / pres_rate:.0f}x |")
-    print(f"| insights scrub, steady state | {ours_steady:,.0f} | "
-          f"{ours_steady / pres_rate:.0f}x |")
-    print(f"| Presidio + spaCy sm | {pres_rate:,.0f} | 1x |")
+    if not args.no_presidio:
+        os.environ.setdefault("TLDEXTRACT_CACHE",
+                              str(pathlib.Path(".tools/tldextract-cache").resolve()))
+        logging.getLogger("tldextract").setLevel(logging.CRITICAL)
+        analyzer = presidio_analyzer()
+        for lang in LANGUAGES:
+            texts, gold = zip(*data[lang])
+            pred = [[(r.entity_type, r.start, r.end)
+                     for r in analyzer.analyze(text=t, language="en")] for t in texts]
+            lines["presidio"].append(row(lang, figures(gold, pred)))
+        print(f"### Presidio + spaCy en_core_web_sm, same sentences\n\n{header}\n"
+              + "\n".join(lines["presidio"]) + "\n")
+    throughput_table([binary], all_texts, 3, presidio=not args.no_presidio)
 
 
 if __name__ == "__main__":
