@@ -16,7 +16,9 @@ type Answers<R> = (Vec<R>, Option<anyhow::Error>);
 
 /// Calls `work` on every item of the batches that `batches` (made on a reader thread of
 /// its own, so that stdin's lock stays on the thread that reads it) yields, on `threads`
-/// threads, and hands each answer to `sink`, on the calling thread, in the items' order.
+/// threads, and hands each answer to `sink` (`Some`), on the calling thread, in the items'
+/// order; `sink(None)` says that no answer is ready now (a moment to flush what was
+/// written, so that a line typed into stdin is answered while stdin stays open).
 /// A batch goes to whichever thread is free; a batch is what the reader had without
 /// waiting (see [`crate::jsonl::Lines::batches`]), so a line typed into stdin is worked on
 /// at once and a file's lines change threads a batch at a time, not one by one. One
@@ -27,7 +29,7 @@ pub(crate) fn map_in_order<I, R, It>(
     threads: usize,
     batches: impl FnOnce() -> Result<It> + Send,
     work: impl Fn(I) -> Result<R> + Sync,
-    mut sink: impl FnMut(R) -> Result<()>,
+    mut sink: impl FnMut(Option<R>) -> Result<()>,
 ) -> Result<()>
 where
     I: Send,
@@ -37,8 +39,9 @@ where
     if threads <= 1 {
         for batch in batches()? {
             for item in batch? {
-                sink(work(item)?)?;
+                sink(Some(work(item)?))?;
             }
+            sink(None)?;
         }
         return Ok(());
     }
@@ -90,11 +93,22 @@ where
         // Batches finish in any order; each waits here until those before it are out.
         let mut waiting: BTreeMap<usize, Answers<R>> = BTreeMap::new();
         let mut next = 0usize;
-        for (seq, answers) in done_rx {
+        loop {
+            let (seq, answers) = match done_rx.try_recv() {
+                Ok(done) => done,
+                Err(mpsc::TryRecvError::Empty) => {
+                    sink(None)?;
+                    match done_rx.recv() {
+                        Ok(done) => done,
+                        Err(_) => break,
+                    }
+                }
+                Err(mpsc::TryRecvError::Disconnected) => break,
+            };
             waiting.insert(seq, answers);
             while let Some((answers, error)) = waiting.remove(&next) {
                 for answer in answers {
-                    sink(answer)?;
+                    sink(Some(answer))?;
                 }
                 if let Some(e) = error {
                     return Err(e);
@@ -153,7 +167,7 @@ mod tests {
                 }
             },
             |r| {
-                out.push(r);
+                out.extend(r);
                 Ok(())
             },
         );
@@ -170,6 +184,22 @@ mod tests {
         }
         let (result, out) = run(4, 0, None);
         assert!(result.is_ok() && out.is_empty());
+    }
+
+    #[test]
+    fn one_thread_says_when_a_batch_is_done() {
+        let mut events = Vec::new();
+        let result = map_in_order(
+            1,
+            || Ok(vec![Ok(vec![1, 2]), Ok(vec![3])].into_iter()),
+            |i: usize| Ok(i),
+            |r| {
+                events.push(r);
+                Ok(())
+            },
+        );
+        assert!(result.is_ok());
+        assert_eq!(events, [Some(1), Some(2), None, Some(3), None]);
     }
 
     #[test]
@@ -197,7 +227,7 @@ mod tests {
                 },
                 |i: usize| Ok(i),
                 |r| {
-                    out.push(r);
+                    out.extend(r);
                     Ok(())
                 },
             );
@@ -237,8 +267,8 @@ mod tests {
                 threads,
                 || Ok(batches(100_000)),
                 |i: usize| Ok(i),
-                |_| {
-                    seen += 1;
+                |r| {
+                    seen += usize::from(r.is_some());
                     if seen == 10 {
                         Err(anyhow!("broken pipe"))
                     } else {

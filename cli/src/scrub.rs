@@ -89,6 +89,10 @@ pub fn run(args: ScrubArgs) -> Result<ExitCode> {
         || Ok(json_lines(&args.file)?.batches(BATCH)),
         |(n, line): (usize, String)| scrub_line(&config, &args, n, &line),
         |answer| {
+            let Some(answer) = answer else {
+                // Nothing more is ready: what was written goes out now.
+                return Ok(out.flush()?);
+            };
             if let Err((n, error)) = &answer {
                 failed += 1;
                 eprintln!("insights: line {n}: {error}");

@@ -270,6 +270,60 @@ fn scrub_answers_the_same_in_the_same_order_on_any_number_of_threads() {
 }
 
 #[test]
+fn scrub_answers_a_line_while_stdin_stays_open() {
+    use std::io::{BufRead, Write};
+    use std::process::Stdio;
+    for threads in ["1", "2"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_insights"))
+            .args(["scrub", "--threads", threads])
+            .current_dir(repo_root())
+            .env("INSIGHTS_PRIVACY_KEY", "33".repeat(32))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starts insights scrub");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(b"{\"text\": \"Please call Maria Lopez on +44 20 7946 0958\"}\n")
+            .expect("writes a line");
+        stdin.flush().expect("flushes");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let limit = std::time::Duration::from_secs(120);
+        let answer = rx.recv_timeout(limit);
+        // stdin closes only now: the answer had to come while it was open.
+        drop(stdin);
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waits") {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                panic!("--threads {threads}: scrub still running {limit:?} after stdin closed");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let answer = answer.unwrap_or_else(|_| {
+            panic!(
+                "--threads {threads}: no answer within {limit:?} to a line while stdin stayed open"
+            )
+        });
+        assert!(
+            answer.contains("PERSON") && !answer.contains("Maria"),
+            "{answer}"
+        );
+        assert!(status.success(), "--threads {threads}: {status}");
+    }
+}
+
+#[test]
 fn train_privacy_writes_a_model_its_card_and_the_validation_errors() {
     let dir = tempfile::tempdir().expect("temp dir");
     // Templates 2–4 train; template 1 (`% 5 == 1`) validates; the first and last names

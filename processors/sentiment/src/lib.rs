@@ -34,12 +34,19 @@ pub use insights_schemas::SentimentLabel;
 pub use pool::{PoolConfig, Scorer};
 pub use processor::{SentimentConfig, SentimentProcessor};
 
-/// How far a text's probabilities may move with the texts it is batched with (f32 and
-/// bf16; int8 is bit for bit): the encoders pack a call's texts into shared matrix
-/// products, and a CPU's GEMM kernels may block their sums by the number of rows (seen on
-/// an AMD EPYC without AVX-512: 3e-9), so labels are identical and probabilities within
-/// this of each other.
+/// How far a text's probabilities may move with the texts it is batched with in f32
+/// (int8 is bit for bit; bf16: [`BF16_BATCH_TOLERANCE`]): the encoders pack a call's texts
+/// into shared matrix products, and a CPU's GEMM kernels may block their sums by the
+/// number of rows (seen on an AMD EPYC without AVX-512: 3e-9), so labels are identical and
+/// probabilities within this of each other.
 pub const BATCH_TOLERANCE: f64 = 1e-6;
+
+/// [`BATCH_TOLERANCE`] for an encoder in bf16: oneDNN picks its bf16 kernel by the number
+/// of rows, and on an Intel Xeon with AMX tiles a text's probabilities moved by up to
+/// 4.2e-4 between batches (f32 on the same CPU: 1.6e-7; an AMD EPYC with AVX512-BF16 had
+/// kept bf16 within 1e-6). A label can then change only for a text whose two likeliest
+/// classes are within this of each other; `int8` is bit for bit.
+pub const BF16_BATCH_TOLERANCE: f64 = 1e-3;
 
 /// The labels in the order of every probability vector.
 pub const LABELS: [SentimentLabel; 3] = [
