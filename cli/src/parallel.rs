@@ -15,7 +15,7 @@ const READ_AHEAD: usize = 4;
 type Answers<R> = (Vec<R>, Option<anyhow::Error>);
 
 /// Calls `work` on every item of the batches that `batches` (made on a reader thread of
-/// its own, so that stdin's lock stays on the thread that reads it) yields, on `threads`
+/// its own, so that the reader need not be `Send`) yields, on `threads`
 /// threads, and hands each answer to `sink` (`Some`), on the calling thread, in the items'
 /// order; `sink(None)` says that no answer is ready now (a moment to flush what was
 /// written, so that a line typed into stdin is answered while stdin stays open).
