@@ -229,11 +229,10 @@ static PLACE_CUE: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 /// A form's field of a name or a town, in the five languages: the value runs to the end
-/// of the line ("Nachname: Förster", "Ville : Loos", "Woonplaats: Ede").
-/// A form's name or town field on a line of its own. The value's length is bounded in
-/// [`form_field`], not here: 60 copies of a Unicode letter class took 16 ms of a fresh
-/// process to compile, the unbounded pattern under 2 (a line's value ends at the line's
-/// end either way, so the matches are the same).
+/// of the line ("Nachname: Förster", "Ville : Loos", "Woonplaats: Ede"). Its length is
+/// bounded in [`form_field`] ([`FORM_VALUE_CHARS`]), not here: 60 copies of a Unicode
+/// letter class took 16 ms of a fresh process to compile, the unbounded pattern under 2,
+/// with the same matches (a value ends at its line's end either way).
 static FORM_FIELD: LazyLock<Regex> = LazyLock::new(|| {
     re(&format!(
         r"(?im)^[ \t]*(?:({NAME_LABELS})|({PLACE_LABELS}))[ \t]*:[ \t]*(\p{{L}}[\p{{L}}'’ .-]*?)[ \t]*$"
